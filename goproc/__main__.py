@@ -1,0 +1,3 @@
+from goproc.cli import main
+
+main()

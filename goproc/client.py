@@ -1,0 +1,83 @@
+"""A blocking line-JSON-RPC client over the daemon's UNIX socket.  Standard library only:
+the CLI imports this, and must not pay for trio, cattrs or psutil."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+
+class DaemonUnreachable(Exception):
+    def __init__(self, path: Path | str, reason: str) -> None:
+        super().__init__(
+            f"cannot reach the daemon at {path} ({reason}); start it with 'goproc daemon'"
+        )
+        self.path = path
+
+
+class RemoteError(Exception):
+    """The daemon answered with a JSON-RPC error."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+class Client:
+    """One connection; `call` sends a request and waits for its reply."""
+
+    def __init__(self, path: Path | str, timeout: float | None = None) -> None:
+        self.path = path
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.settimeout(timeout)
+        try:
+            self._sock.connect(str(path))
+        except FileNotFoundError:
+            self._sock.close()
+            raise DaemonUnreachable(path, "no socket") from None
+        except ConnectionRefusedError:
+            self._sock.close()
+            raise DaemonUnreachable(path, "nobody listens") from None
+        except TimeoutError:
+            self._sock.close()
+            raise DaemonUnreachable(path, "timed out") from None
+        except OSError as e:
+            self._sock.close()
+            raise DaemonUnreachable(path, e.strerror or str(e)) from None
+        self._file = self._sock.makefile("rb")
+        self._next_id = 1
+
+    def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        request_id = self._next_id
+        self._next_id += 1
+        request: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+        if params:
+            request["params"] = params
+        try:
+            self._sock.sendall(json.dumps(request, separators=(",", ":")).encode() + b"\n")
+            line = self._file.readline()
+        except TimeoutError:
+            raise DaemonUnreachable(self.path, "no answer in time") from None
+        except OSError as e:
+            raise DaemonUnreachable(self.path, e.strerror or str(e)) from None
+        if not line:
+            raise DaemonUnreachable(self.path, "the daemon closed the connection")
+        reply = json.loads(line)
+        if "error" in reply:
+            err = reply["error"]
+            raise RemoteError(err.get("code", 0), err.get("message", "?"), err.get("data"))
+        return reply["result"]
+
+    def close(self) -> None:
+        self._file.close()
+        self._sock.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,92 @@
+"""Configuration: a JSON file (`--config`), environment overrides, defaults.  No trio.
+
+Precedence: a valid `GOPROC_*` variable > the file > the default.  A bad file is an
+error naming the file and the key; a bad variable is a warning naming the variable and
+its value, and is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from attrs import fields, frozen
+
+from goproc.durations import parse_duration
+from goproc.errors import ConfigError
+
+
+@frozen
+class Config:
+    """Every setting of the daemon; durations are in seconds."""
+
+    liveness_interval: float = 10.0  # how often every entry is probed
+    last_seen_interval: float = 30.0  # at most this often `last_seen` moves forward
+    snapshot_delay: float = 0.5  # a burst of changes within this is written once
+    max_request_bytes: int = 1024 * 1024  # longer request lines are refused
+    send_timeout: float = 10.0  # a client that reads no reply this long is dropped
+
+
+DURATION_KEYS = ("liveness_interval", "last_seen_interval", "snapshot_delay", "send_timeout")
+INT_KEYS = ("max_request_bytes",)
+ENV_KEYS = {
+    "liveness_interval": "GOPROC_LIVENESS_INTERVAL",
+    "last_seen_interval": "GOPROC_LAST_SEEN_INTERVAL",
+}
+
+
+def _positive_duration(value: Any) -> float:
+    if not isinstance(value, str):
+        raise ValueError(f'must be a duration string like "10s", got {json.dumps(value)}')
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError(f"must be a duration > 0, got {value!r}")
+    return seconds
+
+
+def load_config(path: Path | str | None, environ: dict[str, str] | None = None) -> Config:
+    """The effective config; raises ConfigError for a bad file."""
+    environ = dict(os.environ) if environ is None else environ
+    values: dict[str, Any] = {}
+    if path is not None:
+        values.update(_read_file(Path(path)))
+    for key, var in ENV_KEYS.items():
+        raw = environ.get(var)
+        if raw is None:
+            continue
+        try:
+            values[key] = _positive_duration(raw)
+        except ValueError as e:
+            print(f"goproc: warning: ignoring {var}={raw!r}: {e}", file=sys.stderr)
+    return Config(**values)
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"config {path}: cannot read: {e.strerror}") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config {path}: not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path}: must be a JSON object")
+    known = {f.name for f in fields(Config)}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(
+                f"config {path}: unknown key {key!r} (known: {', '.join(sorted(known))})"
+            )
+        try:
+            if key in DURATION_KEYS:
+                out[key] = _positive_duration(value)
+            elif type(value) is not int or value <= 0:
+                raise ValueError(f"must be a positive integer, got {json.dumps(value)}")
+            else:
+                out[key] = value
+        except ValueError as e:
+            raise ConfigError(f"config {path}: key {key!r}: {e}") from None
+    return out

@@ -1,0 +1,321 @@
+"""Durable state on disk: the snapshot, the journal, and loading both at start.
+
+Layout of the state dir:
+- `goproc.snapshot.json`: `{"version": 1, "next_id": N, "journal": G, "procs": [...]}`,
+  written atomically (temp file, fsync, rename, fsync dir; mode 0600).  It holds every
+  change of journal generations below G.
+- `goproc.journal.<G>`: one JSON line per acknowledged change (`goproc.model.Change`),
+  appended and fdatasync'ed before the change is answered.  A torn last line was never
+  answered and is ignored on replay.
+The writer folds the journal into a snapshot: rotate to generation G+1, write the
+snapshot with `journal: G+1`, then delete older generations.  The file work runs in
+worker threads; the trio side only hands over immutable data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+from goproc.model import Change, Proc
+from goproc.protocol import CONVERTER, change_from_json, change_to_json, encode
+from goproc.registry import Registry
+
+log = logging.getLogger("goproc.store")
+
+SNAPSHOT = "goproc.snapshot.json"
+SNAPSHOT_VERSION = 1
+_JOURNAL_RE = re.compile(r"goproc\.journal\.(\d+)")
+
+
+def journal_path(state_dir: Path, gen: int) -> Path:
+    return state_dir / f"goproc.journal.{gen}"
+
+
+def journal_generations(state_dir: Path) -> list[int]:
+    gens = []
+    for p in state_dir.iterdir():
+        m = _JOURNAL_RE.fullmatch(p.name)
+        if m:
+            gens.append(int(m.group(1)))
+    return sorted(gens)
+
+
+# ---- snapshot --------------------------------------------------------------------------
+
+
+def snapshot_json(procs: Iterable[Proc], next_id: int, journal_gen: int) -> dict[str, Any]:
+    return {
+        "version": SNAPSHOT_VERSION,
+        "next_id": next_id,
+        "journal": journal_gen,
+        "procs": [CONVERTER.unstructure(p, Proc) for p in procs],
+    }
+
+
+def write_snapshot(state_dir: Path, procs: list[Proc], next_id: int, journal_gen: int) -> None:
+    """Atomically replace the snapshot (blocking: run it in a worker thread)."""
+    data = json.dumps(snapshot_json(procs, next_id, journal_gen), separators=(",", ":"))
+    atomic_write(state_dir / SNAPSHOT, data.encode())
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class SnapshotError(ValueError):
+    pass
+
+
+def parse_snapshot(data: bytes) -> tuple[list[Proc], int, int]:
+    """Snapshot bytes -> (procs, next_id, journal generation); raises SnapshotError."""
+    try:
+        obj = json.loads(data)
+    except (ValueError, RecursionError) as e:
+        raise SnapshotError(f"not valid JSON: {e}") from None
+    if not isinstance(obj, dict) or obj.get("version") != SNAPSHOT_VERSION:
+        raise SnapshotError(f"not a version {SNAPSHOT_VERSION} goproc snapshot")
+    next_id, gen, procs = obj.get("next_id"), obj.get("journal", 0), obj.get("procs")
+    if type(next_id) is not int or type(gen) is not int or not isinstance(procs, list):
+        raise SnapshotError("next_id, journal or procs is missing or of the wrong type")
+    try:
+        return [CONVERTER.structure(p, Proc) for p in procs], next_id, gen
+    except Exception as e:  # cattrs raises several kinds; all mean "not ours"
+        raise SnapshotError(f"bad entry: {e}") from None
+
+
+# ---- loading ---------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Loaded:
+    next_gen: int  # the journal generation to append to from now on
+    replayed: int  # journal records applied
+    warnings: tuple[str, ...]
+
+
+def load_state(state_dir: Path, registry: Registry) -> Loaded:
+    """Fill `registry` from the snapshot and the journal (blocking; call before serving).
+
+    A snapshot that cannot be parsed is moved aside, never deleted; the daemon then
+    starts from the journal alone.  Stale temp files of torn snapshot writes are removed.
+    """
+    warnings: list[str] = []
+    for tmp in state_dir.glob(f"{SNAPSHOT}.tmp-*"):
+        tmp.unlink(missing_ok=True)
+    path = state_dir / SNAPSHOT
+    first_gen = 0
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        data = None
+    if data is not None:
+        try:
+            procs, next_id, first_gen = parse_snapshot(data)
+            registry.load(procs, next_id)
+        except SnapshotError as e:
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            aside = path.with_name(f"{SNAPSHOT}.corrupt-{stamp}")
+            os.replace(path, aside)
+            warnings.append(f"snapshot {path} is unreadable ({e}); moved it to {aside}")
+            first_gen = 0
+    gens = [g for g in journal_generations(state_dir) if g >= first_gen]
+    replayed = 0
+    for gen in gens:
+        replayed += _replay(journal_path(state_dir, gen), registry, warnings)
+    last = max(journal_generations(state_dir), default=first_gen)
+    return Loaded(next_gen=max(last + 1, first_gen), replayed=replayed, warnings=tuple(warnings))
+
+
+def _replay(path: Path, registry: Registry, warnings: list[str]) -> int:
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    # The last element is b"" after a final newline; anything else there is a torn
+    # write that was never acknowledged.
+    complete, tail = lines[:-1], lines[-1]
+    if tail:
+        warnings.append(f"journal {path}: ignored a torn last line ({len(tail)} bytes)")
+    count = 0
+    for n, line in enumerate(complete, 1):
+        if not line.strip():
+            continue
+        try:
+            change = change_from_json(json.loads(line))
+        except Exception as e:  # a damaged record: keep the rest, say which
+            warnings.append(f"journal {path}:{n}: skipped an unreadable record ({e})")
+            continue
+        registry.apply(change)
+        count += 1
+    return count
+
+
+# ---- the journal -----------------------------------------------------------------------
+
+
+@attrs.define
+class _Batch:
+    records: list[tuple[int, bytes]] = attrs.field(factory=list)
+    done: trio.Event = attrs.field(factory=trio.Event)
+    error: OSError | None = None
+
+
+class Journal:
+    """Group commit: `append` queues a record and waits until the batch it joined is
+    written and fdatasync'ed by `run` in a worker thread.  Records keep the generation
+    current when they were appended, so a rotation never splits a change from its file."""
+
+    def __init__(self, state_dir: Path, gen: int) -> None:
+        self.state_dir = state_dir
+        self.gen = gen
+        self._batch = _Batch()
+        self._wake = trio.Event()
+        self._fds: dict[int, int] = {}
+
+    async def append(self, change: Change) -> None:
+        batch = self._batch
+        batch.records.append((self.gen, encode(change_to_json(change))))
+        self._wake.set()
+        await batch.done.wait()
+        if batch.error is not None:
+            raise batch.error
+
+    def rotate(self) -> int:
+        """Start a new generation; returns it.  Synchronous, so it is atomic with
+        whatever the caller reads from the registry in the same step."""
+        self.gen += 1
+        return self.gen
+
+    async def sync(self) -> None:
+        """Wait until every record appended so far is on disk (or failed)."""
+        batch = self._batch
+        self._wake.set()
+        await batch.done.wait()
+
+    def remove_before(self, gen: int) -> None:
+        """Close and delete generations older than `gen` (blocking; call after `sync`)."""
+        for old in [g for g in self._fds if g < gen]:
+            os.close(self._fds.pop(old))
+        for old in journal_generations(self.state_dir):
+            if old < gen:
+                journal_path(self.state_dir, old).unlink(missing_ok=True)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake = trio.Event()
+                batch, self._batch = self._batch, _Batch()
+                if batch.records:
+                    try:
+                        await trio.to_thread.run_sync(self._write, batch.records)
+                    except OSError as e:
+                        log.error("journal write failed: %s", e)
+                        batch.error = e
+                batch.done.set()
+        finally:
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
+
+    def _write(self, records: list[tuple[int, bytes]]) -> None:
+        by_gen: dict[int, list[bytes]] = {}
+        for gen, line in records:
+            by_gen.setdefault(gen, []).append(line)
+        for gen, lines in by_gen.items():
+            fd = self._fds.get(gen)
+            if fd is None:
+                flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+                fd = self._fds[gen] = os.open(journal_path(self.state_dir, gen), flags, 0o600)
+            try:
+                _write_all(fd, b"".join(lines))
+                os.fdatasync(fd)
+            except OSError:
+                # A partial write leaves a torn tail; reopen so later records start clean.
+                os.close(self._fds.pop(gen))
+                self._repair_tail(gen)
+                raise
+
+    def _repair_tail(self, gen: int) -> None:
+        path = journal_path(self.state_dir, gen)
+        try:
+            data = path.read_bytes()
+            cut = data.rfind(b"\n") + 1
+            if cut != len(data):
+                os.truncate(path, cut)
+        except OSError:
+            pass
+
+
+class SnapshotWriter:
+    """Waits for a change, lets a burst settle for `delay`, then folds the journal into a
+    fresh snapshot.  A failed write is logged and retried; the journal keeps the data."""
+
+    def __init__(self, state_dir: Path, registry: Registry, journal: Journal, delay: float):
+        self.state_dir = state_dir
+        self.registry = registry
+        self.journal = journal
+        self.delay = delay
+        self.writes = 0
+        self._dirty = trio.Event()
+        self._lock = trio.Lock()
+
+    def mark_dirty(self) -> None:
+        self._dirty.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            await self._dirty.wait()
+            await trio.sleep(self.delay)
+            try:
+                await self.flush()
+            except OSError as e:
+                log.error("snapshot write failed (the journal keeps every change): %s", e)
+                self.mark_dirty()
+                await trio.sleep(max(self.delay, 1.0))
+
+    async def flush(self) -> None:
+        """Write a snapshot of the registry as it is now, then drop the folded journal."""
+        async with self._lock:
+            self._dirty = trio.Event()
+            procs, next_id = list(self.registry), self.registry.next_id
+            gen = self.journal.rotate()
+            await trio.to_thread.run_sync(write_snapshot, self.state_dir, procs, next_id, gen)
+            self.writes += 1
+            await self.journal.sync()
+            await trio.to_thread.run_sync(self.journal.remove_before, gen)

@@ -1,0 +1,52 @@
+"""Go duration syntax (`250ms`, `15s`, `2m`, `1h30m`) to float seconds.  Pure."""
+
+from __future__ import annotations
+
+import re
+
+_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go duration string; raises ValueError with the reason.
+
+    As in Go: a sequence of decimal numbers each with a unit (ns, us, ms, s, m, h),
+    an optional sign, and "0" alone.  Whether 0 or negative is allowed is the caller's.
+    """
+    s = text.strip()
+    sign = -1.0 if s.startswith("-") else 1.0
+    body = s[1:] if s[:1] in "+-" and s else s
+    if body == "0":
+        return 0.0
+    if not body:
+        raise ValueError(f"invalid duration {text!r}: empty")
+    total, pos = 0.0, 0
+    while pos < len(body):
+        m = _PART.match(body, pos)
+        if m is None:
+            raise ValueError(
+                f"invalid duration {text!r}: expected a number and a unit (ns, us, ms, s, m, h)"
+            )
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    return sign * total
+
+
+def format_duration(seconds: float) -> str:
+    """A short human form: 250ms, 15s, 2m30s."""
+    if seconds < 1:
+        return f"{seconds * 1000:g}ms"
+    if seconds < 60:
+        return f"{seconds:g}s"
+    m, s = divmod(seconds, 60)
+    return f"{int(m)}m{s:g}s" if s else f"{int(m)}m"

@@ -1,0 +1,76 @@
+"""The error hierarchy shared by daemon and client, each error with its JSON-RPC code.
+
+The daemon raises these from handlers; `goproc.protocol.error_response` is the one
+place that turns any exception into a JSON-RPC error object.  The client turns error
+objects back into `RemoteError`.  No I/O lives here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# JSON-RPC 2.0 reserved codes.
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+# goproc application codes (documented in spec/openrpc.json and spec/protocol.md).
+NO_SUCH_PROCESS = -32001
+PERMISSION_DENIED = -32002
+ALREADY_TRACKED = -32003
+NAME_IN_USE = -32004
+STORAGE_ERROR = -32005
+
+
+class GoprocError(Exception):
+    """An error with a JSON-RPC code; its message is safe to show to a client."""
+
+    code: int = INTERNAL_ERROR
+
+    def __init__(self, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.data = data
+
+
+class ParseError(GoprocError):
+    code = PARSE_ERROR
+
+
+class InvalidRequest(GoprocError):
+    code = INVALID_REQUEST
+
+
+class MethodNotFound(GoprocError):
+    code = METHOD_NOT_FOUND
+
+
+class InvalidParams(GoprocError):
+    code = INVALID_PARAMS
+
+
+class NoSuchProcess(GoprocError):
+    code = NO_SUCH_PROCESS
+
+
+class PermissionDenied(GoprocError):
+    code = PERMISSION_DENIED
+
+
+class AlreadyTracked(GoprocError):
+    code = ALREADY_TRACKED
+
+
+class NameInUse(GoprocError):
+    code = NAME_IN_USE
+
+
+class StorageError(GoprocError):
+    """The change could not be made durable; it was not applied."""
+
+    code = STORAGE_ERROR
+
+
+class ConfigError(Exception):
+    """A configuration file or value is unusable; the message names the file and key."""

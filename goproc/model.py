@@ -1,0 +1,100 @@
+"""Frozen value types of the registry: what a tracked process is and how to select some.
+
+Timestamps are float seconds since the epoch inside goproc; they become RFC 3339 UTC
+strings only at the edges (protocol and snapshot), in `goproc.protocol`.  No I/O here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from attrs import frozen
+
+NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+NAME_RULE = "at most 64 of letters, digits, '.', '-', '_'"
+
+# A process is the pair (pid, start time).  Within one daemon run start times are exact
+# (ticks since boot plus one boot time read once); across runs the kernel's boot time
+# can be reported a second apart, so start times within this many seconds are the same
+# process.  A PID cannot come round again within a second of its previous use.
+START_TOLERANCE = 1.0
+
+
+def same_start(a: float, b: float) -> bool:
+    """Whether two start times belong to one process (see START_TOLERANCE)."""
+    return abs(a - b) <= START_TOLERANCE
+
+
+def normalize_labels(labels: Iterable[str]) -> tuple[str, ...]:
+    """Tags and groups as stored: trimmed, de-duplicated, sorted, empty ones dropped."""
+    return tuple(sorted({s.strip() for s in labels} - {""}))
+
+
+@frozen
+class ProcessFacts:
+    """What the OS says about a live process when it is added."""
+
+    pid: int
+    started_at: float
+    cmd: str
+    pgid: int | None
+
+
+@frozen
+class Proc:
+    """One registry entry.  `id` is never reused; `alive` is the last probe's verdict."""
+
+    id: int
+    pid: int
+    pgid: int | None
+    cmd: str
+    name: str | None
+    alive: bool
+    tags: tuple[str, ...]
+    groups: tuple[str, ...]
+    started_at: float
+    added_at: float
+    last_seen: float
+
+
+@frozen
+class Selector:
+    """Which entries a request is about.  Every given filter must hold (AND);
+    within a `*_any` filter one match is enough (OR).  `None` means "not filtered"."""
+
+    ids: tuple[int, ...] | None = None
+    pids: tuple[int, ...] | None = None
+    names: tuple[str, ...] | None = None
+    tags_any: tuple[str, ...] | None = None
+    tags_all: tuple[str, ...] | None = None
+    groups_any: tuple[str, ...] | None = None
+    groups_all: tuple[str, ...] | None = None
+    alive: bool | None = None
+    search: str | None = None
+
+    def matches(self, p: Proc) -> bool:
+        """The plain, index-free definition of a match (the registry must agree)."""
+        return (
+            (self.ids is None or p.id in self.ids)
+            and (self.pids is None or p.pid in self.pids)
+            and (self.names is None or p.name in self.names)
+            and (self.tags_any is None or any(t in p.tags for t in self.tags_any))
+            and (self.tags_all is None or all(t in p.tags for t in self.tags_all))
+            and (self.groups_any is None or any(g in p.groups for g in self.groups_any))
+            and (self.groups_all is None or all(g in p.groups for g in self.groups_all))
+            and (self.alive is None or p.alive == self.alive)
+            and (self.search is None or self.search in p.cmd)
+        )
+
+
+@frozen
+class Change:
+    """What one mutation did, as a journal record: entries written whole (`put`), ids
+    forgotten (`deleted`), and the id counter after it.  `reset` forgets everything first.
+    Applying a Change is idempotent, so replaying a journal over a newer snapshot is safe."""
+
+    next_id: int
+    put: tuple[Proc, ...] = ()
+    deleted: tuple[int, ...] = ()
+    reset: bool = False

@@ -1,0 +1,366 @@
+"""JSON-RPC 2.0 over lines, without I/O: decode a line, validate requests, structure
+params, encode results and errors.
+
+The daemon's server only moves lines; everything it says is decided here.
+`error_object` is the one place where an exception becomes a JSON-RPC error.
+`make_converter` is the one cattrs converter factory: every hook lives there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, NewType, TypeVar
+
+import cattrs
+from attrs import frozen
+from cattrs.errors import (
+    ClassValidationError,
+    ForbiddenExtraKeysError,
+    IterableValidationError,
+    IterableValidationNote,
+)
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+from cattrs.v import transform_error
+
+from goproc.errors import (
+    INTERNAL_ERROR,
+    GoprocError,
+    InvalidParams,
+    InvalidRequest,
+    MethodNotFound,
+    ParseError,
+)
+from goproc.model import NAME_RE, NAME_RULE, Change, Proc
+
+log = logging.getLogger("goproc.protocol")
+
+T = TypeVar("T")
+JsonId = int | float | str | None
+
+# Value types with their own validation on the way in (see make_converter).
+Pid = NewType("Pid", int)
+ProcId = NewType("ProcId", int)
+Name = NewType("Name", str)
+Label = NewType("Label", str)
+
+PID_MAX = 2**31 - 1  # pid_t is a signed 32-bit integer
+ID_MAX = 2**63 - 1
+
+
+# ---- timestamps ------------------------------------------------------------------------
+
+
+def format_time(ts: float) -> str:
+    """Seconds since the epoch as an RFC 3339 UTC string with microseconds."""
+    text: str = datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds")
+    return text.replace("+00:00", "Z")
+
+
+def parse_time(value: object) -> float:
+    if not isinstance(value, str):
+        raise _Invalid(f"must be an RFC 3339 timestamp string, got {_show(value)}")
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise _Invalid(f"must be an RFC 3339 timestamp, got {_show(value)}") from None
+    if dt.tzinfo is None:
+        raise _Invalid(f"must carry a time zone (e.g. 'Z'), got {_show(value)}")
+    return dt.timestamp()
+
+
+# ---- the converter ---------------------------------------------------------------------
+
+
+class _Invalid(ValueError):
+    """A value was rejected by a structure hook; the message says what is wrong."""
+
+
+def _show(value: object) -> str:
+    text = json.dumps(value) if not isinstance(value, float | int | str) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _int_in(lo: int, hi: int, what: str) -> Callable[[Any, Any], int]:
+    def hook(value: Any, _: Any) -> int:
+        if type(value) is not int:
+            raise _Invalid(f"must be {what}, got {_show(value)}")
+        if not lo <= value <= hi:
+            raise _Invalid(f"must be {what} (from {lo} to {hi}), got {value}")
+        return value
+
+    return hook
+
+
+def _str(value: Any, _: Any) -> str:
+    if not isinstance(value, str):
+        raise _Invalid(f"must be a string, got {_show(value)}")
+    return value
+
+
+def _name(value: Any, _: Any) -> str:
+    text = _str(value, _)
+    if not NAME_RE.fullmatch(text):
+        raise _Invalid(f"must be {NAME_RULE}, got {_show(text)}")
+    return text
+
+
+def _bool(value: Any, _: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid(f"must be true or false, got {_show(value)}")
+    return value
+
+
+def make_converter() -> cattrs.Converter:
+    """The converter for the wire and the snapshot.  Encodings:
+
+    - timestamps (`started_at`, `added_at`, `last_seen`): RFC 3339 UTC strings;
+    - tuples: JSON arrays, and only arrays are accepted (a string is not a list of chars);
+    - int, str, bool: exactly that JSON type (no `true` for 1, no `1.5` for 1);
+    - Pid: 1..2**31-1; ProcId: 1..2**63-1; Name: `NAME_RE`; Label (tag/group): a string;
+    - unknown keys in an object are refused (`forbid_extra_keys`).
+    Structuring failures raise cattrs' ClassValidationError; `invalid_params` words them.
+    """
+    c = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    c.register_structure_hook(int, _int_in(-ID_MAX, ID_MAX, "an integer"))
+    c.register_structure_hook(Pid, _int_in(1, PID_MAX, "a positive integer pid"))
+    c.register_structure_hook(ProcId, _int_in(1, ID_MAX, "a positive integer id"))
+    c.register_structure_hook(str, _str)
+    c.register_structure_hook(Label, _str)
+    c.register_structure_hook(Name, _name)
+    c.register_structure_hook(bool, _bool)
+
+    def tuple_hook(tp: Any) -> Callable[[Any, Any], tuple[Any, ...]]:
+        (item_type, _) = tp.__args__
+        inner = c.get_structure_hook(item_type)
+
+        def structure(value: Any, _: Any) -> tuple[Any, ...]:
+            if not isinstance(value, list):
+                raise _Invalid(f"must be an array, got {_show(value)}")
+            errors: list[Exception] = []
+            out = []
+            for i, item in enumerate(value):
+                try:
+                    out.append(inner(item, item_type))
+                except Exception as e:
+                    e.__notes__ = [
+                        *getattr(e, "__notes__", []),
+                        IterableValidationNote(f"Structuring {tp} @ index {i}", i, item_type),
+                    ]
+                    errors.append(e)
+            if errors:
+                raise IterableValidationError(f"While structuring {tp!r}", errors, tp)
+            return tuple(out)
+
+        return structure
+
+    c.register_structure_hook_factory(
+        lambda tp: (
+            getattr(tp, "__origin__", None) is tuple
+            and len(getattr(tp, "__args__", ())) == 2
+            and tp.__args__[1] is Ellipsis
+        ),
+        tuple_hook,
+    )
+
+    time_out = override(unstruct_hook=format_time)
+    c.register_unstructure_hook(
+        Proc,
+        make_dict_unstructure_fn(
+            Proc, c, started_at=time_out, added_at=time_out, last_seen=time_out
+        ),
+    )
+    time_in = override(struct_hook=lambda value, _: parse_time(value))
+    c.register_structure_hook(
+        Proc,
+        make_dict_structure_fn(
+            Proc,
+            c,
+            _cattrs_forbid_extra_keys=True,
+            started_at=time_in,
+            added_at=time_in,
+            last_seen=time_in,
+        ),
+    )
+    return c
+
+
+CONVERTER = make_converter()
+
+
+def structure_params(params: dict[str, Any], cls: type[T]) -> T:
+    """Params object -> typed params; raises InvalidParams naming every bad field."""
+    try:
+        return CONVERTER.structure(params, cls)
+    except (ClassValidationError, IterableValidationError) as e:
+        raise InvalidParams("invalid params: " + "; ".join(_describe(e)), None) from None
+
+
+def _describe(exc: BaseException) -> list[str]:
+    def fmt(e: BaseException, _type: Any) -> str:
+        if isinstance(e, _Invalid):
+            return str(e)
+        if isinstance(e, KeyError):
+            return "is required"
+        if isinstance(e, ForbiddenExtraKeysError):
+            names = ", ".join(repr(k) for k in sorted(e.extra_fields))
+            return f"unknown parameter{'s' if len(e.extra_fields) > 1 else ''} {names}"
+        return f"is invalid ({e})"
+
+    out = []
+    for line in transform_error(exc, "", fmt):
+        text, _, path = line.rpartition(" @ ")
+        path = path.lstrip(".")
+        out.append(f"{path}: {text}" if path else text)
+    return out
+
+
+def unstructure(value: Any) -> Any:
+    return CONVERTER.unstructure(value)
+
+
+def change_to_json(change: Change) -> dict[str, Any]:
+    out: dict[str, Any] = {"next_id": change.next_id}
+    if change.reset:
+        out["reset"] = True
+    if change.put:
+        out["put"] = [CONVERTER.unstructure(p, Proc) for p in change.put]
+    if change.deleted:
+        out["deleted"] = list(change.deleted)
+    return out
+
+
+def change_from_json(obj: Any) -> Change:
+    return CONVERTER.structure(obj, Change)
+
+
+# ---- requests and responses ------------------------------------------------------------
+
+
+@frozen
+class Request:
+    method: str
+    params: dict[str, Any]
+    id: JsonId
+    notification: bool
+
+
+_REQUEST_KEYS = frozenset({"jsonrpc", "method", "params", "id"})
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def decode_line(line: bytes) -> Any:
+    """One request line -> a JSON value; raises ParseError (-32700)."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ParseError(f"parse error: request is not valid UTF-8 (byte {e.start})") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ParseError("parse error: JSON nested too deeply") from None
+    except ValueError as e:
+        raise ParseError(f"parse error: {e}") from None
+
+
+def parse_request(obj: Any) -> Request:
+    """A decoded JSON value -> Request; raises InvalidRequest (-32600)."""
+    if not isinstance(obj, dict):
+        raise InvalidRequest(f"invalid request: must be a JSON object, got {_kind(obj)}")
+    if obj.get("jsonrpc") != "2.0":
+        raise InvalidRequest('invalid request: "jsonrpc" must be "2.0"')
+    method = obj.get("method")
+    if not isinstance(method, str):
+        raise InvalidRequest('invalid request: "method" must be a string')
+    request_id = obj.get("id")
+    if "id" in obj and not _valid_id(request_id):
+        raise InvalidRequest('invalid request: "id" must be a string, a number or null')
+    extra = sorted(set(obj) - _REQUEST_KEYS)
+    if extra:
+        raise InvalidRequest(f"invalid request: unknown member {', '.join(map(repr, extra))}")
+    params = obj.get("params", {})
+    if isinstance(params, list):
+        raise InvalidParams("invalid params: params must be an object (by name), not an array")
+    if not isinstance(params, dict):
+        raise InvalidRequest('invalid request: "params" must be an object')
+    return Request(method=method, params=params, id=request_id, notification="id" not in obj)
+
+
+def _valid_id(value: Any) -> bool:
+    return value is None or (isinstance(value, int | float | str) and not isinstance(value, bool))
+
+
+def _kind(obj: Any) -> str:
+    return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(obj), "a number"
+    )
+
+
+def error_object(exc: BaseException) -> dict[str, Any]:
+    """The one mapping from exceptions to JSON-RPC error objects.  A GoprocError carries
+    its code and a message fit for the client; anything else is a bug: logged with its
+    traceback here, reported to the client as -32603 without one."""
+    if isinstance(exc, GoprocError):
+        err: dict[str, Any] = {"code": exc.code, "message": exc.message}
+        if exc.data is not None:
+            err["data"] = exc.data
+        return err
+    log.error("internal error", exc_info=exc)
+    return {"code": INTERNAL_ERROR, "message": f"internal error: {type(exc).__name__}"}
+
+
+def error_response(request_id: JsonId, exc: BaseException) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "error": error_object(exc)}
+
+
+def result_response(request_id: JsonId, result: Any) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "result": result}
+
+
+def encode(message: Any) -> bytes:
+    """A response (or a batch of them) -> one line."""
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
+Dispatch = Callable[[Request], Awaitable[Any]]
+
+
+async def respond(obj: Any, dispatch: Dispatch) -> dict[str, Any] | None:
+    """Answer one decoded request object: the response, or None for a notification."""
+    try:
+        req = parse_request(obj)
+    except GoprocError as e:
+        salvaged = obj.get("id") if isinstance(obj, dict) and _valid_id(obj.get("id")) else None
+        return error_response(salvaged, e)
+    try:
+        result = await dispatch(req)
+    except Exception as e:
+        response = error_response(req.id, e)
+    else:
+        response = result_response(req.id, result)
+    return None if req.notification else response
+
+
+async def respond_line(line: bytes, dispatch: Dispatch) -> bytes | None:
+    """Answer one request line (a request or a batch): the reply line, or None when
+    nothing is to be sent (notifications only)."""
+    try:
+        obj = decode_line(line)
+    except ParseError as e:
+        return encode(error_response(None, e))
+    if isinstance(obj, list):
+        if not obj:
+            return encode(error_response(None, InvalidRequest("invalid request: empty batch")))
+        replies = [r for item in obj if (r := await respond(item, dispatch)) is not None]
+        return encode(replies) if replies else None
+    reply = await respond(obj, dispatch)
+    return None if reply is None else encode(reply)
+
+
+def method_not_found(method: str) -> MethodNotFound:
+    return MethodNotFound(f"method not found: {method!r}")

@@ -1,0 +1,260 @@
+"""The indexed registry of tracked processes: pure and synchronous.
+
+No trio, no sockets, no files.  Every mutation is one method call without an `await`,
+so it is atomic under trio, and it updates every index (pid, name, tag, group) inside
+that call.  Mutations return the `Change` to journal; `apply` replays one.
+Lookups that miss raise a domain error from `goproc.errors`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TypeVar
+
+import attrs
+
+from goproc.errors import AlreadyTracked, InvalidParams, NameInUse
+from goproc.model import Change, Proc, ProcessFacts, Selector, normalize_labels, same_start
+
+K = TypeVar("K")
+
+
+class Registry:
+    """Entries by id, plus indexes by pid, name, tag and group.
+
+    Invariant: `_procs` iterates in id order (ids only grow), and every index holds
+    exactly the ids whose entry carries that key.
+    """
+
+    __slots__ = ("_by_group", "_by_name", "_by_pid", "_by_tag", "_procs", "next_id")
+
+    def __init__(self) -> None:
+        self._clear()
+
+    def _clear(self) -> None:
+        self._procs: dict[int, Proc] = {}
+        self._by_pid: dict[int, set[int]] = {}
+        self._by_name: dict[str, int] = {}
+        self._by_tag: dict[str, set[int]] = {}
+        self._by_group: dict[str, set[int]] = {}
+        self.next_id = 1
+
+    # ---- reading -------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._procs)
+
+    def __iter__(self) -> Iterator[Proc]:
+        return iter(self._procs.values())
+
+    def get(self, proc_id: int) -> Proc | None:
+        return self._procs.get(proc_id)
+
+    def by_name(self, name: str) -> Proc | None:
+        proc_id = self._by_name.get(name)
+        return None if proc_id is None else self._procs[proc_id]
+
+    def with_pid(self, pid: int) -> list[Proc]:
+        return [self._procs[i] for i in sorted(self._by_pid.get(pid, ()))]
+
+    def select(self, sel: Selector) -> list[Proc]:
+        """Entries matching `sel`, sorted by id.  Narrows through the indexes first, so
+        a rare tag or a few ids cost their matches, not the registry's size."""
+        candidates = self._candidates(sel)
+        if candidates is None:
+            procs: Iterable[Proc] = self._procs.values()
+        else:
+            procs = (self._procs[i] for i in sorted(candidates))
+        alive, search = sel.alive, sel.search
+        if alive is None and search is None:
+            return list(procs)
+        return [
+            p
+            for p in procs
+            if (alive is None or p.alive == alive) and (search is None or search in p.cmd)
+        ]
+
+    def _candidates(self, sel: Selector) -> set[int] | None:
+        """The ids the indexed filters allow, or None when no indexed filter is given."""
+        sets: list[set[int]] = []
+        if sel.ids is not None:
+            sets.append({i for i in sel.ids if i in self._procs})
+        if sel.pids is not None:
+            sets.append(_union(self._by_pid, sel.pids))
+        if sel.names is not None:
+            sets.append({self._by_name[n] for n in sel.names if n in self._by_name})
+        if sel.tags_any is not None:
+            sets.append(_union(self._by_tag, sel.tags_any))
+        if sel.groups_any is not None:
+            sets.append(_union(self._by_group, sel.groups_any))
+        for index, keys in ((self._by_tag, sel.tags_all), (self._by_group, sel.groups_all)):
+            if keys:  # an empty "all of" constrains nothing
+                sets.extend(index.get(k, set()) for k in keys)
+        if not sets:
+            return None
+        sets.sort(key=len)
+        return sets[0].intersection(*sets[1:])
+
+    def live_entry(self, pid: int, started_at: float) -> Proc | None:
+        """The alive entry that is this very process (same pid and start time), if any."""
+        for i in self._by_pid.get(pid, ()):
+            p = self._procs[i]
+            if p.alive and same_start(p.started_at, started_at):
+                return p
+        return None
+
+    def tag_counts(self) -> dict[str, int]:
+        return {t: len(ids) for t, ids in sorted(self._by_tag.items())}
+
+    def group_counts(self) -> dict[str, int]:
+        return {g: len(ids) for g, ids in sorted(self._by_group.items())}
+
+    # ---- mutations -----------------------------------------------------------------
+
+    def plan_add(
+        self,
+        facts: Sequence[ProcessFacts],
+        *,
+        tags: Iterable[str] = (),
+        groups: Iterable[str] = (),
+        name: str | None = None,
+        now: float,
+    ) -> tuple[list[Proc], Change]:
+        """Plan tracking live processes, all or nothing: the new entries and the Change
+        that makes them (not applied: pass it to `apply`).
+
+        Raises AlreadyTracked when one is tracked alive already (the same pid and start
+        time), NameInUse when `name` is taken, InvalidParams when a name is given for
+        several processes or a pid is given twice.  Entries whose pid now belongs to one
+        of these newer processes are marked dead in the same change.
+        """
+        if name is not None and len(facts) > 1:
+            raise InvalidParams("name: a name can be given to one process only")
+        pids = [f.pid for f in facts]
+        if len(set(pids)) != len(pids):
+            raise InvalidParams("pid: the same pid is given more than once")
+        for f in facts:
+            existing = self.live_entry(f.pid, f.started_at)
+            if existing is not None:
+                raise AlreadyTracked(
+                    f"pid {f.pid} is already tracked as id {existing.id}", {"id": existing.id}
+                )
+        if name is not None and name in self._by_name:
+            raise NameInUse(f"name {name!r} is already used by id {self._by_name[name]}")
+        tag_t, group_t = normalize_labels(tags), normalize_labels(groups)
+        put: list[Proc] = []
+        for f in facts:
+            # The pid now belongs to this newer process: older entries are dead.
+            for old in self.with_pid(f.pid):
+                if old.alive and not same_start(old.started_at, f.started_at):
+                    put.append(attrs.evolve(old, alive=False))
+        added = [
+            Proc(
+                id=self.next_id + n,
+                pid=f.pid,
+                pgid=f.pgid,
+                cmd=f.cmd,
+                name=name,
+                alive=True,
+                tags=tag_t,
+                groups=group_t,
+                started_at=f.started_at,
+                added_at=now,
+                last_seen=now,
+            )
+            for n, f in enumerate(facts)
+        ]
+        return added, Change(next_id=self.next_id + len(added), put=(*put, *added))
+
+    def set_alive(self, proc_id: int, alive: bool, now: float) -> Proc | None:
+        """Record a probe's verdict; returns the new entry when it changed, else None.
+        Liveness is not journaled: it is probed again at every start."""
+        p = self._procs.get(proc_id)
+        if p is None or p.alive == alive:
+            return None
+        new = attrs.evolve(p, alive=alive, last_seen=now if alive else p.last_seen)
+        self._procs[proc_id] = new
+        return new
+
+    def touch(self, proc_id: int, now: float) -> None:
+        """Move `last_seen` of an alive entry to `now`."""
+        p = self._procs.get(proc_id)
+        if p is not None and p.alive:
+            self._procs[proc_id] = attrs.evolve(p, last_seen=now)
+
+    def apply(self, change: Change) -> Change:
+        """Apply a Change (planned by a mutation, or replayed from a journal), keeping
+        every index.  Returns the Change that undoes it (ids are never given back)."""
+        undo = self._undo_for(change)
+        if change.reset:
+            self._clear()
+        for proc_id in change.deleted:
+            self._unindex(proc_id)
+            self._procs.pop(proc_id, None)
+        last = next(reversed(self._procs), 0)
+        out_of_order = False
+        for p in change.put:
+            out_of_order = out_of_order or (p.id < last and p.id not in self._procs)
+            self._unindex(p.id)
+            self._procs[p.id] = p
+            self._index(p)
+        if out_of_order:  # an undo brought back an old id: restore id order
+            self._procs = dict(sorted(self._procs.items()))
+        self.next_id = max(self.next_id, change.next_id)
+        return undo
+
+    def _undo_for(self, change: Change) -> Change:
+        if change.reset:
+            return Change(next_id=self.next_id, put=tuple(self._procs.values()), reset=True)
+        touched = {p.id for p in change.put} | set(change.deleted)
+        before = tuple(self._procs[i] for i in sorted(touched) if i in self._procs)
+        created = tuple(i for i in sorted(touched) if i not in self._procs)
+        return Change(next_id=self.next_id, put=before, deleted=created)
+
+    def load(self, procs: Iterable[Proc], next_id: int) -> None:
+        """Replace the content with `procs` (from a snapshot)."""
+        self._clear()
+        for p in sorted(procs, key=lambda p: p.id):
+            self._procs[p.id] = p
+            self._index(p)
+        self.next_id = max(next_id, max(self._procs, default=0) + 1)
+
+    # ---- indexes -------------------------------------------------------------------
+
+    def _index(self, p: Proc) -> None:
+        self._by_pid.setdefault(p.pid, set()).add(p.id)
+        if p.name is not None:
+            self._by_name[p.name] = p.id
+        for t in p.tags:
+            self._by_tag.setdefault(t, set()).add(p.id)
+        for g in p.groups:
+            self._by_group.setdefault(g, set()).add(p.id)
+
+    def _unindex(self, proc_id: int) -> None:
+        p = self._procs.get(proc_id)
+        if p is None:
+            return
+        _discard(self._by_pid, p.pid, proc_id)
+        if p.name is not None and self._by_name.get(p.name) == proc_id:
+            del self._by_name[p.name]
+        for t in p.tags:
+            _discard(self._by_tag, t, proc_id)
+        for g in p.groups:
+            _discard(self._by_group, g, proc_id)
+
+
+def _union(index: Mapping[K, set[int]], keys: Iterable[K]) -> set[int]:
+    out: set[int] = set()
+    for k in keys:
+        ids = index.get(k)
+        if ids:
+            out |= ids
+    return out
+
+
+def _discard(index: dict[K, set[int]], key: K, proc_id: int) -> None:
+    ids = index.get(key)
+    if ids is not None:
+        ids.discard(proc_id)
+        if not ids:
+            del index[key]
