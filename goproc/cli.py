@@ -4,20 +4,21 @@ Each command is one request (or a few) and a formatter.  Imports stay light: the
 standard-library client and cyclopts, never trio, cattrs or psutil (the `daemon`
 command imports the daemon only when it runs).
 
-Exit codes: 0 ok; 1 the daemon answered with an error; 2 usage error (bad flags,
-bad config); 3 the daemon is not reachable.
+Exit codes: 0 ok; 1 the daemon answered with an error (or a kill failed); 2 usage error
+(bad flags, bad config); 3 the daemon is not reachable; 127 `run` could not start the
+command.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import shutil
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
+from attrs import define
 from cyclopts import App, Parameter
 from cyclopts.exceptions import CycloptsError
 
@@ -25,7 +26,7 @@ from goproc import __version__, paths
 from goproc.client import Client, DaemonUnreachable, RemoteError
 from goproc.errors import ConfigError
 
-EXIT_OK, EXIT_REMOTE, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+EXIT_OK, EXIT_REMOTE, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_CANNOT_RUN = 0, 1, 2, 3, 127
 
 app = App(
     name="goproc",
@@ -33,17 +34,65 @@ app = App(
     version=__version__,
     help_flags=["--help", "-h"],
 )
+app.register_install_completion_command()
+
+Repeat = Annotated[list[str] | None, Parameter(negative=(), consume_multiple=False)]
+RepeatInt = Annotated[list[int] | None, Parameter(negative=(), consume_multiple=False)]
+Flag = Annotated[bool, Parameter(negative=())]
+Json = Annotated[bool, Parameter(name="--json", negative=(), help="Print the result as JSON.")]
 
 
 @Parameter(name="*")
-@dataclass
+@define
 class Common:
     config: Path | None = None
     "JSON config file (see config.example.json); every command accepts it."
 
 
-Repeat = Annotated[list[str] | None, Parameter(negative=(), consume_multiple=False)]
-RepeatInt = Annotated[list[int] | None, Parameter(negative=(), consume_multiple=False)]
+@Parameter(name="*")
+@define
+class Select:
+    """The selector flags shared by list, show, rm, kill, tag, group and name."""
+
+    id: RepeatInt = None
+    "Has this id (repeatable)."
+    pid: RepeatInt = None
+    "Has this PID (repeatable)."
+    name: Repeat = None
+    "Has this name (repeatable)."
+    tag: Repeat = None
+    "Has any of these tags (repeatable)."
+    tag_all: Repeat = None
+    "Has all of these tags (repeatable)."
+    group: Repeat = None
+    "In any of these groups (repeatable)."
+    group_all: Repeat = None
+    "In all of these groups (repeatable)."
+    alive: Annotated[bool | None, Parameter(negative="--dead")] = None
+    "Only alive (--alive) or only dead (--dead) entries."
+    search: str | None = None
+    "The command line contains this text."
+
+    def params(self, target: str | None = None) -> dict[str, Any]:
+        """The `list` params for these flags (only the given ones); `target` is an
+        ID or a NAME given as a positional argument."""
+        ids, names = list(self.id or []), list(self.name or [])
+        if target is not None and target.isdigit():
+            ids.append(int(target))
+        elif target is not None:
+            names.append(target)
+        fields = {
+            "ids": ids or None,
+            "pids": self.pid,
+            "names": names or None,
+            "tags_any": self.tag,
+            "tags_all": self.tag_all,
+            "groups_any": self.group,
+            "groups_all": self.group_all,
+            "alive": self.alive,
+            "search": self.search,
+        }
+        return {k: v for k, v in fields.items() if v is not None}
 
 
 def _config(common: Common | None) -> Any:
@@ -52,9 +101,21 @@ def _config(common: Common | None) -> Any:
     return load_config(common.config if common else None)
 
 
-def _connect(common: Common | None, timeout: float | None = 30.0) -> Client:
+def _connect(common: Common | None, timeout: float | None = None) -> Client:
     _config(common)  # a bad --config is a usage error for every command
     return Client(paths.socket_path(), timeout=timeout)
+
+
+def _call(common: Common | None, method: str, params: dict[str, Any] | None = None) -> Any:
+    with _connect(common) as client:
+        return client.call(method, params)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+# ---- daemon and basics -----------------------------------------------------------------
 
 
 @app.command
@@ -91,104 +152,11 @@ def ping(*, timeout: float = 5.0, common: Common | None = None) -> int:
 
 
 @app.command
-def add(
-    pid: int,
-    /,
-    *,
-    tag: Repeat = None,
-    group: Repeat = None,
-    name: str | None = None,
-    json_: Annotated[bool, Parameter(name="--json", negative=())] = False,
-    common: Common | None = None,
-) -> int:
-    """Track a running process of yours by PID.
-
-    Parameters
-    ----------
-    pid
-        The process id.
-    tag
-        A tag (repeatable).
-    group
-        A group (repeatable).
-    name
-        A unique name: at most 64 of letters, digits, '.', '-', '_'.
-    json_
-        Print the entry as JSON.
-    """
-    params: dict[str, Any] = {"pid": pid, "tags": tag or [], "groups": group or []}
-    if name is not None:
-        params["name"] = name
-    with _connect(common) as client:
-        proc = client.call("add", params)
-    if json_:
-        print(json.dumps(proc, indent=2))
-    else:
-        print(f"Process {proc['pid']} registered with id {proc['id']}")
-    return EXIT_OK
-
-
-@app.command(name="list")
-def list_(
-    *,
-    tag: Repeat = None,
-    tag_all: Repeat = None,
-    group: Repeat = None,
-    group_all: Repeat = None,
-    pid: RepeatInt = None,
-    id: RepeatInt = None,  # the flag is --id
-    name: Repeat = None,
-    alive: Annotated[bool | None, Parameter(negative="--dead")] = None,
-    search: str | None = None,
-    json_: Annotated[bool, Parameter(name="--json", negative=())] = False,
-    common: Common | None = None,
-) -> int:
-    """List tracked processes, filtered; filters combine with AND.
-
-    Parameters
-    ----------
-    tag
-        Has any of these tags (repeatable).
-    tag_all
-        Has all of these tags (repeatable).
-    group
-        In any of these groups (repeatable).
-    group_all
-        In all of these groups (repeatable).
-    pid
-        Has this PID (repeatable).
-    id
-        Has this id (repeatable).
-    name
-        Has this name (repeatable).
-    alive
-        Only alive (--alive) or only dead (--dead) entries.
-    search
-        The command line contains this text.
-    json_
-        Print the JSON array of entries.
-    """
-    params = _selector(tag, tag_all, group, group_all, pid, id, name, alive, search)
-    with _connect(common) as client:
-        procs = client.call("list", params)
-    if json_:
-        print(json.dumps(procs, indent=2))
-    else:
-        _print_table(procs)
-    return EXIT_OK
-
-
-@app.command
-def status(
-    *,
-    json_: Annotated[bool, Parameter(name="--json", negative=())] = False,
-    common: Common | None = None,
-) -> int:
+def status(*, json_: Json = False, common: Common | None = None) -> int:
     """Show the daemon's pid, socket, state dir and counters."""
-    with _connect(common) as client:
-        info = client.call("status")
+    info = _call(common, "status")
     if json_:
-        print(json.dumps(info, indent=2))
+        _print_json(info)
     else:
         width = max(map(len, info))
         for key, value in info.items():
@@ -196,37 +164,366 @@ def status(
     return EXIT_OK
 
 
-def _selector(
-    tag: list[str] | None,
-    tag_all: list[str] | None,
-    group: list[str] | None,
-    group_all: list[str] | None,
-    pid: list[int] | None,
-    ids: list[int] | None,
-    name: list[str] | None,
-    alive: bool | None,
-    search: str | None,
-) -> dict[str, Any]:
-    """CLI selector flags -> `list` params (only the given ones)."""
-    fields = {
-        "tags_any": tag,
-        "tags_all": tag_all,
-        "groups_any": group,
-        "groups_all": group_all,
-        "pids": pid,
-        "ids": ids,
-        "names": name,
-        "alive": alive,
-        "search": search,
+@app.command
+def add(
+    *pids: int,
+    tag: Repeat = None,
+    group: Repeat = None,
+    name: str | None = None,
+    json_: Json = False,
+    common: Common | None = None,
+) -> int:
+    """Track running processes of yours by PID; several PIDs are added all or nothing.
+
+    Parameters
+    ----------
+    pids
+        The process ids.
+    tag
+        A tag (repeatable).
+    group
+        A group (repeatable).
+    name
+        A unique name (one PID only): at most 64 of letters, digits, '.', '-', '_'.
+    """
+    if not pids:
+        raise _Usage("add needs at least one PID")
+    params: dict[str, Any] = {"tags": tag or [], "groups": group or []}
+    if len(pids) == 1:
+        params["pid"] = pids[0]
+    else:
+        params["pids"] = list(pids)
+    if name is not None:
+        params["name"] = name
+    result = _call(common, "add", params)
+    procs = [result] if len(pids) == 1 else result
+    if json_:
+        _print_json(result)
+    else:
+        for proc in procs:
+            print(f"Process {proc['pid']} registered with id {proc['id']}")
+    return EXIT_OK
+
+
+@app.command
+def run(
+    *command: str,
+    tag: Repeat = None,
+    group: Repeat = None,
+    name: str | None = None,
+    json_: Json = False,
+    common: Common | None = None,
+) -> int:
+    """Start COMMAND in its own process group (with this terminal's stdio) and track it;
+    goproc exits at once while the command runs on.  Use: goproc run [flags] -- CMD ARGS...
+
+    Parameters
+    ----------
+    command
+        The command and its arguments.
+    tag
+        A tag (repeatable).
+    group
+        A group (repeatable).
+    name
+        A unique name.
+    """
+    import signal
+    import subprocess
+
+    if not command:
+        raise _Usage("run needs a command: goproc run [flags] -- CMD ARGS...")
+    with _connect(common) as client:  # reachable before anything is started
+        try:
+            child = subprocess.Popen(list(command), process_group=0)
+        except OSError as e:
+            print(f"goproc: cannot run {command[0]!r}: {e.strerror or e}", file=sys.stderr)
+            return EXIT_CANNOT_RUN
+        params: dict[str, Any] = {"pid": child.pid, "tags": tag or [], "groups": group or []}
+        if name is not None:
+            params["name"] = name
+        try:
+            proc = client.call("add", params)
+        except BaseException:
+            # Not tracked means not started: never leave an untracked child behind.
+            try:
+                os.killpg(child.pid, signal.SIGKILL)
+            except OSError:
+                child.kill()
+            child.wait()
+            raise
+    child.returncode = 0  # it runs on: keep Popen's finalizer from warning about it
+    if json_:
+        _print_json(proc)
+    else:
+        print(f"Started pid={proc['pid']} id={proc['id']}")
+    return EXIT_OK
+
+
+@app.command(name="list")
+def list_(
+    *, select: Select | None = None, json_: Json = False, common: Common | None = None
+) -> int:
+    """List tracked processes, filtered; filters combine with AND."""
+    procs = _call(common, "list", (select or Select()).params())
+    if json_:
+        _print_json(procs)
+    else:
+        _print_table(procs)
+    return EXIT_OK
+
+
+@app.command
+def show(
+    target: str | None = None,
+    /,
+    *,
+    select: Select | None = None,
+    json_: Json = False,
+    common: Common | None = None,
+) -> int:
+    """Show one entry in full, by ID or NAME (or selector flags matching exactly one).
+
+    Parameters
+    ----------
+    target
+        An id or a name.
+    """
+    proc = _call(common, "show", (select or Select()).params(target))
+    if json_:
+        _print_json(proc)
+    else:
+        width = max(map(len, proc))
+        for key, value in proc.items():
+            text = ",".join(value) if isinstance(value, list) else value
+            print(f"{key.ljust(width)}  {'-' if text in (None, '') else text}")
+    return EXIT_OK
+
+
+@app.command(name="rm")
+def rm(
+    target: str | None = None,
+    /,
+    *,
+    select: Select | None = None,
+    all_: Annotated[bool, Parameter(name="--all", negative=())] = False,
+    json_: Json = False,
+    common: Common | None = None,
+) -> int:
+    """Forget entries (the processes are not touched); more than one needs --all.
+
+    Parameters
+    ----------
+    target
+        An id or a name.
+    all_
+        Allow acting on more than one entry.
+    """
+    params = {**(select or Select()).params(target), "all": all_}
+    removed = _call(common, "remove", params)
+    if json_:
+        _print_json(removed)
+    else:
+        for p in removed:
+            print(f"Removed id {p['id']} (pid {p['pid']}, {p['cmd']})")
+    return EXIT_OK
+
+
+@app.command
+def kill(
+    target: str | None = None,
+    /,
+    *,
+    select: Select | None = None,
+    all_: Annotated[bool, Parameter(name="--all", negative=())] = False,
+    signal: str = "TERM",
+    timeout: str = "5s",
+    group_kill: Flag = False,
+    rm: Flag = False,
+    json_: Json = False,
+    common: Common | None = None,
+) -> int:
+    """Signal matching alive entries.  With the default TERM, wait up to --timeout for
+    each to exit, then send KILL.  Exit 1 when any signal failed.
+
+    Parameters
+    ----------
+    target
+        An id or a name.
+    all_
+        Allow acting on more than one entry.
+    signal
+        Signal name or number (TERM, HUP, INT, KILL, USR1, 9, ...).
+    timeout
+        How long TERM gets before KILL (Go duration: 500ms, 5s, 1m).
+    group_kill
+        Signal the whole process group.
+    rm
+        Forget the entries afterwards.
+    """
+    from goproc.durations import parse_duration
+
+    try:
+        seconds = parse_duration(timeout)
+    except ValueError as e:
+        raise _Usage(f"--timeout: {e}") from None
+    params: dict[str, Any] = {
+        **(select or Select()).params(target),
+        "all": all_,
+        "signal": int(signal) if signal.isdigit() else signal,
+        "timeout": seconds,
+        "group": group_kill,
+        "rm": rm,
     }
-    return {k: v for k, v in fields.items() if v is not None}
+    with _connect(common, None) as client:
+        results = client.call("kill", params)
+    if json_:
+        _print_json(results)
+    else:
+        for r in results:
+            outcome = {
+                "killed": "still running after the timeout: escalated to KILL",
+                "signalled": f"signalled {r['signal']}",
+                "failed": f"failed: {r.get('error', '?')}",
+            }.get(r["outcome"], r["outcome"])
+            print(f"id {r['id']} pid {r['pid']}: {outcome}")
+    return EXIT_REMOTE if any(r["outcome"] == "failed" for r in results) else EXIT_OK
+
+
+def _label_app(kind: str) -> App:
+    """`goproc tag ...` or `goproc group ...`: the same commands over tags or groups."""
+    sub = App(name=kind, help=f"List, add, remove and rename {kind}s.")
+    plural = f"{kind}s"
+
+    @sub.default
+    def counts(*, json_: Json = False, common: Common | None = None) -> int:
+        rows = _call(common, f"{kind}.list")
+        if json_:
+            _print_json(rows)
+        else:
+            width = max([len(kind.upper()), *(len(r["name"]) for r in rows)])
+            print(f"{kind.upper().ljust(width)}  COUNT")
+            for r in rows:
+                print(f"{r['name'].ljust(width)}  {r['count']}")
+        return EXIT_OK
+
+    def change(
+        method: str,
+        labels: tuple[str, ...],
+        select: Select | None,
+        all_: bool,
+        json_: bool,
+        common: Common | None,
+    ) -> int:
+        if not labels:
+            raise _Usage(f"give at least one {kind}")
+        params = {**(select or Select()).params(), "all": all_, "labels": list(labels)}
+        procs = _call(common, method, params)
+        if json_:
+            _print_json(procs)
+        else:
+            for p in procs:
+                print(f"id {p['id']}: {plural} {','.join(p[plural]) or '-'}")
+        return EXIT_OK
+
+    @sub.command(name="add")
+    def add_labels(
+        *labels: str,
+        select: Select | None = None,
+        all_: Annotated[bool, Parameter(name="--all", negative=())] = False,
+        json_: Json = False,
+        common: Common | None = None,
+    ) -> int:
+        """Add labels to the matching entries (more than one entry needs --all)."""
+        return change(f"{kind}.add", labels, select, all_, json_, common)
+
+    @sub.command(name="rm")
+    def remove_labels(
+        *labels: str,
+        select: Select | None = None,
+        all_: Annotated[bool, Parameter(name="--all", negative=())] = False,
+        json_: Json = False,
+        common: Common | None = None,
+    ) -> int:
+        """Remove labels from the matching entries (more than one entry needs --all)."""
+        return change(f"{kind}.remove", labels, select, all_, json_, common)
+
+    @sub.command(name="rename")
+    def rename(old: str, new: str, /, *, json_: Json = False, common: Common | None = None) -> int:
+        """Rename a label on every entry, atomically."""
+        result = _call(common, f"{kind}.rename", {"old": old, "new": new})
+        if json_:
+            _print_json(result)
+        else:
+            print(f"Renamed {kind} {old!r} to {new!r} on {result['changed']} entries")
+        return EXIT_OK
+
+    return sub
+
+
+app.command(_label_app("tag"))
+app.command(_label_app("group"))
+
+
+@app.command
+def name(
+    target: str,
+    new_name: str | None = None,
+    /,
+    *,
+    clear: Flag = False,
+    json_: Json = False,
+    common: Common | None = None,
+) -> int:
+    """Set (goproc name ID|NAME NEW) or clear (goproc name ID|NAME --clear) a unique name.
+
+    Parameters
+    ----------
+    target
+        The entry: an id or its current name.
+    new_name
+        The new name.
+    clear
+        Remove the name.
+    """
+    if clear == (new_name is not None):
+        raise _Usage("give either a new name or --clear")
+    params = {**Select().params(target), "name": None if clear else new_name}
+    proc = _call(common, "name.set", params)
+    if json_:
+        _print_json(proc)
+    elif proc["name"] is None:
+        print(f"id {proc['id']}: name cleared")
+    else:
+        print(f"id {proc['id']}: named {proc['name']}")
+    return EXIT_OK
+
+
+@app.command
+def reset(*, confirm: str = "", json_: Json = False, common: Common | None = None) -> int:
+    """Forget every entry and restart ids at 1.  Needs --confirm RESET.
+
+    Parameters
+    ----------
+    confirm
+        Must be exactly RESET.
+    """
+    result = _call(common, "reset", {"confirm": confirm})
+    if json_:
+        _print_json(result)
+    else:
+        print(f"Forgot {result['removed']} entries; ids start at 1 again")
+    return EXIT_OK
 
 
 # ---- output ------------------------------------------------------------------------------
 
 
-def _use_colour() -> bool:
-    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
+def _terminal_columns() -> int:
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns
+    except OSError:
+        return 80
 
 
 def _print_table(procs: list[dict[str, Any]]) -> None:
@@ -245,23 +542,25 @@ def _print_table(procs: list[dict[str, Any]]) -> None:
     ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
     tty = sys.stdout.isatty()
-    colour = _use_colour()
-    columns = shutil.get_terminal_size().columns if tty else 0
+    colour = tty and "NO_COLOR" not in os.environ
+    room = max(_terminal_columns() - sum(widths) - 2 * len(widths), 10) if tty else 0
+    lines = []
     for n, row in enumerate([header, *rows]):
         cells = [cell.ljust(w) for cell, w in zip(row, widths, strict=False)]
         if colour and n:
-            code = "32" if row[3] == "yes" else "31"
-            cells[3] = f"\x1b[{code}m{cells[3]}\x1b[0m"
-        prefix = "  ".join(cells) + "  "
+            cells[3] = f"\x1b[{'32' if row[3] == 'yes' else '31'}m{cells[3]}\x1b[0m"
         cmd = row[-1]
-        if tty:
-            room = max(columns - (sum(widths) + 2 * len(widths)), 10)
-            if len(cmd) > room:
-                cmd = cmd[: room - 1] + "…"
-        print(prefix + cmd)
+        if tty and len(cmd) > room:
+            cmd = cmd[: room - 1] + "…"
+        lines.append("  ".join(cells) + "  " + cmd)
+    print("\n".join(lines))
 
 
 # ---- entry point ---------------------------------------------------------------------------
+
+
+class _Usage(Exception):
+    """A usage error found after parsing (exit 2)."""
 
 
 def _one_line(text: str) -> str:
@@ -275,7 +574,7 @@ def main(argv: list[str] | None = None) -> None:
     except CycloptsError as e:
         print(f"goproc: {_one_line(str(e))} (see 'goproc --help')", file=sys.stderr)
         code = EXIT_USAGE
-    except ConfigError as e:
+    except (ConfigError, _Usage) as e:
         print(f"goproc: {e}", file=sys.stderr)
         code = EXIT_USAGE
     except DaemonUnreachable as e:
@@ -288,5 +587,6 @@ def main(argv: list[str] | None = None) -> None:
         code = 130
     except BrokenPipeError:
         code = EXIT_OK  # the reader went away (e.g. `| head`)
-    sys.stdout.flush()
+    with contextlib.suppress(BrokenPipeError):
+        sys.stdout.flush()
     sys.exit(code if isinstance(code, int) else EXIT_OK)

@@ -21,6 +21,8 @@ PERMISSION_DENIED = -32002
 ALREADY_TRACKED = -32003
 NAME_IN_USE = -32004
 STORAGE_ERROR = -32005
+NO_MATCH = -32006
+AMBIGUOUS = -32007
 
 
 class GoprocError(Exception):
@@ -70,6 +72,19 @@ class StorageError(GoprocError):
     """The change could not be made durable; it was not applied."""
 
     code = STORAGE_ERROR
+
+
+class NoMatch(GoprocError):
+    """A selector that must match something matched nothing."""
+
+    code = NO_MATCH
+
+
+class Ambiguous(GoprocError):
+    """A selector matched several entries where one was needed or `all` was not given;
+    `data` holds `{"count": N, "ids": [up to 5 ids]}`."""
+
+    code = AMBIGUOUS
 
 
 class ConfigError(Exception):

@@ -9,14 +9,17 @@ Mutations go through `Context.commit`: applied, journaled, then answered.
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+import attrs
+import trio
 from attrs import define, frozen
 
 from goproc import __version__
-from goproc.errors import StorageError
+from goproc.errors import Ambiguous, GoprocError, InvalidParams, NoMatch, StorageError
 from goproc.model import Change, Proc, Selector
 from goproc.probe import Probe
 from goproc.protocol import (
@@ -25,11 +28,13 @@ from goproc.protocol import (
     Name,
     Pid,
     Request,
+    Seconds,
+    Signal,
     method_not_found,
     structure_params,
     unstructure,
 )
-from goproc.registry import Registry
+from goproc.registry import Kind, Registry
 
 
 class Journal(Protocol):
@@ -66,6 +71,12 @@ class Context:
         self.on_change()
 
 
+@frozen
+class Method:
+    params: type
+    handler: Callable[[Context, Any], Awaitable[Any]]
+
+
 # ---- params ----------------------------------------------------------------------------
 
 
@@ -76,10 +87,54 @@ class NoParams:
 
 @frozen
 class AddParams:
-    pid: Pid
+    """`pid` for one process (the result is its entry) or `pids` for several, all or
+    nothing (the result is the array of entries)."""
+
+    pid: Pid | None = None
+    pids: tuple[Pid, ...] | None = None
     tags: tuple[Label, ...] = ()
     groups: tuple[Label, ...] = ()
     name: Name | None = None
+
+
+@frozen(kw_only=True)
+class Targeted(Selector):
+    """A selector for a command that changes or signals entries: matching more than one
+    needs `all`."""
+
+    all: bool = False
+
+    def selector(self) -> Selector:
+        return Selector(**{f.name: getattr(self, f.name) for f in attrs.fields(Selector)})
+
+
+@frozen(kw_only=True)
+class LabelParams(Targeted):
+    labels: tuple[Label, ...]
+
+
+@frozen
+class RenameParams:
+    old: Label
+    new: Label
+
+
+@frozen(kw_only=True)
+class NameParams(Selector):
+    name: Name | None
+
+
+@frozen
+class ResetParams:
+    confirm: str
+
+
+@frozen(kw_only=True)
+class KillParams(Targeted):
+    signal: Signal = Signal(15)  # noqa: RUF009  # NewType calls are free
+    timeout: Seconds = Seconds(5.0)  # noqa: RUF009  # NewType calls are free
+    group: bool = False
+    rm: bool = False
 
 
 # ---- handlers --------------------------------------------------------------------------
@@ -101,23 +156,147 @@ async def status(ctx: Context, _: NoParams) -> dict[str, Any]:
     }
 
 
-async def add(ctx: Context, params: AddParams) -> Proc:
-    facts = ctx.probe.inspect(params.pid)
+async def add(ctx: Context, params: AddParams) -> Proc | list[Proc]:
+    if (params.pid is None) == (params.pids is None):
+        raise InvalidParams("invalid params: pid, pids: give exactly one of them")
+    pids = [params.pid] if params.pid is not None else list(params.pids or ())
+    if not pids:
+        raise InvalidParams("invalid params: pids: must not be empty")
+    facts = [ctx.probe.inspect(pid) for pid in pids]
     added, change = ctx.registry.plan_add(
-        [facts], tags=params.tags, groups=params.groups, name=params.name, now=ctx.clock()
+        facts, tags=params.tags, groups=params.groups, name=params.name, now=ctx.clock()
     )
     await ctx.commit(change)
-    return added[0]
+    return added[0] if params.pid is not None else added
 
 
 async def list_procs(ctx: Context, selector: Selector) -> list[Proc]:
     return ctx.registry.select(selector)
 
 
-@frozen
-class Method:
-    params: type
-    handler: Callable[[Context, Any], Awaitable[Any]]
+def _resolve(ctx: Context, selector: Selector, *, many: bool) -> list[Proc]:
+    """The entries a command acts on: at least one, and several only when `many`."""
+    procs = ctx.registry.select(selector)
+    if not procs:
+        raise NoMatch("no process matches")
+    if len(procs) > 1 and not many:
+        ids = [p.id for p in procs[:5]]
+        more = ", ..." if len(procs) > 5 else ""
+        raise Ambiguous(
+            f"{len(procs)} processes match (ids {', '.join(map(str, ids))}{more}); "
+            "narrow the selection or use --all",
+            {"count": len(procs), "ids": ids},
+        )
+    return procs
+
+
+async def show(ctx: Context, selector: Selector) -> Proc:
+    return _resolve(ctx, selector, many=False)[0]
+
+
+async def remove(ctx: Context, params: Targeted) -> list[Proc]:
+    procs = _resolve(ctx, params.selector(), many=params.all)
+    await ctx.commit(ctx.registry.plan_remove(p.id for p in procs))
+    return procs
+
+
+def _label_handlers(kind: Kind) -> dict[str, Method]:
+    """tag.* or group.*: the same four methods over tags or over groups."""
+
+    async def add_labels(ctx: Context, params: LabelParams) -> list[Proc]:
+        procs = _resolve(ctx, params.selector(), many=params.all)
+        out, change = ctx.registry.plan_labels([p.id for p in procs], kind, add=params.labels)
+        await ctx.commit(change)
+        return out
+
+    async def remove_labels(ctx: Context, params: LabelParams) -> list[Proc]:
+        procs = _resolve(ctx, params.selector(), many=params.all)
+        out, change = ctx.registry.plan_labels([p.id for p in procs], kind, remove=params.labels)
+        await ctx.commit(change)
+        return out
+
+    async def rename(ctx: Context, params: RenameParams) -> dict[str, int]:
+        change = ctx.registry.plan_rename_label(kind, params.old, params.new)
+        await ctx.commit(change)
+        return {"changed": len(change.put)}
+
+    async def counts(ctx: Context, _: NoParams) -> list[dict[str, Any]]:
+        table = ctx.registry.tag_counts() if kind == "tags" else ctx.registry.group_counts()
+        return [{"name": k, "count": n} for k, n in table.items()]
+
+    prefix = kind[:-1]
+    return {
+        f"{prefix}.add": Method(LabelParams, add_labels),
+        f"{prefix}.remove": Method(LabelParams, remove_labels),
+        f"{prefix}.rename": Method(RenameParams, rename),
+        f"{prefix}.list": Method(NoParams, counts),
+    }
+
+
+async def set_name(ctx: Context, params: NameParams) -> Proc:
+    target = _resolve(ctx, params, many=False)[0]
+    proc, change = ctx.registry.plan_set_name(target.id, params.name)
+    await ctx.commit(change)
+    return proc
+
+
+RESET_WORD = "RESET"
+
+
+async def reset(ctx: Context, params: ResetParams) -> dict[str, int]:
+    if params.confirm != RESET_WORD:
+        raise InvalidParams(f"invalid params: confirm: must be exactly {RESET_WORD!r}")
+    removed = len(ctx.registry)
+    await ctx.commit(ctx.registry.plan_reset())
+    return {"removed": removed}
+
+
+async def kill(ctx: Context, params: KillParams) -> list[dict[str, Any]]:
+    """Signal every matching alive entry at once; see `_kill_one` for each outcome."""
+    procs = _resolve(ctx, params.selector(), many=params.all)
+    results: list[dict[str, Any]] = [{} for _ in procs]
+
+    async def one(n: int, p: Proc) -> None:
+        results[n] = await _kill_one(ctx, p, params)
+
+    async with trio.open_nursery() as nursery:
+        for n, p in enumerate(procs):
+            nursery.start_soon(one, n, p)
+    if params.rm:
+        await ctx.commit(ctx.registry.plan_remove(p.id for p in procs))
+    return results
+
+
+async def _kill_one(ctx: Context, p: Proc, params: KillParams) -> dict[str, Any]:
+    """Outcomes: "signalled" (a signal other than TERM was sent), "exited" (it ended
+    within the timeout), "killed" (still running after the timeout: escalated to
+    SIGKILL), "not alive" (nothing sent), "failed" (with `error`)."""
+    out: dict[str, Any] = {"id": p.id, "pid": p.pid, "signal": signal.Signals(params.signal).name}
+    if not p.alive:
+        return {**out, "outcome": "not alive"}
+    try:
+        ctx.probe.send_signal(p.pid, p.started_at, params.signal, group=params.group)
+        if int(params.signal) != signal.SIGTERM or float(params.timeout) == 0.0:
+            return {**out, "outcome": "signalled"}
+        if await _exits_within(ctx, p, params.timeout):
+            return {**out, "outcome": "exited"}
+        ctx.probe.send_signal(p.pid, p.started_at, signal.SIGKILL, group=params.group)
+        await _exits_within(ctx, p, 1.0)
+        return {**out, "outcome": "killed"}
+    except GoprocError as e:
+        return {**out, "outcome": "failed", "error": e.message}
+    finally:
+        if not ctx.probe.is_alive(p.pid, p.started_at):
+            ctx.registry.set_alive(p.id, False, ctx.clock())
+            ctx.on_change()
+
+
+async def _exits_within(ctx: Context, p: Proc, timeout: float) -> bool:
+    with trio.move_on_after(timeout):
+        while ctx.probe.is_alive(p.pid, p.started_at):
+            await trio.sleep(0.01)
+        return True
+    return False
 
 
 METHODS: dict[str, Method] = {
@@ -125,6 +304,13 @@ METHODS: dict[str, Method] = {
     "status": Method(NoParams, status),
     "add": Method(AddParams, add),
     "list": Method(Selector, list_procs),
+    "show": Method(Selector, show),
+    "remove": Method(Targeted, remove),
+    "kill": Method(KillParams, kill),
+    **_label_handlers("tags"),
+    **_label_handlers("groups"),
+    "name.set": Method(NameParams, set_name),
+    "reset": Method(ResetParams, reset),
 }
 
 

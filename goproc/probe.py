@@ -8,6 +8,7 @@ tests of pure parts may use any object with the same two methods.
 from __future__ import annotations
 
 import os
+import signal
 from typing import Protocol
 
 import psutil
@@ -24,6 +25,11 @@ class Probe(Protocol):
     def is_alive(self, pid: int, started_at: float) -> bool:
         """Whether the process (pid, started_at) still runs: not gone, not a zombie,
         and its pid not taken over by another process."""
+        ...
+
+    def send_signal(self, pid: int, started_at: float, signum: int, *, group: bool) -> None:
+        """Signal the process (pid, started_at), or its process group, only if it is
+        still that very process; raises NoSuchProcess or PermissionDenied."""
         ...
 
 
@@ -80,3 +86,37 @@ class OsProbe:
             except PermissionError:
                 return True
             return True
+
+    def send_signal(self, pid: int, started_at: float, signum: int, *, group: bool) -> None:
+        # A pidfd pins the process that holds the pid when it is opened; checking the
+        # identity after opening it proves the pidfd is ours, so the signal cannot reach
+        # a process that took the pid over.  Without pidfds the check-then-kill window
+        # is as small as we can make it.
+        pidfd = _pidfd_open(pid)
+        try:
+            if not self.is_alive(pid, started_at):
+                raise NoSuchProcess(f"pid {pid} is no longer the tracked process")
+            try:
+                if group:
+                    os.killpg(os.getpgid(pid), signum)
+                elif pidfd is not None:
+                    signal.pidfd_send_signal(pidfd, signum)
+                else:
+                    os.kill(pid, signum)
+            except ProcessLookupError:
+                raise NoSuchProcess(f"pid {pid} has exited") from None
+            except PermissionError:
+                raise PermissionDenied(f"not allowed to signal pid {pid}") from None
+        finally:
+            if pidfd is not None:
+                os.close(pidfd)
+
+
+def _pidfd_open(pid: int) -> int | None:
+    """A pidfd for `pid` where the OS has them; None otherwise (or when it is gone)."""
+    if not hasattr(os, "pidfd_open") or not hasattr(signal, "pidfd_send_signal"):
+        return None
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return None

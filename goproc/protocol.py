@@ -45,6 +45,8 @@ Pid = NewType("Pid", int)
 ProcId = NewType("ProcId", int)
 Name = NewType("Name", str)
 Label = NewType("Label", str)
+Signal = NewType("Signal", int)  # on the wire: a name ("TERM", "SIGKILL") or a number
+Seconds = NewType("Seconds", float)  # on the wire: a number of seconds >= 0
 
 PID_MAX = 2**31 - 1  # pid_t is a signed 32-bit integer
 ID_MAX = 2**63 - 1
@@ -107,6 +109,32 @@ def _name(value: Any, _: Any) -> str:
     return text
 
 
+def _signal(value: Any, _: Any) -> int:
+    import signal
+
+    if type(value) is int:
+        valid = set(signal.valid_signals())
+        if value in valid and value != 0:
+            return value
+        raise _Invalid(f"must be a signal number or name, got {value}")
+    if isinstance(value, str):
+        name = value.strip().upper()
+        name = name if name.startswith("SIG") else "SIG" + name
+        sig = getattr(signal.Signals, name, None) if name.isidentifier() else None
+        if isinstance(sig, signal.Signals):
+            return int(sig)
+        raise _Invalid(f"must be a signal name like TERM or KILL, got {_show(value)}")
+    raise _Invalid(f"must be a signal name or number, got {_show(value)}")
+
+
+def _seconds(value: Any, _: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise _Invalid(f"must be a number of seconds, got {_show(value)}")
+    if not 0 <= value <= 86400:
+        raise _Invalid(f"must be from 0 to 86400 seconds, got {value}")
+    return float(value)
+
+
 def _bool(value: Any, _: Any) -> bool:
     if not isinstance(value, bool):
         raise _Invalid(f"must be true or false, got {_show(value)}")
@@ -120,6 +148,7 @@ def make_converter() -> cattrs.Converter:
     - tuples: JSON arrays, and only arrays are accepted (a string is not a list of chars);
     - int, str, bool: exactly that JSON type (no `true` for 1, no `1.5` for 1);
     - Pid: 1..2**31-1; ProcId: 1..2**63-1; Name: `NAME_RE`; Label (tag/group): a string;
+    - Signal: a name ("TERM", "SIGKILL", any case) or a valid number; Seconds: 0..86400;
     - unknown keys in an object are refused (`forbid_extra_keys`).
     Structuring failures raise cattrs' ClassValidationError; `invalid_params` words them.
     """
@@ -131,6 +160,8 @@ def make_converter() -> cattrs.Converter:
     c.register_structure_hook(Label, _str)
     c.register_structure_hook(Name, _name)
     c.register_structure_hook(bool, _bool)
+    c.register_structure_hook(Signal, _signal)
+    c.register_structure_hook(Seconds, _seconds)
 
     def tuple_hook(tp: Any) -> Callable[[Any, Any], tuple[Any, ...]]:
         (item_type, _) = tp.__args__

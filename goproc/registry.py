@@ -9,7 +9,7 @@ Lookups that miss raise a domain error from `goproc.errors`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import attrs
 
@@ -17,6 +17,7 @@ from goproc.errors import AlreadyTracked, InvalidParams, NameInUse
 from goproc.model import Change, Proc, ProcessFacts, Selector, normalize_labels, same_start
 
 K = TypeVar("K")
+Kind = Literal["tags", "groups"]
 
 
 class Registry:
@@ -166,6 +167,52 @@ class Registry:
         ]
         return added, Change(next_id=self.next_id + len(added), put=(*put, *added))
 
+    def plan_remove(self, ids: Iterable[int]) -> Change:
+        """Forget these entries (the processes are not touched)."""
+        return Change(next_id=self.next_id, deleted=tuple(i for i in ids if i in self._procs))
+
+    def plan_labels(
+        self, ids: Iterable[int], kind: Kind, *, add: Iterable[str] = (), remove: Iterable[str] = ()
+    ) -> tuple[list[Proc], Change]:
+        """Add and remove tags or groups (`kind`) on these entries.  Entries whose
+        labels do not change are returned but not written."""
+        plus, minus = set(normalize_labels(add)), set(normalize_labels(remove))
+        out, put = [], []
+        for i in ids:
+            p = self._procs[i]
+            labels = normalize_labels((set(getattr(p, kind)) | plus) - minus)
+            new = p if labels == getattr(p, kind) else _with_labels(p, kind, labels)
+            out.append(new)
+            if new is not p:
+                put.append(new)
+        return out, Change(next_id=self.next_id, put=tuple(put))
+
+    def plan_rename_label(self, kind: Kind, old: str, new: str) -> Change:
+        """Rename a tag or group on every entry that has it, in one change."""
+        old_l, new_l = old.strip(), new.strip()
+        if not old_l or not new_l:
+            raise InvalidParams("old, new: a tag or group name cannot be empty")
+        index = self._by_tag if kind == "tags" else self._by_group
+        put = []
+        for i in sorted(index.get(old_l, ())):
+            p = self._procs[i]
+            labels = normalize_labels([*(x for x in getattr(p, kind) if x != old_l), new_l])
+            put.append(_with_labels(p, kind, labels))
+        return Change(next_id=self.next_id, put=tuple(put))
+
+    def plan_set_name(self, proc_id: int, name: str | None) -> tuple[Proc, Change]:
+        """Give an entry a unique name, or clear it (`None`)."""
+        p = self._procs[proc_id]
+        holder = None if name is None else self._by_name.get(name)
+        if holder is not None and holder != proc_id:
+            raise NameInUse(f"name {name!r} is already used by id {holder}")
+        new = attrs.evolve(p, name=name)
+        return new, Change(next_id=self.next_id, put=(new,) if new != p else ())
+
+    def plan_reset(self) -> Change:
+        """Forget everything and start ids at 1 again."""
+        return Change(next_id=1, reset=True)
+
     def set_alive(self, proc_id: int, alive: bool, now: float) -> Proc | None:
         """Record a probe's verdict; returns the new entry when it changed, else None.
         Liveness is not journaled: it is probed again at every start."""
@@ -188,6 +235,7 @@ class Registry:
         undo = self._undo_for(change)
         if change.reset:
             self._clear()
+            self.next_id = change.next_id
         for proc_id in change.deleted:
             self._unindex(proc_id)
             self._procs.pop(proc_id, None)
@@ -241,6 +289,10 @@ class Registry:
             _discard(self._by_tag, t, proc_id)
         for g in p.groups:
             _discard(self._by_group, g, proc_id)
+
+
+def _with_labels(p: Proc, kind: Kind, labels: tuple[str, ...]) -> Proc:
+    return attrs.evolve(p, tags=labels) if kind == "tags" else attrs.evolve(p, groups=labels)
 
 
 def _union(index: Mapping[K, set[int]], keys: Iterable[K]) -> set[int]:
