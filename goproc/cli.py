@@ -361,12 +361,7 @@ def kill(
     rm
         Forget the entries afterwards.
     """
-    from goproc.durations import parse_duration
-
-    try:
-        seconds = parse_duration(timeout)
-    except ValueError as e:
-        raise _Usage(f"--timeout: {e}") from None
+    seconds = _duration("--timeout", timeout)
     params: dict[str, Any] = {
         **(select or Select()).params(target),
         "all": all_,
@@ -388,6 +383,100 @@ def kill(
             }.get(r["outcome"], r["outcome"])
             print(f"id {r['id']} pid {r['pid']}: {outcome}")
     return EXIT_REMOTE if any(r["outcome"] == "failed" for r in results) else EXIT_OK
+
+
+@app.command
+def wait(
+    target: str | None = None,
+    /,
+    *,
+    select: Select | None = None,
+    timeout: str = "30s",
+    any_: Annotated[bool, Parameter(name="--any", negative=())] = False,
+    json_: Json = False,
+    common: Common | None = None,
+) -> int:
+    """Block until every matching entry has exited (or, with --any, the first); print
+    each as it exits.  Exit 0 when they exited, 1 on timeout (naming those still alive).
+
+    Parameters
+    ----------
+    target
+        An id or a name.
+    timeout
+        How long to wait at most (Go duration: 500ms, 30s, 5m).
+    any_
+        Return as soon as one of them has exited.
+    """
+    seconds = _duration("--timeout", timeout)
+    selector = (select or Select()).params(target)
+    shown: set[int] = set()
+
+    def exited(proc: dict[str, Any]) -> None:
+        if proc["id"] in shown:
+            return
+        shown.add(proc["id"])
+        if json_:
+            print(json.dumps(proc), flush=True)
+        else:
+            print(f"id {proc['id']} pid {proc['pid']} exited ({proc['cmd']})", flush=True)
+
+    with _connect(common, None) as client:
+        ids = [p["id"] for p in client.call("list", selector)] or None
+        if ids is not None:  # print exits as they happen; wait's reply ends it
+            client.call("subscribe", {"ids": ids})
+        params = {**({"ids": ids} if ids is not None else selector)}
+        result = client.call(
+            "wait",
+            {**params, "timeout": seconds, "any": any_},
+            on_event=lambda e: exited(e["proc"]) if e["kind"] == "exited" else None,
+        )
+    for proc in result["exited"]:
+        exited(proc)
+    if result["timed_out"]:
+        alive = ", ".join(f"id {p['id']} (pid {p['pid']})" for p in result["alive"])
+        print(f"goproc: timed out after {timeout}; still alive: {alive}", file=sys.stderr)
+        return EXIT_REMOTE
+    return EXIT_OK
+
+
+@app.command
+def events(
+    *, select: Select | None = None, json_: Json = False, common: Common | None = None
+) -> int:
+    """Stream registry events (added, removed, exited, revived, updated) as they happen,
+    until interrupted; --json prints one JSON object per line."""
+
+    def show_event(event: dict[str, Any]) -> None:
+        if json_:
+            print(json.dumps(event), flush=True)
+            return
+        if event["kind"] == "overflow":
+            print(f"{event['time']}  overflow: events were dropped; reconnect", flush=True)
+            return
+        name = f" name={event['name']}" if event.get("name") else ""
+        print(
+            f"{event['time']}  {event['kind']:<8} id={event['id']} pid={event['pid']}{name}",
+            flush=True,
+        )
+
+    with _connect(common, None) as client:
+        client.call("subscribe", (select or Select()).params())
+        client.listen(show_event)
+    print("goproc: the daemon closed the connection", file=sys.stderr)
+    return EXIT_UNREACHABLE
+
+
+def _duration(flag: str, text: str) -> float:
+    from goproc.durations import parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except ValueError as e:
+        raise _Usage(f"{flag}: {e}") from None
+    if seconds < 0:
+        raise _Usage(f"{flag}: must not be negative, got {text!r}")
+    return seconds
 
 
 def _label_app(kind: str) -> App:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,14 @@ class Client:
         self._file = self._sock.makefile("rb")
         self._next_id = 1
 
-    def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
+    def call(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+    ) -> Any:
+        """Send one request and return its result; event notifications that arrive
+        before the reply go to `on_event`."""
         request_id = self._next_id
         self._next_id += 1
         request: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
@@ -59,6 +67,31 @@ class Client:
             request["params"] = params
         try:
             self._sock.sendall(json.dumps(request, separators=(",", ":")).encode() + b"\n")
+        except OSError as e:
+            raise DaemonUnreachable(self.path, e.strerror or str(e)) from None
+        while True:
+            reply = self._read()
+            if "id" in reply:
+                break
+            if on_event is not None and reply.get("method") == "event":
+                on_event(reply["params"])
+        if "error" in reply:
+            err = reply["error"]
+            raise RemoteError(err.get("code", 0), err.get("message", "?"), err.get("data"))
+        return reply["result"]
+
+    def listen(self, on_event: Callable[[dict[str, Any]], None]) -> None:
+        """Pass event notifications to `on_event` until the daemon closes the connection."""
+        while True:
+            try:
+                reply = self._read()
+            except DaemonUnreachable:
+                return
+            if reply.get("method") == "event":
+                on_event(reply["params"])
+
+    def _read(self) -> dict[str, Any]:
+        try:
             line = self._file.readline()
         except TimeoutError:
             raise DaemonUnreachable(self.path, "no answer in time") from None
@@ -66,11 +99,8 @@ class Client:
             raise DaemonUnreachable(self.path, e.strerror or str(e)) from None
         if not line:
             raise DaemonUnreachable(self.path, "the daemon closed the connection")
-        reply = json.loads(line)
-        if "error" in reply:
-            err = reply["error"]
-            raise RemoteError(err.get("code", 0), err.get("message", "?"), err.get("data"))
-        return reply["result"]
+        message: dict[str, Any] = json.loads(line)
+        return message
 
     def close(self) -> None:
         self._file.close()

@@ -28,10 +28,13 @@ class Config:
     snapshot_delay: float = 0.5  # a burst of changes within this is written once
     max_request_bytes: int = 1024 * 1024  # longer request lines are refused
     send_timeout: float = 10.0  # a client that reads no reply this long is dropped
+    exit_watch: str = "auto"  # "auto": pidfd per process where the OS has it; "poll": ticker only
+    event_queue: int = 1024  # events a subscriber may have pending before it is dropped
 
 
 DURATION_KEYS = ("liveness_interval", "last_seen_interval", "snapshot_delay", "send_timeout")
-INT_KEYS = ("max_request_bytes",)
+INT_KEYS = ("max_request_bytes", "event_queue")
+CHOICE_KEYS = {"exit_watch": ("auto", "poll")}
 ENV_KEYS = {
     "liveness_interval": "GOPROC_LIVENESS_INTERVAL",
     "last_seen_interval": "GOPROC_LAST_SEEN_INTERVAL",
@@ -61,6 +64,15 @@ def load_config(path: Path | str | None, environ: dict[str, str] | None = None) 
             values[key] = _positive_duration(raw)
         except ValueError as e:
             print(f"goproc: warning: ignoring {var}={raw!r}: {e}", file=sys.stderr)
+    raw = environ.get("GOPROC_EXIT_WATCH")
+    if raw is not None:
+        if raw in CHOICE_KEYS["exit_watch"]:
+            values["exit_watch"] = raw
+        else:
+            print(
+                f"goproc: warning: ignoring GOPROC_EXIT_WATCH={raw!r}: must be auto or poll",
+                file=sys.stderr,
+            )
     return Config(**values)
 
 
@@ -83,6 +95,11 @@ def _read_file(path: Path) -> dict[str, Any]:
         try:
             if key in DURATION_KEYS:
                 out[key] = _positive_duration(value)
+            elif key in CHOICE_KEYS:
+                if value not in CHOICE_KEYS[key]:
+                    choices = " or ".join(json.dumps(c) for c in CHOICE_KEYS[key])
+                    raise ValueError(f"must be {choices}, got {json.dumps(value)}")
+                out[key] = value
             elif type(value) is not int or value <= 0:
                 raise ValueError(f"must be a positive integer, got {json.dumps(value)}")
             else:

@@ -19,6 +19,7 @@ import trio
 from attrs import define, frozen
 
 from goproc import __version__
+from goproc.daemon.events import EventBus, Subscription
 from goproc.errors import Ambiguous, GoprocError, InvalidParams, NoMatch, StorageError
 from goproc.model import Change, Proc, Selector
 from goproc.probe import Probe
@@ -27,6 +28,7 @@ from goproc.protocol import (
     Label,
     Name,
     Pid,
+    ProcId,
     Request,
     Seconds,
     Signal,
@@ -41,6 +43,44 @@ class Journal(Protocol):
     async def append(self, change: Change) -> None: ...
 
 
+class Watcher(Protocol):
+    """Exit detection per entry (pidfd or kqueue); the poll ticker covers the rest."""
+
+    def watch(self, proc: Proc) -> None: ...
+
+    def forget(self, proc_id: int) -> None: ...
+
+
+class _NoWatcher:
+    def watch(self, proc: Proc) -> None:
+        pass
+
+    def forget(self, proc_id: int) -> None:
+        pass
+
+
+class Session(Protocol):
+    """The connection a request came on, for methods that talk back (subscribe)."""
+
+    def start_subscription(self, sub: Subscription) -> None: ...
+
+    def owns(self, sub_id: int) -> bool: ...
+
+
+class Pulse:
+    """Fires whenever an entry's liveness changes; waiters re-check their condition."""
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+
+    def fire(self) -> None:
+        self._event.set()
+        self._event = trio.Event()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
 def now() -> float:
     """Wall-clock seconds, to the microsecond the wire format keeps."""
     return round(time.time(), 6)
@@ -48,7 +88,10 @@ def now() -> float:
 
 @define
 class Context:
-    """What handlers share: the registry, the OS seam, and the way to make a change last."""
+    """What handlers share: the registry, the OS seam, the way to make a change last, and
+    the ways to tell others about it (events, exit watchers, the snapshot writer).
+    Every change to the registry goes through `commit` or `set_alive`.  A connection gets
+    a copy with its `session`; everything else is shared."""
 
     registry: Registry
     probe: Probe
@@ -56,10 +99,15 @@ class Context:
     on_change: Callable[[], None] = lambda: None
     stats: Callable[[], dict[str, Any]] = dict
     clock: Callable[[], float] = now
+    bus: EventBus = attrs.Factory(EventBus)
+    watcher: Watcher = attrs.Factory(_NoWatcher)
+    pulse: Pulse = attrs.Factory(Pulse)
+    session: Session | None = None
 
     async def commit(self, change: Change) -> None:
         """Apply `change` and journal it; on a journal failure undo it and raise
-        StorageError, so nothing is acknowledged that would not survive a crash."""
+        StorageError, so nothing is acknowledged that would not survive a crash.
+        Events go out once the change is durable."""
         undo = self.registry.apply(change)
         try:
             await self.journal.append(change)
@@ -69,6 +117,44 @@ class Context:
                 f"could not save the change, so it was not made: {e.strerror or e}"
             ) from None
         self.on_change()
+        self._announce(undo, change)
+
+    def set_alive(self, proc_id: int, alive: bool) -> Proc | None:
+        """Record a liveness verdict (from a probe or an exit watcher)."""
+        t = self.clock()
+        new = self.registry.set_alive(proc_id, alive, t)
+        if new is not None:
+            self.on_change()
+            self.bus.publish("revived" if alive else "exited", new, t)
+            if alive:
+                self.watcher.watch(new)
+            self.pulse.fire()
+        return new
+
+    def _announce(self, undo: Change, change: Change) -> None:
+        t = self.clock()
+        before = {p.id: p for p in undo.put}
+        if change.reset:
+            for p in undo.put:
+                self.watcher.forget(p.id)
+                self.bus.publish("removed", p, t)
+        for proc_id in change.deleted:
+            self.watcher.forget(proc_id)
+            if proc_id in before:
+                self.bus.publish("removed", before[proc_id], t)
+        lived = False
+        for p in change.put:
+            old = None if change.reset else before.get(p.id)
+            if old is None:
+                self.watcher.watch(p)
+                self.bus.publish("added", p, t)
+            elif old.alive != p.alive:
+                lived = True
+                self.bus.publish("revived" if p.alive else "exited", p, t)
+            else:
+                self.bus.publish("updated", p, t)
+        if lived or change.deleted or change.reset:
+            self.pulse.fire()
 
 
 @frozen
@@ -287,16 +373,68 @@ async def _kill_one(ctx: Context, p: Proc, params: KillParams) -> dict[str, Any]
         return {**out, "outcome": "failed", "error": e.message}
     finally:
         if not ctx.probe.is_alive(p.pid, p.started_at):
-            ctx.registry.set_alive(p.id, False, ctx.clock())
-            ctx.on_change()
+            ctx.set_alive(p.id, False)
 
 
 async def _exits_within(ctx: Context, p: Proc, timeout: float) -> bool:
+    """Wait for the exit: woken by an exit watcher, or found by probing every 20 ms."""
     with trio.move_on_after(timeout):
         while ctx.probe.is_alive(p.pid, p.started_at):
-            await trio.sleep(0.01)
+            with trio.move_on_after(0.02):
+                await ctx.pulse.wait()
         return True
     return False
+
+
+@frozen(kw_only=True)
+class WaitParams(Selector):
+    timeout: Seconds = Seconds(30.0)  # noqa: RUF009  # NewType calls are free
+    any: bool = False
+
+
+async def wait(ctx: Context, params: WaitParams) -> dict[str, Any]:
+    """Reply once every matching entry is dead (or, with `any`, one of them), or at the
+    timeout.  The entries are those matching when the request arrives; one removed
+    meanwhile counts as ended."""
+    ids = [p.id for p in _resolve(ctx, params, many=True)]
+
+    def split() -> tuple[list[Proc], list[Proc]]:
+        procs = [p for i in ids if (p := ctx.registry.get(i)) is not None]
+        ended = [p for p in procs if not p.alive]
+        return ended, [p for p in procs if p.alive]
+
+    def done() -> bool:
+        ended, alive = split()
+        gone = len(ids) - len(ended) - len(alive)
+        return not alive or (params.any and (bool(ended) or gone > 0))
+
+    timed_out = False
+    with trio.move_on_after(params.timeout) as scope:
+        while not done():
+            await ctx.pulse.wait()
+    timed_out = scope.cancelled_caught
+    ended, alive = split()
+    return {"exited": ended, "alive": alive, "timed_out": timed_out}
+
+
+@frozen
+class UnsubscribeParams:
+    subscription: ProcId
+
+
+async def subscribe(ctx: Context, selector: Selector) -> dict[str, int]:
+    """Events matching the selector follow on this connection as `event` notifications."""
+    if ctx.session is None:
+        raise InvalidParams("invalid params: subscribe needs a connection")
+    sub = ctx.bus.subscribe(selector)
+    ctx.session.start_subscription(sub)
+    return {"subscription": sub.id}
+
+
+async def unsubscribe(ctx: Context, params: UnsubscribeParams) -> dict[str, bool]:
+    if ctx.session is None or not ctx.session.owns(params.subscription):
+        raise NoMatch(f"no subscription {params.subscription} on this connection")
+    return {"unsubscribed": ctx.bus.unsubscribe(params.subscription)}
 
 
 METHODS: dict[str, Method] = {
@@ -311,6 +449,9 @@ METHODS: dict[str, Method] = {
     **_label_handlers("groups"),
     "name.set": Method(NameParams, set_name),
     "reset": Method(ResetParams, reset),
+    "wait": Method(WaitParams, wait),
+    "subscribe": Method(Selector, subscribe),
+    "unsubscribe": Method(UnsubscribeParams, unsubscribe),
 }
 
 

@@ -56,6 +56,7 @@ class Proc:
     started_at: float
     added_at: float
     last_seen: float
+    exited_at: float | None = None  # when the death was detected; None while alive
 
 
 @frozen

@@ -144,7 +144,8 @@ def _bool(value: Any, _: Any) -> bool:
 def make_converter() -> cattrs.Converter:
     """The converter for the wire and the snapshot.  Encodings:
 
-    - timestamps (`started_at`, `added_at`, `last_seen`): RFC 3339 UTC strings;
+    - timestamps (`started_at`, `added_at`, `last_seen`, `exited_at`): RFC 3339 UTC strings
+      (`exited_at` may be null; a snapshot entry without it loads as null);
     - tuples: JSON arrays, and only arrays are accepted (a string is not a list of chars);
     - int, str, bool: exactly that JSON type (no `true` for 1, no `1.5` for 1);
     - Pid: 1..2**31-1; ProcId: 1..2**63-1; Name: `NAME_RE`; Label (tag/group): a string;
@@ -200,7 +201,12 @@ def make_converter() -> cattrs.Converter:
     c.register_unstructure_hook(
         Proc,
         make_dict_unstructure_fn(
-            Proc, c, started_at=time_out, added_at=time_out, last_seen=time_out
+            Proc,
+            c,
+            started_at=time_out,
+            added_at=time_out,
+            last_seen=time_out,
+            exited_at=override(unstruct_hook=lambda ts: None if ts is None else format_time(ts)),
         ),
     )
     time_in = override(struct_hook=lambda value, _: parse_time(value))
@@ -213,6 +219,9 @@ def make_converter() -> cattrs.Converter:
             started_at=time_in,
             added_at=time_in,
             last_seen=time_in,
+            exited_at=override(
+                struct_hook=lambda value, _: None if value is None else parse_time(value)
+            ),
         ),
     )
     return c

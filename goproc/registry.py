@@ -148,7 +148,7 @@ class Registry:
             # The pid now belongs to this newer process: older entries are dead.
             for old in self.with_pid(f.pid):
                 if old.alive and not same_start(old.started_at, f.started_at):
-                    put.append(attrs.evolve(old, alive=False))
+                    put.append(attrs.evolve(old, alive=False, exited_at=now))
         added = [
             Proc(
                 id=self.next_id + n,
@@ -219,7 +219,10 @@ class Registry:
         p = self._procs.get(proc_id)
         if p is None or p.alive == alive:
             return None
-        new = attrs.evolve(p, alive=alive, last_seen=now if alive else p.last_seen)
+        if alive:
+            new = attrs.evolve(p, alive=True, last_seen=now, exited_at=None)
+        else:
+            new = attrs.evolve(p, alive=False, exited_at=now)
         self._procs[proc_id] = new
         return new
 

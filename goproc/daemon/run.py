@@ -25,10 +25,12 @@ import trio
 
 from goproc import paths
 from goproc.config import Config
+from goproc.daemon.events import EventBus
+from goproc.daemon.exits import ExitWatcher, raise_fd_limit
 from goproc.daemon.liveness import Liveness
 from goproc.daemon.server import Server
 from goproc.daemon.store import Journal, SnapshotWriter, load_state
-from goproc.handlers import Context, make_dispatch, now
+from goproc.handlers import Context
 from goproc.probe import OsProbe
 from goproc.registry import Registry
 
@@ -97,31 +99,38 @@ async def _main(config: Config, sock: stdsocket.socket, socket_path: Path, state
         log.warning("%s", warning)
     journal = Journal(state_dir, loaded.next_gen)
     writer = SnapshotWriter(state_dir, registry, journal, config.snapshot_delay)
-    liveness = Liveness(
-        registry,
-        OsProbe(),
-        interval=config.liveness_interval,
-        last_seen_interval=config.last_seen_interval,
-        on_change=writer.mark_dirty,
-        clock=now,
-    )
     ctx = Context(
-        registry=registry, probe=liveness.probe, journal=journal, on_change=writer.mark_dirty
+        registry=registry,
+        probe=OsProbe(),
+        journal=journal,
+        on_change=writer.mark_dirty,
+        bus=EventBus(config.event_queue),
     )
+    liveness = Liveness(
+        ctx, interval=config.liveness_interval, last_seen_interval=config.last_seen_interval
+    )
+    fd_limit = raise_fd_limit()
+    watcher = ExitWatcher(ctx, enabled=config.exit_watch == "auto")
+    ctx.watcher = watcher
     listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
-    server = Server(listener, make_dispatch(ctx), config)
+    server = Server(listener, ctx, config)
+    ctx.stats = lambda: {
+        "socket": str(socket_path),
+        "state_dir": str(state_dir),
+        "snapshot_writes": writer.writes,
+        "sweeps": liveness.sweeps,
+        "last_sweep_seconds": round(liveness.last_sweep_seconds, 6),
+        "connections": server.connections,
+        "exit_watch": "pidfd" if watcher.enabled else "poll",
+        "watched": watcher.watched,
+        "subscriptions": len(ctx.bus.subscriptions),
+        "fd_limit": fd_limit,
+    }
     async with trio.open_nursery() as nursery:
         await nursery.start(journal.run)
         await liveness.sweep()  # answers are right from the first request
         await writer.flush()  # fold what was replayed
-        ctx.stats = lambda: {
-            "socket": str(socket_path),
-            "state_dir": str(state_dir),
-            "snapshot_writes": writer.writes,
-            "sweeps": liveness.sweeps,
-            "last_sweep_seconds": round(liveness.last_sweep_seconds, 6),
-            "connections": server.connections,
-        }
+        await nursery.start(watcher.run)
         await nursery.start(writer.run)
         await nursery.start(liveness.run)
         await nursery.start(server.run)

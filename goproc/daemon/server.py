@@ -1,10 +1,16 @@
-"""The UNIX-socket server: accept, read lines, answer them, in order, per connection.
+"""The UNIX-socket server: accept, read lines, answer them in order, per connection.
 
 It only moves bytes; what a line means and what is answered is `goproc.protocol`'s.
+Each connection runs a reader task (splits lines, enforces the size limit, notices a
+hang-up) and answers the lines it queues one by one; subscriptions add a pump task each.
+
 Limits: a request line longer than `max_request_bytes` is refused (-32600) and the
-connection closed, so no line is read unbounded into memory; a client that leaves a
-reply unread for `send_timeout` is dropped.  On `stop()` the server accepts no more,
-lets every fully received request finish, then closes (after `grace` at the latest).
+connection closed, so no line is read unbounded into memory; at most `_PIPELINE` lines
+wait unanswered before the reader stops reading (the client's writes then block); a
+client that leaves a reply unread for `send_timeout` is dropped.  A client that hangs
+up mid-request (e.g. during a `wait`) has its request cancelled at once.  On `stop()`
+the server accepts no more, lets every fully received request finish, then closes
+(after `grace` at the latest).
 """
 
 from __future__ import annotations
@@ -12,37 +18,47 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import select
 
+import attrs
 import trio
 
 from goproc.config import Config
+from goproc.daemon.events import Subscription
 from goproc.errors import InvalidRequest
-from goproc.protocol import Dispatch, encode, error_response, respond_line
+from goproc.handlers import Context, make_dispatch
+from goproc.protocol import encode, error_response, respond_line
 
 log = logging.getLogger("goproc.server")
 
 _CHUNK = 65536
+_PIPELINE = 64  # complete lines a connection may have waiting for their turn
 _ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+_PEER_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError)
+
+
+class _TooLarge:
+    """Queued instead of a line: the line was over the limit."""
 
 
 class Server:
     def __init__(
-        self, listener: trio.SocketListener, dispatch: Dispatch, config: Config, grace: float = 5.0
+        self, listener: trio.SocketListener, ctx: Context, config: Config, grace: float = 5.0
     ) -> None:
         self.listener = listener
-        self.dispatch = dispatch
+        self.ctx = ctx
         self.config = config
         self.grace = grace
         self.connections = 0
-        self._stopping = False
+        self.stopping = False
         self._accepting = trio.CancelScope()
         self._idle: set[trio.CancelScope] = set()
 
     def stop(self) -> None:
-        """Stop accepting and close idle connections; requests in flight finish."""
-        self._stopping = True
+        """Stop accepting and stop reading; requests already received finish."""
+        self.stopping = True
         self._accepting.cancel()
-        for scope in self._idle:
+        for scope in list(self._idle):
             scope.cancel()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -58,77 +74,140 @@ class Server:
                         log.warning("accept: %s; retrying shortly", e.strerror)
                         await trio.sleep(0.1)
                         continue
-                    nursery.start_soon(self._serve_connection, stream)
+                    nursery.start_soon(self._serve, stream)
             await self.listener.aclose()
             nursery.cancel_scope.deadline = trio.current_time() + self.grace
 
-    async def _serve_connection(self, stream: trio.SocketStream) -> None:
+    async def _serve(self, stream: trio.SocketStream) -> None:
         self.connections += 1
-        reader = _LineReader(stream, self.config.max_request_bytes, self)
         try:
-            while (line := await reader.next_line()) is not None:
-                reply = await respond_line(line, self.dispatch)
-                if reply is not None:
-                    with trio.fail_after(self.config.send_timeout):
-                        await stream.send_all(reply)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
-            pass
-        except _TooLarge:
-            error = InvalidRequest(
-                f"request too large (limit {self.config.max_request_bytes} bytes); closing"
-            )
-            with trio.move_on_after(1), _SEND_ERRORS:
-                await stream.send_all(encode(error_response(None, error)))
+            async with trio.open_nursery() as nursery:
+                conn = _Connection(self, stream, nursery)
+                await conn.serve()
+                if not conn.subscriptions or self.stopping:
+                    nursery.cancel_scope.cancel()
         finally:
             self.connections -= 1
             await trio.aclose_forcefully(stream)
 
 
-class _TooLarge(Exception):
-    pass
+class _Connection:
+    """One client: its reader, its ordered replies, its subscriptions (the `Session`
+    that handlers see)."""
 
-
-_SEND_ERRORS = contextlib.suppress(OSError, trio.BrokenResourceError, trio.ClosedResourceError)
-
-
-class _LineReader:
-    """Complete request lines (without `\\n` or `\\r\\n`) from a stream, bounded by
-    `limit`; blank lines are skipped.  Lines already received are still returned after
-    the server stops; a half line at EOF is dropped (it was never a request)."""
-
-    def __init__(self, stream: trio.SocketStream, limit: int, server: Server) -> None:
-        self.stream = stream
-        self.limit = limit
+    def __init__(self, server: Server, stream: trio.SocketStream, nursery: trio.Nursery):
         self.server = server
-        self.buf = bytearray()
-        self.searched = 0
+        self.stream = stream
+        self.nursery = nursery
+        self.subscriptions: dict[int, Subscription] = {}
+        self._send_lock = trio.Lock()
+        self._dispatch = make_dispatch(attrs.evolve(server.ctx, session=self))
 
-    async def next_line(self) -> bytes | None:
-        buf = self.buf
-        while True:
-            nl = buf.find(b"\n", self.searched)
-            if nl >= 0:
-                line = bytes(buf[:nl])
-                del buf[: nl + 1]
-                self.searched = 0
-                if len(line) > self.limit:
-                    raise _TooLarge
-                if line.endswith(b"\r"):
-                    line = line[:-1]
-                if line.strip():
-                    return line
-                continue
-            self.searched = len(buf)
-            if self.searched > self.limit:
-                raise _TooLarge
-            if self.server._stopping:
-                return None
-            with trio.CancelScope() as idle:
-                self.server._idle.add(idle)
-                try:
-                    data = await self.stream.receive_some(_CHUNK)
-                finally:
-                    self.server._idle.discard(idle)
-            if idle.cancelled_caught or not data:
-                return None
-            buf += data
+    async def serve(self) -> None:
+        lines_in, lines = trio.open_memory_channel[bytes | _TooLarge](_PIPELINE)
+        self.nursery.start_soon(self._read, lines_in)
+        try:
+            async with lines:
+                async for line in lines:
+                    if isinstance(line, _TooLarge):
+                        limit = self.server.config.max_request_bytes
+                        error = InvalidRequest(f"request too large (limit {limit} bytes); closing")
+                        with trio.move_on_after(1):
+                            await self.send(encode(error_response(None, error)))
+                        self.nursery.cancel_scope.cancel()
+                        return
+                    reply = await respond_line(line, self._dispatch)
+                    if reply is not None:
+                        await self.send(reply)
+        except _PEER_GONE:
+            self.nursery.cancel_scope.cancel()
+
+    async def send(self, data: bytes) -> None:
+        """Send whole lines; replies and event notifications never interleave."""
+        async with self._send_lock:
+            with trio.fail_after(self.server.config.send_timeout):
+                await self.stream.send_all(data)
+
+    async def _read(self, lines: trio.MemorySendChannel[bytes | _TooLarge]) -> None:
+        limit = self.server.config.max_request_bytes
+        buf = bytearray()
+        searched = 0
+        async with lines:
+            while True:
+                nl = buf.find(b"\n", searched)
+                if nl >= 0:
+                    line = bytes(buf[:nl])
+                    del buf[: nl + 1]
+                    searched = 0
+                    if len(line) > limit:
+                        await lines.send(_TooLarge())
+                        return
+                    line = line.removesuffix(b"\r")
+                    if line.strip():
+                        await lines.send(line)
+                    continue
+                searched = len(buf)
+                if searched > limit:
+                    await lines.send(_TooLarge())
+                    return
+                if self.server.stopping:
+                    return
+                with trio.CancelScope() as idle:
+                    self.server._idle.add(idle)
+                    try:
+                        data = await self.stream.receive_some(_CHUNK)
+                    except _PEER_GONE:
+                        data = b""
+                    finally:
+                        self.server._idle.discard(idle)
+                if idle.cancelled_caught:
+                    return
+                if not data:
+                    if self._hung_up():
+                        # Gone for good, not just done writing: drop what it asked for.
+                        self.nursery.cancel_scope.cancel()
+                    return  # a half line at EOF was never a request
+                buf += data
+
+    def _hung_up(self) -> bool:
+        """Whether the peer closed its end entirely (POLLHUP), not only its writing side."""
+        try:
+            poller = select.poll()
+            poller.register(self.stream.socket.fileno(), select.POLLIN)
+            return any(ev & select.POLLHUP for _, ev in poller.poll(0))
+        except (OSError, ValueError):
+            return True
+
+    # ---- Session: what handlers may ask of the connection ----------------------------
+
+    def start_subscription(self, sub: Subscription) -> None:
+        self.subscriptions[sub.id] = sub
+        self.nursery.start_soon(self._pump, sub)
+
+    def owns(self, sub_id: int) -> bool:
+        return sub_id in self.subscriptions
+
+    async def _pump(self, sub: Subscription) -> None:
+        """Deliver a subscription's events as notifications until it ends.  One that
+        overflowed gets its `overflow` event (if it can take it within a second) and
+        the connection is closed."""
+        try:
+            with trio.CancelScope() as scope:
+                sub.pump_scope = scope
+                while batch := await sub.next_batch():
+                    await self.send(b"".join(encode(_notification(e)) for e in batch))
+                    if sub.overflowed and not sub.queue:
+                        break
+        except _PEER_GONE:
+            sub.overflowed = True  # cannot deliver: treat as dropped
+        finally:
+            self.subscriptions.pop(sub.id, None)
+            self.server.ctx.bus.unsubscribe(sub.id)
+        if sub.overflowed:
+            self.nursery.cancel_scope.cancel()
+            with contextlib.suppress(*_PEER_GONE, OSError):
+                await trio.aclose_forcefully(self.stream)
+
+
+def _notification(event: dict[str, object]) -> dict[str, object]:
+    return {"jsonrpc": "2.0", "method": "event", "params": event}

@@ -1,0 +1,101 @@
+"""Event-driven exit detection: one pidfd per alive entry, waited on by trio.
+
+Linux only (`os.pidfd_open`); elsewhere, when disabled (`exit_watch: "poll"`), or when a
+pidfd cannot be opened (old kernel, EMFILE, EPERM) the entry is left to the liveness
+ticker's poll, with one warning per kind of failure.  The pidfd is opened before the
+identity check, so it refers to the very process that was checked.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import resource
+
+import trio
+
+from goproc.handlers import Context
+from goproc.model import Proc
+
+log = logging.getLogger("goproc.exits")
+
+AVAILABLE = hasattr(os, "pidfd_open")
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; returns the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            return hard
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+class ExitWatcher:
+    def __init__(self, ctx: Context, enabled: bool = True) -> None:
+        self.ctx = ctx
+        self.enabled = enabled and AVAILABLE
+        self._scopes: dict[int, trio.CancelScope] = {}
+        self._nursery: trio.Nursery | None = None
+        self._warned: set[int] = set()
+
+    @property
+    def watched(self) -> int:
+        return len(self._scopes)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            for p in list(self.ctx.registry):
+                self.watch(p)
+            await trio.sleep_forever()
+
+    def watch(self, proc: Proc) -> None:
+        """Start watching an alive entry (no-op when watched already or disabled)."""
+        if not self.enabled or self._nursery is None or not proc.alive or proc.id in self._scopes:
+            return
+        try:
+            pidfd = os.pidfd_open(proc.pid)
+        except ProcessLookupError:
+            self.ctx.set_alive(proc.id, False)
+            return
+        except OSError as e:
+            if e.errno not in self._warned:
+                self._warned.add(e.errno or 0)
+                log.warning(
+                    "cannot watch pid %d (%s): polling it instead",
+                    proc.pid,
+                    e.strerror or errno.errorcode.get(e.errno or 0, "?"),
+                )
+            return
+        if not self.ctx.probe.is_alive(proc.pid, proc.started_at):
+            os.close(pidfd)
+            self.ctx.set_alive(proc.id, False)
+            return
+        scope = trio.CancelScope()
+        self._scopes[proc.id] = scope
+        self._nursery.start_soon(self._wait, proc, pidfd, scope)
+
+    def forget(self, proc_id: int) -> None:
+        scope = self._scopes.pop(proc_id, None)
+        if scope is not None:
+            scope.cancel()
+
+    async def _wait(self, proc: Proc, pidfd: int, scope: trio.CancelScope) -> None:
+        try:
+            with scope:
+                await trio.lowlevel.wait_readable(pidfd)
+                if self._scopes.get(proc.id) is scope:
+                    del self._scopes[proc.id]
+                current = self.ctx.registry.get(proc.id)
+                if current is not None and current.pid == proc.pid:
+                    self.ctx.set_alive(proc.id, False)
+        finally:
+            if self._scopes.get(proc.id) is scope:
+                del self._scopes[proc.id]
+            os.close(pidfd)
