@@ -27,13 +27,21 @@ class Config:
     last_seen_interval: float = 30.0  # at most this often `last_seen` moves forward
     snapshot_delay: float = 0.5  # a burst of changes within this is written once
     max_request_bytes: int = 1024 * 1024  # longer request lines are refused
+    max_connections: int = 256  # more at once are refused
+    idle_timeout: float = 600.0  # a connection with nothing in flight and no subscription
     send_timeout: float = 10.0  # a client that reads no reply this long is dropped
     exit_watch: str = "auto"  # "auto": pidfd per process where the OS has it; "poll": ticker only
     event_queue: int = 1024  # events a subscriber may have pending before it is dropped
 
 
-DURATION_KEYS = ("liveness_interval", "last_seen_interval", "snapshot_delay", "send_timeout")
-INT_KEYS = ("max_request_bytes", "event_queue")
+DURATION_KEYS = (
+    "liveness_interval",
+    "last_seen_interval",
+    "snapshot_delay",
+    "send_timeout",
+    "idle_timeout",
+)
+INT_KEYS = ("max_request_bytes", "max_connections", "event_queue")
 CHOICE_KEYS = {"exit_watch": ("auto", "poll")}
 ENV_KEYS = {
     "liveness_interval": "GOPROC_LIVENESS_INTERVAL",

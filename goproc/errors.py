@@ -23,6 +23,7 @@ NAME_IN_USE = -32004
 STORAGE_ERROR = -32005
 NO_MATCH = -32006
 AMBIGUOUS = -32007
+TOO_MANY_CONNECTIONS = -32008
 
 
 class GoprocError(Exception):
@@ -85,6 +86,10 @@ class Ambiguous(GoprocError):
     `data` holds `{"count": N, "ids": [up to 5 ids]}`."""
 
     code = AMBIGUOUS
+
+
+class TooManyConnections(GoprocError):
+    code = TOO_MANY_CONNECTIONS
 
 
 class ConfigError(Exception):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import gc
 import logging
 import os
 import signal
@@ -94,7 +95,12 @@ def _leaves(eg: BaseExceptionGroup[BaseException]) -> list[BaseException]:
 
 async def _main(config: Config, sock: stdsocket.socket, socket_path: Path, state_dir: Path) -> None:
     registry = Registry()
-    loaded = await trio.to_thread.run_sync(load_state, state_dir, registry)
+    gc.disable()  # loading makes many objects and frees none: no point in collecting
+    try:
+        loaded = await trio.to_thread.run_sync(load_state, state_dir, registry)
+    finally:
+        gc.enable()
+    gc.freeze()  # the loaded entries are long-lived: keep them out of every collection
     for warning in loaded.warnings:
         log.warning("%s", warning)
     journal = Journal(state_dir, loaded.next_gen)
@@ -129,7 +135,8 @@ async def _main(config: Config, sock: stdsocket.socket, socket_path: Path, state
     async with trio.open_nursery() as nursery:
         await nursery.start(journal.run)
         await liveness.sweep()  # answers are right from the first request
-        await writer.flush()  # fold what was replayed
+        if loaded.replayed or loaded.warnings:
+            writer.mark_dirty()  # fold the replayed journal soon, in the background
         await nursery.start(watcher.run)
         await nursery.start(writer.run)
         await nursery.start(liveness.run)

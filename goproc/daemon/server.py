@@ -4,6 +4,10 @@ It only moves bytes; what a line means and what is answered is `goproc.protocol`
 Each connection runs a reader task (splits lines, enforces the size limit, notices a
 hang-up) and answers the lines it queues one by one; subscriptions add a pump task each.
 
+Who may connect: the daemon's own uid (and root), checked with SO_PEERCRED (getpeereid
+on BSD) on every connection; anyone else gets -32002 and is closed.  At most
+`max_connections` at once; one more gets -32008 and is closed.
+
 Limits: a request line longer than `max_request_bytes` is refused (-32600) and the
 connection closed, so no line is read unbounded into memory; at most `_PIPELINE` lines
 wait unanswered before the reader stops reading (the client's writes then block); a
@@ -18,14 +22,17 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
 import select
+import socket
+import struct
 
 import attrs
 import trio
 
 from goproc.config import Config
 from goproc.daemon.events import Subscription
-from goproc.errors import InvalidRequest
+from goproc.errors import GoprocError, InvalidRequest, PermissionDenied, TooManyConnections
 from goproc.handlers import Context, make_dispatch
 from goproc.protocol import encode, error_response, respond_line
 
@@ -50,6 +57,7 @@ class Server:
         self.config = config
         self.grace = grace
         self.connections = 0
+        self.uid = os.getuid()
         self.stopping = False
         self._accepting = trio.CancelScope()
         self._idle: set[trio.CancelScope] = set()
@@ -81,6 +89,11 @@ class Server:
     async def _serve(self, stream: trio.SocketStream) -> None:
         self.connections += 1
         try:
+            refusal = self._refusal(stream)
+            if refusal is not None:
+                with trio.move_on_after(1), contextlib.suppress(*_PEER_GONE):
+                    await stream.send_all(encode(error_response(None, refusal)))
+                return
             async with trio.open_nursery() as nursery:
                 conn = _Connection(self, stream, nursery)
                 await conn.serve()
@@ -89,6 +102,34 @@ class Server:
         finally:
             self.connections -= 1
             await trio.aclose_forcefully(stream)
+
+    def _refusal(self, stream: trio.SocketStream) -> GoprocError | None:
+        """Why this connection may not be served, if it may not: a peer of another user,
+        or one connection too many."""
+        uid = peer_uid(stream.socket)
+        if uid is not None and uid not in (self.uid, 0):
+            log.warning("refused a connection from uid %d", uid)
+            return PermissionDenied(
+                f"permission denied: this daemon serves uid {self.uid} only, not uid {uid}"
+            )
+        if self.connections > self.config.max_connections:
+            return TooManyConnections(
+                f"too many connections (limit {self.config.max_connections}); try again later"
+            )
+        return None
+
+
+def peer_uid(sock: trio.socket.SocketType) -> int | None:
+    """The uid of the process at the other end of a UNIX socket (None if unknown)."""
+    try:
+        if hasattr(socket, "SO_PEERCRED"):
+            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            return int(struct.unpack("3i", creds)[1])
+        if hasattr(os, "getpeereid"):  # BSD, macOS
+            return int(os.getpeereid(sock.fileno())[0])
+    except OSError:
+        pass
+    return None
 
 
 class _Connection:
@@ -100,6 +141,7 @@ class _Connection:
         self.stream = stream
         self.nursery = nursery
         self.subscriptions: dict[int, Subscription] = {}
+        self.busy = False  # a request is being answered
         self._send_lock = trio.Lock()
         self._dispatch = make_dispatch(attrs.evolve(server.ctx, session=self))
 
@@ -116,9 +158,11 @@ class _Connection:
                             await self.send(encode(error_response(None, error)))
                         self.nursery.cancel_scope.cancel()
                         return
+                    self.busy = True
                     reply = await respond_line(line, self._dispatch)
                     if reply is not None:
                         await self.send(reply)
+                    self.busy = False
         except _PEER_GONE:
             self.nursery.cancel_scope.cancel()
 
@@ -152,7 +196,8 @@ class _Connection:
                     return
                 if self.server.stopping:
                     return
-                with trio.CancelScope() as idle:
+                idle_until = trio.current_time() + self.server.config.idle_timeout
+                with trio.CancelScope(deadline=idle_until) as idle:
                     self.server._idle.add(idle)
                     try:
                         data = await self.stream.receive_some(_CHUNK)
@@ -161,6 +206,11 @@ class _Connection:
                     finally:
                         self.server._idle.discard(idle)
                 if idle.cancelled_caught:
+                    if self.server.stopping:
+                        return
+                    if self.busy or self.subscriptions:
+                        continue  # quiet, but not idle
+                    self.nursery.cancel_scope.cancel()  # idle too long: close
                     return
                 if not data:
                     if self._hung_up():
