@@ -70,6 +70,9 @@ def run_daemon(config: Config, *, force: bool = False) -> int:
         pid_file.write_text(f"{os.getpid()}\n")
         trio.run(_main, config, sock, socket_path, state_dir)
         return 0
+    except KeyboardInterrupt:  # Ctrl+C before the signal handler was in place
+        log.info("interrupted while starting")
+        return 130
     except BaseExceptionGroup as eg:  # a supervised task failed: never half alive
         for exc in _leaves(eg):
             log.critical(
@@ -132,32 +135,35 @@ async def _main(config: Config, sock: stdsocket.socket, socket_path: Path, state
         "subscriptions": len(ctx.bus.subscriptions),
         "fd_limit": fd_limit,
     }
-    async with trio.open_nursery() as nursery:
-        await nursery.start(journal.run)
-        await liveness.sweep()  # answers are right from the first request
-        if loaded.replayed or loaded.warnings:
-            writer.mark_dirty()  # fold the replayed journal soon, in the background
-        await nursery.start(watcher.run)
-        await nursery.start(writer.run)
-        await nursery.start(liveness.run)
-        await nursery.start(server.run)
-        log.info(
-            "listening on %s (pid %d, %d entries, state in %s)",
-            socket_path,
-            os.getpid(),
-            len(registry),
-            state_dir,
-        )
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    # Signals are ours before the first request can be served.
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(journal.run)
+            await liveness.sweep()  # answers are right from the first request
+            if loaded.fresh:
+                await writer.flush()  # a first run: the snapshot exists from the start
+            elif loaded.replayed or loaded.warnings:
+                writer.mark_dirty()  # fold the replayed journal soon, in the background
+            await nursery.start(watcher.run)
+            await nursery.start(writer.run)
+            await nursery.start(liveness.run)
+            await nursery.start(server.run)
+            log.info(
+                "listening on %s (pid %d, %d entries, state in %s)",
+                socket_path,
+                os.getpid(),
+                len(registry),
+                state_dir,
+            )
             async for signum in signals:
                 log.info("%s: stopping", signal.Signals(signum).name)
                 break
-        server.stop()
-        with trio.move_on_after(server.grace + 1):
-            while server.connections:
-                await trio.sleep(0.01)
-        await writer.flush()
-        nursery.cancel_scope.cancel()
+            server.stop()
+            with trio.move_on_after(server.grace + 1):
+                while server.connections:
+                    await trio.sleep(0.01)
+            await writer.flush()
+            nursery.cancel_scope.cancel()
     log.info("stopped")
 
 

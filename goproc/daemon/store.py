@@ -126,6 +126,7 @@ class Loaded:
     next_gen: int  # the journal generation to append to from now on
     replayed: int  # journal records applied
     warnings: tuple[str, ...]
+    fresh: bool = False  # no snapshot was there
 
 
 def load_state(state_dir: Path, registry: Registry) -> Loaded:
@@ -158,7 +159,12 @@ def load_state(state_dir: Path, registry: Registry) -> Loaded:
     for gen in gens:
         replayed += _replay(journal_path(state_dir, gen), registry, warnings)
     last = max(journal_generations(state_dir), default=first_gen)
-    return Loaded(next_gen=max(last + 1, first_gen), replayed=replayed, warnings=tuple(warnings))
+    return Loaded(
+        next_gen=max(last + 1, first_gen),
+        replayed=replayed,
+        warnings=tuple(warnings),
+        fresh=data is None,
+    )
 
 
 def _replay(path: Path, registry: Registry, warnings: list[str]) -> int:
