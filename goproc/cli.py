@@ -658,6 +658,9 @@ def _one_line(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Run one command; every failure is one line on stderr and a documented exit code."""
+    for stream in (sys.stdout, sys.stderr):  # a command line need not be valid UTF-8
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         code = app(argv, exit_on_error=False, print_error=False, result_action="return_value")
     except CycloptsError as e:

@@ -116,6 +116,9 @@ class Context:
             raise StorageError(
                 f"could not save the change, so it was not made: {e.strerror or e}"
             ) from None
+        except BaseException:
+            self.registry.apply(undo)  # never keep what was not journaled
+            raise
         self.on_change()
         self._announce(undo, change)
 

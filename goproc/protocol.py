@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, NewType, TypeVar
@@ -230,8 +231,10 @@ def make_converter() -> cattrs.Converter:
 CONVERTER = make_converter()
 
 
-def structure_params(params: dict[str, Any], cls: type[T]) -> T:
+def structure_params(params: dict[str, Any] | list[Any], cls: type[T]) -> T:
     """Params object -> typed params; raises InvalidParams naming every bad field."""
+    if isinstance(params, list):
+        raise InvalidParams("invalid params: params must be an object (by name), not an array")
     try:
         return CONVERTER.structure(params, cls)
     except (ClassValidationError, IterableValidationError) as e:
@@ -282,7 +285,7 @@ def change_from_json(obj: Any) -> Change:
 @frozen
 class Request:
     method: str
-    params: dict[str, Any]
+    params: dict[str, Any] | list[Any]
     id: JsonId
     notification: bool
 
@@ -294,6 +297,13 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
 def decode_line(line: bytes) -> Any:
     """One request line -> a JSON value; raises ParseError (-32700)."""
     try:
@@ -301,7 +311,7 @@ def decode_line(line: bytes) -> Any:
     except UnicodeDecodeError as e:
         raise ParseError(f"parse error: request is not valid UTF-8 (byte {e.start})") from None
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:
         raise ParseError("parse error: JSON nested too deeply") from None
     except ValueError as e:
@@ -324,10 +334,10 @@ def parse_request(obj: Any) -> Request:
     if extra:
         raise InvalidRequest(f"invalid request: unknown member {', '.join(map(repr, extra))}")
     params = obj.get("params", {})
-    if isinstance(params, list):
-        raise InvalidParams("invalid params: params must be an object (by name), not an array")
-    if not isinstance(params, dict):
+    if not isinstance(params, dict | list):
         raise InvalidRequest('invalid request: "params" must be an object')
+    # Array params are a valid request (and a notification stays a notification);
+    # `structure_params` refuses them, since every goproc parameter is by name.
     return Request(method=method, params=params, id=request_id, notification="id" not in obj)
 
 
@@ -363,8 +373,10 @@ def result_response(request_id: JsonId, result: Any) -> dict[str, Any]:
 
 
 def encode(message: Any) -> bytes:
-    """A response (or a batch of them) -> one line."""
-    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    """A response (or a batch of them) -> one line.  ASCII with escapes: any string a
+    client sent (lone surrogates included) or a process reported (non-UTF-8 argv comes
+    as surrogate escapes) has a valid encoding."""
+    return json.dumps(message, separators=(",", ":"), allow_nan=False).encode() + b"\n"
 
 
 Dispatch = Callable[[Request], Awaitable[Any]]

@@ -149,8 +149,7 @@ def load_state(state_dir: Path, registry: Registry) -> Loaded:
             procs, next_id, first_gen = parse_snapshot(data)
             registry.load(procs, next_id)
         except SnapshotError as e:
-            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-            aside = path.with_name(f"{SNAPSHOT}.corrupt-{stamp}")
+            aside = _aside_name(path)
             os.replace(path, aside)
             warnings.append(f"snapshot {path} is unreadable ({e}); moved it to {aside}")
             first_gen = 0
@@ -165,6 +164,17 @@ def load_state(state_dir: Path, registry: Registry) -> Loaded:
         warnings=tuple(warnings),
         fresh=data is None,
     )
+
+
+def _aside_name(path: Path) -> Path:
+    """`<name>.corrupt-<UTC timestamp>`, with `.N` added when that name is taken."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while aside.exists():
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}.{n}")
+        n += 1
+    return aside
 
 
 def _replay(path: Path, registry: Registry, warnings: list[str]) -> int:
