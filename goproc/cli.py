@@ -16,7 +16,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from attrs import define
 from cyclopts import App, Parameter
@@ -34,7 +34,30 @@ app = App(
     version=__version__,
     help_flags=["--help", "-h"],
 )
-app.register_install_completion_command()
+
+
+@app.command(name="--install-completion")
+def install_completion(
+    *,
+    shell: Literal["bash", "zsh", "fish"] | None = None,
+    output: Path | None = None,
+    add_to_startup: bool = True,
+) -> int:
+    """Install shell completion for goproc (bash, zsh or fish; detected when not given).
+
+    Parameters
+    ----------
+    shell
+        The shell; detected from $SHELL when not given.
+    output
+        Where to write the completion script (a per-shell default otherwise).
+    add_to_startup
+        Add a line to the shell's rc file that loads it.
+    """
+    path = app.install_completion(shell=shell, output=output, add_to_startup=add_to_startup)
+    print(f"Completion installed in {path}; start a new shell to use it")
+    return EXIT_OK
+
 
 Repeat = Annotated[list[str] | None, Parameter(negative=(), consume_multiple=False)]
 RepeatInt = Annotated[list[int] | None, Parameter(negative=(), consume_multiple=False)]

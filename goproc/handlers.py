@@ -12,6 +12,7 @@ import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 import attrs
@@ -29,10 +30,13 @@ from goproc.protocol import (
     Name,
     Pid,
     ProcId,
+    RawJSON,
     Request,
     Seconds,
     Signal,
     method_not_found,
+    proc_json,
+    procs_json,
     structure_params,
     unstructure,
 )
@@ -65,6 +69,8 @@ class Session(Protocol):
     def start_subscription(self, sub: Subscription) -> None: ...
 
     def owns(self, sub_id: int) -> bool: ...
+
+    def cancel_on_hangup(self) -> AbstractAsyncContextManager[None]: ...
 
 
 class Pulse:
@@ -360,7 +366,7 @@ async def _kill_one(ctx: Context, p: Proc, params: KillParams) -> dict[str, Any]
     """Outcomes: "signalled" (a signal other than TERM was sent), "exited" (it ended
     within the timeout), "killed" (still running after the timeout: escalated to
     SIGKILL), "not alive" (nothing sent), "failed" (with `error`)."""
-    out: dict[str, Any] = {"id": p.id, "pid": p.pid, "signal": signal.Signals(params.signal).name}
+    out: dict[str, Any] = {"id": p.id, "pid": p.pid, "signal": _signal_name(params.signal)}
     if not p.alive:
         return {**out, "outcome": "not alive"}
     try:
@@ -377,6 +383,13 @@ async def _kill_one(ctx: Context, p: Proc, params: KillParams) -> dict[str, Any]
     finally:
         if not ctx.probe.is_alive(p.pid, p.started_at):
             ctx.set_alive(p.id, False)
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:  # real-time signals have numbers only
+        return f"SIG{signum}"
 
 
 async def _exits_within(ctx: Context, p: Proc, timeout: float) -> bool:
@@ -411,10 +424,16 @@ async def wait(ctx: Context, params: WaitParams) -> dict[str, Any]:
         gone = len(ids) - len(ended) - len(alive)
         return not alive or (params.any and (bool(ended) or gone > 0))
 
-    timed_out = False
-    with trio.move_on_after(params.timeout) as scope:
+    async def until_done() -> None:
         while not done():
             await ctx.pulse.wait()
+
+    with trio.move_on_after(params.timeout) as scope:
+        if ctx.session is None:
+            await until_done()
+        else:
+            async with ctx.session.cancel_on_hangup():
+                await until_done()
     timed_out = scope.cancelled_caught
     ended, alive = split()
     return {"exited": ended, "alive": alive, "timed_out": timed_out}
@@ -458,6 +477,16 @@ METHODS: dict[str, Method] = {
 }
 
 
+def to_wire(result: Any) -> Any:
+    """A handler's result as JSON: entries (alone or in a list) from their cached
+    encoding, anything else through the converter."""
+    if isinstance(result, Proc):
+        return RawJSON(proc_json(result))
+    if isinstance(result, list) and result and all(isinstance(p, Proc) for p in result):
+        return procs_json(result)
+    return unstructure(result)
+
+
 def make_dispatch(ctx: Context) -> Dispatch:
     """Request -> plain JSON result, through the method table."""
 
@@ -466,6 +495,6 @@ def make_dispatch(ctx: Context) -> Dispatch:
         if method is None:
             raise method_not_found(req.method)
         params: Any = structure_params(req.params, method.params)
-        return unstructure(await method.handler(ctx, params))
+        return to_wire(await method.handler(ctx, params))
 
     return dispatch

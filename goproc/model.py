@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from attrs import frozen
+from attrs import field, frozen
 
 NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 NAME_RULE = "at most 64 of letters, digits, '.', '-', '_'"
@@ -57,6 +57,9 @@ class Proc:
     added_at: float
     last_seen: float
     exited_at: float | None = None  # when the death was detected; None while alive
+    # The entry's wire encoding, made once per (immutable) entry by
+    # `goproc.protocol.proc_json`; not part of the value.
+    _wire: bytes | None = field(default=None, init=False, eq=False, repr=False)
 
 
 @frozen

@@ -1,18 +1,19 @@
 """The UNIX-socket server: accept, read lines, answer them in order, per connection.
 
 It only moves bytes; what a line means and what is answered is `goproc.protocol`'s.
-Each connection runs a reader task (splits lines, enforces the size limit, notices a
-hang-up) and answers the lines it queues one by one; subscriptions add a pump task each.
+Each connection is one task that reads lines and answers them one by one (subscriptions
+add a pump task each).
 
 Who may connect: the daemon's own uid (and root), checked with SO_PEERCRED (getpeereid
 on BSD) on every connection; anyone else gets -32002 and is closed.  At most
 `max_connections` at once; one more gets -32008 and is closed.
 
 Limits: a request line longer than `max_request_bytes` is refused (-32600) and the
-connection closed, so no line is read unbounded into memory; at most `_PIPELINE` lines
-wait unanswered before the reader stops reading (the client's writes then block); a
-client that leaves a reply unread for `send_timeout` is dropped.  A client that hangs
-up mid-request (e.g. during a `wait`) has its request cancelled at once.  On `stop()`
+connection closed, so no line is read unbounded into memory; while a request is being
+answered nothing more is read (a client that pipelines blocks in its writes); a client
+that leaves a reply unread for `send_timeout` is dropped, one that sends nothing for
+`idle_timeout` (with no subscription) is closed.  A client that hangs up during a
+request that blocks (`wait`) has it cancelled at once.  On `stop()`
 the server accepts no more, lets every fully received request finish, then closes
 (after `grace` at the latest).
 """
@@ -26,6 +27,7 @@ import os
 import select
 import socket
 import struct
+from collections.abc import AsyncIterator
 
 import attrs
 import trio
@@ -39,13 +41,12 @@ from goproc.protocol import encode, error_response, respond_line
 log = logging.getLogger("goproc.server")
 
 _CHUNK = 65536
-_PIPELINE = 64  # complete lines a connection may have waiting for their turn
 _ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _PEER_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError)
 
 
 class _TooLarge:
-    """Queued instead of a line: the line was over the limit."""
+    """Returned instead of a line: the line was over the limit."""
 
 
 class Server:
@@ -133,8 +134,8 @@ def peer_uid(sock: trio.socket.SocketType) -> int | None:
 
 
 class _Connection:
-    """One client: its reader, its ordered replies, its subscriptions (the `Session`
-    that handlers see)."""
+    """One client: its lines, answered in order in this one task (no hand-off per
+    request), its subscriptions, and the `Session` that handlers see."""
 
     def __init__(self, server: Server, stream: trio.SocketStream, nursery: trio.Nursery):
         self.server = server
@@ -142,27 +143,26 @@ class _Connection:
         self.nursery = nursery
         self.subscriptions: dict[int, Subscription] = {}
         self.busy = False  # a request is being answered
+        self._buf = bytearray()
+        self._searched = 0
         self._send_lock = trio.Lock()
         self._dispatch = make_dispatch(attrs.evolve(server.ctx, session=self))
 
     async def serve(self) -> None:
-        lines_in, lines = trio.open_memory_channel[bytes | _TooLarge](_PIPELINE)
-        self.nursery.start_soon(self._read, lines_in)
         try:
-            async with lines:
-                async for line in lines:
-                    if isinstance(line, _TooLarge):
-                        limit = self.server.config.max_request_bytes
-                        error = InvalidRequest(f"request too large (limit {limit} bytes); closing")
-                        with trio.move_on_after(1):
-                            await self.send(encode(error_response(None, error)))
-                        self.nursery.cancel_scope.cancel()
-                        return
-                    self.busy = True
-                    reply = await respond_line(line, self._dispatch)
-                    if reply is not None:
-                        await self.send(reply)
-                    self.busy = False
+            while (line := await self._next_line()) is not None:
+                if isinstance(line, _TooLarge):
+                    limit = self.server.config.max_request_bytes
+                    error = InvalidRequest(f"request too large (limit {limit} bytes); closing")
+                    with trio.move_on_after(1):
+                        await self.send(encode(error_response(None, error)))
+                    self.nursery.cancel_scope.cancel()
+                    return
+                self.busy = True
+                reply = await respond_line(line, self._dispatch)
+                if reply is not None:
+                    await self.send(reply)
+                self.busy = False
         except _PEER_GONE:
             self.nursery.cancel_scope.cancel()
 
@@ -172,52 +172,50 @@ class _Connection:
             with trio.fail_after(self.server.config.send_timeout):
                 await self.stream.send_all(data)
 
-    async def _read(self, lines: trio.MemorySendChannel[bytes | _TooLarge]) -> None:
+    async def _next_line(self) -> bytes | _TooLarge | None:
+        """The next request line (without `\\n` or `\\r\\n`; blank lines skipped), or
+        None at the end: EOF (a half line then was never a request), a stop, an idle
+        timeout.  Lines already received are still returned after a stop."""
         limit = self.server.config.max_request_bytes
-        buf = bytearray()
-        searched = 0
-        async with lines:
-            while True:
-                nl = buf.find(b"\n", searched)
-                if nl >= 0:
-                    line = bytes(buf[:nl])
-                    del buf[: nl + 1]
-                    searched = 0
-                    if len(line) > limit:
-                        await lines.send(_TooLarge())
-                        return
-                    line = line.removesuffix(b"\r")
-                    if line.strip():
-                        await lines.send(line)
-                    continue
-                searched = len(buf)
-                if searched > limit:
-                    await lines.send(_TooLarge())
-                    return
+        buf = self._buf
+        while True:
+            nl = buf.find(b"\n", self._searched)
+            if nl >= 0:
+                line = bytes(buf[:nl])
+                del buf[: nl + 1]
+                self._searched = 0
+                if len(line) > limit:
+                    return _TooLarge()
+                line = line.removesuffix(b"\r")
+                if line.strip():
+                    return line
+                continue
+            self._searched = len(buf)
+            if self._searched > limit:
+                return _TooLarge()
+            if self.server.stopping:
+                return None
+            idle_until = trio.current_time() + self.server.config.idle_timeout
+            with trio.CancelScope(deadline=idle_until) as idle:
+                self.server._idle.add(idle)
+                try:
+                    data = await self.stream.receive_some(_CHUNK)
+                except _PEER_GONE:
+                    data = b""
+                finally:
+                    self.server._idle.discard(idle)
+            if idle.cancelled_caught:
                 if self.server.stopping:
-                    return
-                idle_until = trio.current_time() + self.server.config.idle_timeout
-                with trio.CancelScope(deadline=idle_until) as idle:
-                    self.server._idle.add(idle)
-                    try:
-                        data = await self.stream.receive_some(_CHUNK)
-                    except _PEER_GONE:
-                        data = b""
-                    finally:
-                        self.server._idle.discard(idle)
-                if idle.cancelled_caught:
-                    if self.server.stopping:
-                        return
-                    if self.busy or self.subscriptions:
-                        continue  # quiet, but not idle
-                    self.nursery.cancel_scope.cancel()  # idle too long: close
-                    return
-                if not data:
-                    if self._hung_up():
-                        # Gone for good, not just done writing: drop what it asked for.
-                        self.nursery.cancel_scope.cancel()
-                    return  # a half line at EOF was never a request
-                buf += data
+                    return None
+                if self.subscriptions:
+                    continue  # quiet, but not idle
+                self.nursery.cancel_scope.cancel()  # idle too long: close
+                return None
+            if not data:
+                if self.subscriptions and self._hung_up():
+                    self.nursery.cancel_scope.cancel()  # gone: nobody reads the events
+                return None
+            buf += data
 
     def _hung_up(self) -> bool:
         """Whether the peer closed its end entirely (POLLHUP), not only its writing side."""
@@ -236,6 +234,33 @@ class _Connection:
 
     def owns(self, sub_id: int) -> bool:
         return sub_id in self.subscriptions
+
+    @contextlib.asynccontextmanager
+    async def cancel_on_hangup(self) -> AsyncIterator[None]:
+        """Run the body (a request that may block long) but cancel it if the client
+        hangs up meanwhile: nobody would read its answer."""
+        with trio.CancelScope() as body:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_hangup, body)
+                try:
+                    yield
+                finally:
+                    nursery.cancel_scope.cancel()
+
+    async def _watch_hangup(self, body: trio.CancelScope) -> None:
+        sock = self.stream.socket
+        while True:
+            await trio.lowlevel.wait_readable(sock)
+            try:
+                peeked = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                continue
+            except OSError:
+                body.cancel()
+                return
+            if not peeked and self._hung_up():
+                body.cancel()
+            return  # more requests pipelined, or only its writing side closed: it reads
 
     async def _pump(self, sub: Subscription) -> None:
         """Deliver a subscription's events as notifications until it ends.  One that

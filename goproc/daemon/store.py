@@ -27,7 +27,14 @@ import attrs
 import trio
 
 from goproc.model import Change, Proc
-from goproc.protocol import CONVERTER, change_from_json, change_to_json, encode
+from goproc.protocol import (
+    CONVERTER,
+    change_from_json,
+    change_to_json,
+    encode,
+    proc_json,
+    remember_json,
+)
 from goproc.registry import Registry
 
 log = logging.getLogger("goproc.store")
@@ -54,6 +61,7 @@ def journal_generations(state_dir: Path) -> list[int]:
 
 
 def snapshot_json(procs: Iterable[Proc], next_id: int, journal_gen: int) -> dict[str, Any]:
+    """The snapshot as a JSON value (what `snapshot_bytes` writes)."""
     return {
         "version": SNAPSHOT_VERSION,
         "next_id": next_id,
@@ -62,10 +70,20 @@ def snapshot_json(procs: Iterable[Proc], next_id: int, journal_gen: int) -> dict
     }
 
 
+def snapshot_bytes(procs: Iterable[Proc], next_id: int, journal_gen: int) -> bytes:
+    """The snapshot file: one JSON document, laid out one entry per line so that it
+    loads entry by entry (see `parse_snapshot`) and is built from cached encodings."""
+    header = json.dumps(
+        {"version": SNAPSHOT_VERSION, "next_id": next_id, "journal": journal_gen},
+        separators=(",", ":"),
+    )
+    body = b",\n".join(map(proc_json, procs))
+    return header[:-1].encode() + b',"procs":[\n' + body + (b"\n" if body else b"") + b"]}\n"
+
+
 def write_snapshot(state_dir: Path, procs: list[Proc], next_id: int, journal_gen: int) -> None:
     """Atomically replace the snapshot (blocking: run it in a worker thread)."""
-    data = json.dumps(snapshot_json(procs, next_id, journal_gen), separators=(",", ":"))
-    atomic_write(state_dir / SNAPSHOT, data.encode())
+    atomic_write(state_dir / SNAPSHOT, snapshot_bytes(procs, next_id, journal_gen))
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -102,20 +120,54 @@ class SnapshotError(ValueError):
 
 
 def parse_snapshot(data: bytes) -> tuple[list[Proc], int, int]:
-    """Snapshot bytes -> (procs, next_id, journal generation); raises SnapshotError."""
+    """Snapshot bytes -> (procs, next_id, journal generation); raises SnapshotError.
+
+    Our own layout (`snapshot_bytes`) is read line by line, so 100,000 entries never
+    exist as one big JSON value; any other valid layout is read whole."""
+    lines = data.split(b"\n")
+    if len(lines) >= 3 and lines[0].endswith(b',"procs":[') and lines[-2:] == [b"]}", b""]:
+        try:
+            header = json.loads(lines[0][: -len(b',"procs":[')] + b"}")
+        except (ValueError, RecursionError) as e:
+            raise SnapshotError(f"not valid JSON: {e}") from None
+        next_id, gen = _check_header(header)
+        body = lines[1:-2]
+        procs = []
+        for n, line in enumerate(body):
+            line = line if n == len(body) - 1 else line.removesuffix(b",")
+            procs.append(_structure_line(line, n))
+        return procs, next_id, gen
     try:
         obj = json.loads(data)
     except (ValueError, RecursionError) as e:
         raise SnapshotError(f"not valid JSON: {e}") from None
-    if not isinstance(obj, dict) or obj.get("version") != SNAPSHOT_VERSION:
-        raise SnapshotError(f"not a version {SNAPSHOT_VERSION} goproc snapshot")
-    next_id, gen, procs = obj.get("next_id"), obj.get("journal", 0), obj.get("procs")
-    if type(next_id) is not int or type(gen) is not int or not isinstance(procs, list):
-        raise SnapshotError("next_id, journal or procs is missing or of the wrong type")
+    next_id, gen = _check_header(obj)
+    procs_obj = obj.get("procs")
+    if not isinstance(procs_obj, list):
+        raise SnapshotError("procs is missing or not an array")
     try:
-        return [CONVERTER.structure(p, Proc) for p in procs], next_id, gen
+        return [CONVERTER.structure(p, Proc) for p in procs_obj], next_id, gen
     except Exception as e:  # cattrs raises several kinds; all mean "not ours"
         raise SnapshotError(f"bad entry: {e}") from None
+
+
+def _check_header(obj: Any) -> tuple[int, int]:
+    if not isinstance(obj, dict) or obj.get("version") != SNAPSHOT_VERSION:
+        raise SnapshotError(f"not a version {SNAPSHOT_VERSION} goproc snapshot")
+    next_id, gen = obj.get("next_id"), obj.get("journal", 0)
+    if type(next_id) is not int or type(gen) is not int:
+        raise SnapshotError("next_id or journal is missing or not an integer")
+    return next_id, gen
+
+
+def _structure_line(line: bytes, n: int) -> Proc:
+    try:
+        obj = json.loads(line)
+        p = CONVERTER.structure(obj, Proc)
+    except Exception as e:  # json and cattrs raise several kinds; all mean "not ours"
+        raise SnapshotError(f"bad entry #{n + 1}: {e}") from None
+    remember_json(p, obj, line)
+    return p
 
 
 # ---- loading ---------------------------------------------------------------------------
