@@ -32,6 +32,11 @@ class Config:
     send_timeout: float = 10.0  # a client that reads no reply this long is dropped
     exit_watch: str = "auto"  # "auto": pidfd per process where the OS has it; "poll": ticker only
     event_queue: int = 1024  # events a subscriber may have pending before it is dropped
+    # When the journal is fdatasync'ed: "interval" (at most every `journal_sync_interval`)
+    # or "always" (before each change is answered).  Either way an answered change is
+    # written to the kernel first, so it survives a crash of the daemon.
+    journal_fsync: str = "interval"
+    journal_sync_interval: float = 1.0
 
 
 DURATION_KEYS = (
@@ -40,9 +45,10 @@ DURATION_KEYS = (
     "snapshot_delay",
     "send_timeout",
     "idle_timeout",
+    "journal_sync_interval",
 )
 INT_KEYS = ("max_request_bytes", "max_connections", "event_queue")
-CHOICE_KEYS = {"exit_watch": ("auto", "poll")}
+CHOICE_KEYS = {"exit_watch": ("auto", "poll"), "journal_fsync": ("interval", "always")}
 ENV_KEYS = {
     "liveness_interval": "GOPROC_LIVENESS_INTERVAL",
     "last_seen_interval": "GOPROC_LAST_SEEN_INTERVAL",

@@ -22,7 +22,7 @@ from attrs import define, frozen
 from goproc import __version__
 from goproc.daemon.events import EventBus, Subscription
 from goproc.errors import Ambiguous, GoprocError, InvalidParams, NoMatch, StorageError
-from goproc.model import Change, Proc, Selector
+from goproc.model import Change, Proc, ProcessFacts, Selector
 from goproc.probe import Probe
 from goproc.protocol import (
     Dispatch,
@@ -257,12 +257,27 @@ async def add(ctx: Context, params: AddParams) -> Proc | list[Proc]:
     pids = [params.pid] if params.pid is not None else list(params.pids or ())
     if not pids:
         raise InvalidParams("invalid params: pids: must not be empty")
-    facts = [ctx.probe.inspect(pid) for pid in pids]
+    facts = [await _inspect(ctx, pid) for pid in pids]
     added, change = ctx.registry.plan_add(
         facts, tags=params.tags, groups=params.groups, name=params.name, now=ctx.clock()
     )
     await ctx.commit(change)
     return added[0] if params.pid is not None else added
+
+
+# Right after exec(2) the new command line is not in /proc for a moment: a process
+# added that early (by `goproc run`, a supervisor, a script) is asked again briefly.
+_CMDLINE_RETRIES = (0.001, 0.002, 0.005, 0.01, 0.03)
+
+
+async def _inspect(ctx: Context, pid: int) -> ProcessFacts:
+    facts = ctx.probe.inspect(pid)
+    for delay in _CMDLINE_RETRIES:
+        if facts.cmd != f"pid:{pid}":
+            break
+        await trio.sleep(delay)
+        facts = ctx.probe.inspect(pid)
+    return facts
 
 
 async def list_procs(ctx: Context, selector: Selector) -> list[Proc]:

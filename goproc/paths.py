@@ -18,9 +18,16 @@ def runtime_dir() -> Path:
     env = os.environ.get("GOPROC_RUNTIME_DIR")
     if env:
         return Path(env)
+    import warnings
+
     import platformdirs  # deferred: only needed when no variable names the place
 
-    return Path(platformdirs.user_runtime_dir(APP))
+    # Without $XDG_RUNTIME_DIR platformdirs warns (on stderr, several lines) and falls
+    # back to /run/user/<uid> or a private temp dir; the place it picks is what we want,
+    # and `goproc daemon` says where it listens.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Path(platformdirs.user_runtime_dir(APP))
 
 
 def socket_path() -> Path:

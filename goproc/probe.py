@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from typing import Protocol
 
 import psutil
@@ -34,7 +35,27 @@ class Probe(Protocol):
 
 
 class OsProbe:
-    """The real probe: `kill(pid, 0)` for existence and ownership, psutil for the rest."""
+    """The real probe: `kill(pid, 0)` for existence and ownership, then the process's
+    facts: from psutil in general; on Linux straight from `/proc/<pid>/stat` and
+    `/proc/<pid>/cmdline`, with the boot time read once (psutil reads /proc/stat again
+    for every process and builds an object per call).  Liveness sweeps probe every alive
+    entry and `add` probes every process, so this is goproc's hottest path; psutil's
+    start-time formula is kept, so both ways give the same start time."""
+
+    def __init__(self) -> None:
+        self._boot = psutil.boot_time()
+        self._clock_ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self._procfs = sys.platform.startswith("linux") and os.path.exists("/proc/self/stat")
+
+    def _stat(self, pid: int) -> tuple[bytes, int, float] | None:
+        """(state letter, process group, start time) from /proc; None when gone."""
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                data = f.read()
+        except (FileNotFoundError, ProcessLookupError):
+            return None
+        fields = data[data.rindex(b")") + 2 :].split()
+        return fields[0], int(fields[2]), float(fields[19]) / self._clock_ticks + self._boot
 
     def inspect(self, pid: int) -> ProcessFacts:
         try:
@@ -47,6 +68,30 @@ class OsProbe:
             ) from None
         except OverflowError:
             raise InvalidParams(f"pid: {pid} is out of range") from None
+        if self._procfs:
+            try:
+                return self._inspect_procfs(pid)
+            except (PermissionError, ValueError, IndexError):
+                pass  # unreadable: psutil knows the other ways
+        return self._inspect_psutil(pid)
+
+    def _inspect_procfs(self, pid: int) -> ProcessFacts:
+        stat = self._stat(pid)
+        if stat is None:
+            raise NoSuchProcess(f"no process with pid {pid}")
+        state, pgid, started_at = stat
+        if state in (b"Z", b"X"):
+            raise NoSuchProcess(f"pid {pid} has exited (a zombie not yet reaped)")
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                raw = f.read()
+        except (FileNotFoundError, ProcessLookupError):
+            raise NoSuchProcess(f"no process with pid {pid}") from None
+        # NUL-separated argv, or one string when the process rewrote its title.
+        text = raw.rstrip(b"\0").replace(b"\0", b" ").decode(errors="surrogateescape")
+        return ProcessFacts(pid=pid, started_at=started_at, cmd=text or f"pid:{pid}", pgid=pgid)
+
+    def _inspect_psutil(self, pid: int) -> ProcessFacts:
         try:
             p = psutil.Process(pid)
             with p.oneshot():
@@ -69,6 +114,16 @@ class OsProbe:
         return ProcessFacts(pid=pid, started_at=started_at, cmd=cmd, pgid=pgid)
 
     def is_alive(self, pid: int, started_at: float) -> bool:
+        if self._procfs:
+            try:
+                stat = self._stat(pid)
+            except (OSError, ValueError, IndexError):
+                stat = None  # unreadable: ask psutil below
+            else:
+                if stat is None:
+                    return False
+                state, _, start = stat
+                return state not in (b"Z", b"X") and same_start(start, started_at)
         try:
             p = psutil.Process(pid)
             with p.oneshot():

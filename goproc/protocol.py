@@ -340,6 +340,10 @@ def _finite_float(text: str) -> float:
     return value
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
 def decode_line(line: bytes) -> Any:
     """One request line -> a JSON value; raises ParseError (-32700)."""
     try:
@@ -347,7 +351,7 @@ def decode_line(line: bytes) -> Any:
     except UnicodeDecodeError as e:
         raise ParseError(f"parse error: request is not valid UTF-8 (byte {e.start})") from None
     try:
-        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        return _DECODER.decode(text)
     except RecursionError:
         raise ParseError("parse error: JSON nested too deeply") from None
     except ValueError as e:
@@ -426,7 +430,7 @@ def _encode_one(message: Any) -> bytes:
 
 
 def _dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+    return _ENCODER.encode(value).encode()
 
 
 Dispatch = Callable[[Request], Awaitable[Any]]

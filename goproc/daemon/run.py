@@ -106,7 +106,12 @@ async def _main(config: Config, sock: stdsocket.socket, socket_path: Path, state
     gc.freeze()  # the loaded entries are long-lived: keep them out of every collection
     for warning in loaded.warnings:
         log.warning("%s", warning)
-    journal = Journal(state_dir, loaded.next_gen)
+    journal = Journal(
+        state_dir,
+        loaded.next_gen,
+        fsync=config.journal_fsync,
+        sync_interval=config.journal_sync_interval,
+    )
     writer = SnapshotWriter(state_dir, registry, journal, config.snapshot_delay)
     ctx = Context(
         registry=registry,

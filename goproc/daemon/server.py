@@ -167,10 +167,29 @@ class _Connection:
             self.nursery.cancel_scope.cancel()
 
     async def send(self, data: bytes) -> None:
-        """Send whole lines; replies and event notifications never interleave."""
-        async with self._send_lock:
+        """Send whole lines; replies and event notifications never interleave (the
+        lock is taken only while there are subscriptions: otherwise one task sends)."""
+        if self.subscriptions or self._send_lock.locked():
+            async with self._send_lock:
+                await self._send(data)
+        else:
+            await self._send(data)
+
+    async def _send(self, data: bytes) -> None:
+        # Most replies fit in the socket buffer: write at once, and only wait (with
+        # the send timeout) for what did not fit.
+        fd = self.stream.socket.fileno()  # -1 once closed: never write to a reused number
+        if fd < 0:
+            raise trio.ClosedResourceError
+        try:
+            sent = os.write(fd, data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            raise trio.BrokenResourceError from None
+        if sent < len(data):
             with trio.fail_after(self.server.config.send_timeout):
-                await self.stream.send_all(data)
+                await self.stream.send_all(memoryview(data)[sent:])
 
     async def _next_line(self) -> bytes | _TooLarge | None:
         """The next request line (without `\\n` or `\\r\\n`; blank lines skipped), or
@@ -248,19 +267,11 @@ class _Connection:
                     nursery.cancel_scope.cancel()
 
     async def _watch_hangup(self, body: trio.CancelScope) -> None:
-        sock = self.stream.socket
-        while True:
-            await trio.lowlevel.wait_readable(sock)
-            try:
-                peeked = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                continue
-            except OSError:
-                body.cancel()
-                return
-            if not peeked and self._hung_up():
-                body.cancel()
-            return  # more requests pipelined, or only its writing side closed: it reads
+        await trio.lowlevel.wait_readable(self.stream.socket)
+        if self._hung_up():
+            body.cancel()
+        # Otherwise more requests are pipelined, or only its writing side closed: it
+        # still reads, so let the request run.
 
     async def _pump(self, sub: Subscription) -> None:
         """Deliver a subscription's events as notifications until it ends.  One that

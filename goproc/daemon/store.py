@@ -5,8 +5,8 @@ Layout of the state dir:
   written atomically (temp file, fsync, rename, fsync dir; mode 0600).  It holds every
   change of journal generations below G.
 - `goproc.journal.<G>`: one JSON line per acknowledged change (`goproc.model.Change`),
-  appended and fdatasync'ed before the change is answered.  A torn last line was never
-  answered and is ignored on replay.
+  written before the change is answered and fdatasync'ed soon after (see `Journal`).
+  A torn last line was never answered and is ignored on replay.
 The writer folds the journal into a snapshot: rotate to generation G+1, write the
 snapshot with `journal: G+1`, then delete older generations.  The file work runs in
 worker threads; the trio side only hands over immutable data.
@@ -14,6 +14,7 @@ worker threads; the trio side only hands over immutable data.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -254,32 +255,60 @@ def _replay(path: Path, registry: Registry, warnings: list[str]) -> int:
 # ---- the journal -----------------------------------------------------------------------
 
 
-@attrs.define
-class _Batch:
-    records: list[tuple[int, bytes]] = attrs.field(factory=list)
-    done: trio.Event = attrs.field(factory=trio.Event)
-    error: OSError | None = None
-
-
 class Journal:
-    """Group commit: `append` queues a record and waits until the batch it joined is
-    written and fdatasync'ed by `run` in a worker thread.  Records keep the generation
-    current when they were appended, so a rotation never splits a change from its file."""
+    """The append-only record of acknowledged changes.
 
-    def __init__(self, state_dir: Path, gen: int) -> None:
+    `append` writes the record with one `write(2)` before the change is answered: from
+    then on it survives a crash (`kill -9`) of the daemon, since the kernel holds it.
+    `run` makes it survive a crash of the machine too: it fdatasyncs in a worker thread,
+    at once for every batch when `fsync` is "always" (then `append` also waits for it),
+    else at most once per `sync_interval` ("interval", the default).  Records keep the
+    generation current when they were appended, so a rotation never splits a change
+    from its file.
+    """
+
+    def __init__(
+        self, state_dir: Path, gen: int, *, fsync: str = "interval", sync_interval: float = 1.0
+    ) -> None:
         self.state_dir = state_dir
         self.gen = gen
-        self._batch = _Batch()
-        self._wake = trio.Event()
+        self.fsync = fsync
+        self.sync_interval = sync_interval
+        self.appended = 0  # records written
+        self.synced = 0  # records known to be on disk
         self._fds: dict[int, int] = {}
+        self._unsynced: set[int] = set()  # generations written since their last sync
+        self._wake = trio.Event()
+        self._synced_event = trio.Event()
+        self.sync_error: OSError | None = None
 
     async def append(self, change: Change) -> None:
-        batch = self._batch
-        batch.records.append((self.gen, encode(change_to_json(change))))
+        """Write the record; raises OSError (nothing written, or a torn tail removed)."""
+        self._write(self.gen, encode(change_to_json(change)))
+        self.appended += 1
         self._wake.set()
-        await batch.done.wait()
-        if batch.error is not None:
-            raise batch.error
+        if self.fsync == "always":
+            await self._wait_synced(self.appended)
+
+    def _write(self, gen: int, line: bytes) -> None:
+        fd = self._fds.get(gen)
+        if fd is None:
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+            fd = self._fds[gen] = os.open(journal_path(self.state_dir, gen), flags, 0o600)
+        try:
+            _write_all(fd, line)
+        except OSError:
+            # A partial write would leave a torn tail; cut it so later records start clean.
+            os.close(self._fds.pop(gen))
+            self._repair_tail(gen)
+            raise
+        self._unsynced.add(gen)
+
+    async def _wait_synced(self, count: int) -> None:
+        while self.synced < count:
+            await self._synced_event.wait()
+        if self.sync_error is not None:
+            raise self.sync_error
 
     def rotate(self) -> int:
         """Start a new generation; returns it.  Synchronous, so it is atomic with
@@ -288,15 +317,16 @@ class Journal:
         return self.gen
 
     async def sync(self) -> None:
-        """Wait until every record appended so far is on disk (or failed)."""
-        batch = self._batch
+        """Wait until every record appended so far is on disk."""
         self._wake.set()
-        await batch.done.wait()
+        await self._wait_synced(self.appended)
 
     def remove_before(self, gen: int) -> None:
-        """Close and delete generations older than `gen` (blocking; call after `sync`)."""
+        """Close and delete generations older than `gen` (their records are in a
+        snapshot that is on disk)."""
         for old in [g for g in self._fds if g < gen]:
             os.close(self._fds.pop(old))
+            self._unsynced.discard(old)
         for old in journal_generations(self.state_dir):
             if old < gen:
                 journal_path(self.state_dir, old).unlink(missing_ok=True)
@@ -307,36 +337,24 @@ class Journal:
             while True:
                 await self._wake.wait()
                 self._wake = trio.Event()
-                batch, self._batch = self._batch, _Batch()
-                if batch.records:
-                    try:
-                        await trio.to_thread.run_sync(self._write, batch.records)
-                    except OSError as e:
-                        log.error("journal write failed: %s", e)
-                        batch.error = e
-                batch.done.set()
+                target = self.appended
+                fds = [self._fds[g] for g in self._unsynced if g in self._fds]
+                self._unsynced.clear()
+                try:
+                    await trio.to_thread.run_sync(_fdatasync_all, fds)
+                    self.sync_error = None
+                except OSError as e:
+                    log.error("journal sync failed: %s", e)
+                    self.sync_error = e
+                self.synced = target
+                self._synced_event.set()
+                self._synced_event = trio.Event()
+                if self.fsync != "always":
+                    await trio.sleep(self.sync_interval)
         finally:
             for fd in self._fds.values():
                 os.close(fd)
             self._fds.clear()
-
-    def _write(self, records: list[tuple[int, bytes]]) -> None:
-        by_gen: dict[int, list[bytes]] = {}
-        for gen, line in records:
-            by_gen.setdefault(gen, []).append(line)
-        for gen, lines in by_gen.items():
-            fd = self._fds.get(gen)
-            if fd is None:
-                flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-                fd = self._fds[gen] = os.open(journal_path(self.state_dir, gen), flags, 0o600)
-            try:
-                _write_all(fd, b"".join(lines))
-                os.fdatasync(fd)
-            except OSError:
-                # A partial write leaves a torn tail; reopen so later records start clean.
-                os.close(self._fds.pop(gen))
-                self._repair_tail(gen)
-                raise
 
     def _repair_tail(self, gen: int) -> None:
         path = journal_path(self.state_dir, gen)
@@ -347,6 +365,15 @@ class Journal:
                 os.truncate(path, cut)
         except OSError:
             pass
+
+
+def _fdatasync_all(fds: list[int]) -> None:
+    for fd in fds:
+        try:
+            os.fdatasync(fd)
+        except OSError as e:
+            if e.errno != errno.EBADF:  # closed meanwhile by remove_before: folded already
+                raise
 
 
 class SnapshotWriter:
