@@ -118,10 +118,13 @@ class Select:
         return {k: v for k, v in fields.items() if v is not None}
 
 
+_global_config: Path | None = None  # `goproc --config FILE COMMAND ...`
+
+
 def _config(common: Common | None) -> Any:
     from goproc.config import load_config
 
-    return load_config(common.config if common else None)
+    return load_config(common.config if common and common.config else _global_config)
 
 
 def _connect(common: Common | None, timeout: float | None = None) -> Client:
@@ -679,13 +682,29 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def _leading_config(args: list[str]) -> tuple[Path | None, list[str]]:
+    """`--config FILE` (or `--config=FILE`) before the command applies to every command."""
+    config = None
+    while args:
+        if args[0] == "--config" and len(args) > 1:
+            config, args = Path(args[1]), args[2:]
+        elif args[0].startswith("--config="):
+            config, args = Path(args[0].partition("=")[2]), args[1:]
+        else:
+            break
+    return config, args
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run one command; every failure is one line on stderr and a documented exit code."""
     for stream in (sys.stdout, sys.stderr):  # a command line need not be valid UTF-8
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
+    global _global_config
+    args = list(sys.argv[1:] if argv is None else argv)
+    _global_config, args = _leading_config(args)
     try:
-        code = app(argv, exit_on_error=False, print_error=False, result_action="return_value")
+        code = app(args, exit_on_error=False, print_error=False, result_action="return_value")
     except CycloptsError as e:
         print(f"goproc: {_one_line(str(e))} (see 'goproc --help')", file=sys.stderr)
         code = EXIT_USAGE
