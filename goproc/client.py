@@ -80,6 +80,31 @@ class Client:
             raise RemoteError(err.get("code", 0), err.get("message", "?"), err.get("data"))
         return reply["result"]
 
+    def call_raw(self, method: str, params: dict[str, Any] | None = None) -> bytes:
+        """Like `call`, but the result as the JSON text the daemon sent, undecoded:
+        for results too big to decode and encode again just to print them."""
+        request_id = self._next_id
+        self._next_id += 1
+        request: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+        if params:
+            request["params"] = params
+        try:
+            self._sock.sendall(json.dumps(request, separators=(",", ":")).encode() + b"\n")
+            line = self._file.readline()
+        except OSError as e:
+            raise DaemonUnreachable(self.path, e.strerror or str(e)) from None
+        # The daemon writes a success as exactly this prefix, the result, and "}".
+        prefix = b'{"jsonrpc":"2.0","id":%d,"result":' % request_id
+        if line.startswith(prefix) and line.endswith(b"}\n"):
+            return line[len(prefix) : -2]
+        if not line:
+            raise DaemonUnreachable(self.path, "the daemon closed the connection")
+        reply = json.loads(line)
+        if "error" in reply:
+            err = reply["error"]
+            raise RemoteError(err.get("code", 0), err.get("message", "?"), err.get("data"))
+        return json.dumps(reply["result"], separators=(",", ":")).encode()
+
     def listen(self, on_event: Callable[[dict[str, Any]], None]) -> None:
         """Pass event notifications to `on_event` until the daemon closes the connection."""
         while True:

@@ -496,7 +496,7 @@ def to_wire(result: Any) -> Any:
     """A handler's result as JSON: entries (alone or in a list) from their cached
     encoding, anything else through the converter."""
     if isinstance(result, Proc):
-        return RawJSON(proc_json(result))
+        return RawJSON((proc_json(result),))
     if isinstance(result, list) and result and all(isinstance(p, Proc) for p in result):
         return procs_json(result)
     return unstructure(result)
