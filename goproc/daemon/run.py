@@ -98,12 +98,19 @@ def _leaves(eg: BaseExceptionGroup[BaseException]) -> list[BaseException]:
 
 async def _main(config: Config, sock: stdsocket.socket, socket_path: Path, state_dir: Path) -> None:
     registry = Registry()
+    started = time.perf_counter()
     gc.disable()  # loading makes many objects and frees none: no point in collecting
     try:
         loaded = await trio.to_thread.run_sync(load_state, state_dir, registry)
     finally:
         gc.enable()
     gc.freeze()  # the loaded entries are long-lived: keep them out of every collection
+    log.info(
+        "loaded %d entries (%d journal records) in %.2fs",
+        len(registry),
+        loaded.replayed,
+        time.perf_counter() - started,
+    )
     for warning in loaded.warnings:
         log.warning("%s", warning)
     journal = Journal(

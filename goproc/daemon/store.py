@@ -22,7 +22,7 @@ import re
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import attrs
 import trio
@@ -74,7 +74,7 @@ def snapshot_json(procs: Iterable[Proc], next_id: int, journal_gen: int) -> dict
 
 def snapshot_bytes(procs: Iterable[Proc], next_id: int, journal_gen: int) -> bytes:
     """The snapshot file: one JSON document, laid out one entry per line so that it
-    loads entry by entry (see `parse_snapshot`) and is built from cached encodings."""
+    loads entry by entry (see `read_snapshot`) and is built from cached encodings."""
     header = json.dumps(
         {"version": SNAPSHOT_VERSION, "next_id": next_id, "journal": journal_gen},
         separators=(",", ":"),
@@ -121,23 +121,40 @@ class SnapshotError(ValueError):
     pass
 
 
-def parse_snapshot(data: bytes) -> tuple[list[Proc], int, int]:
-    """Snapshot bytes -> (procs, next_id, journal generation); raises SnapshotError.
+_LINE_HEAD = b',"procs":[\n'
 
-    Our own layout (`snapshot_bytes`) is read line by line, so 100,000 entries never
-    exist as one big JSON value; any other valid layout is read whole."""
-    lines = data.split(b"\n")
-    if len(lines) >= 3 and lines[0].endswith(b',"procs":[') and lines[-2:] == [b"]}", b""]:
-        try:
-            header = json.loads(lines[0][: -len(b',"procs":[')] + b"}")
-        except (ValueError, RecursionError) as e:
-            raise SnapshotError(f"not valid JSON: {e}") from None
-        next_id, gen = _check_header(header)
-        body = [line.removesuffix(b",") for line in lines[1:-2]]
-        procs: list[Proc] = []
-        for start in range(0, len(body), _CHUNK):
-            procs.extend(_structure_lines(body[start : start + _CHUNK], start))
-        return procs, next_id, gen
+
+def read_snapshot(f: BinaryIO) -> tuple[list[Proc], int, int]:
+    """A snapshot file -> (procs, next_id, journal generation); raises SnapshotError.
+
+    Our own layout (`snapshot_bytes`) is read line by line, a chunk of entries at a
+    time, so 100,000 entries never exist as one big JSON value; any other valid
+    layout is read whole."""
+    first = f.readline()
+    if not first.endswith(_LINE_HEAD):
+        return parse_snapshot(first + f.read())
+    try:
+        header = json.loads(first[: -len(_LINE_HEAD)] + b"}")
+    except (ValueError, RecursionError) as e:
+        raise SnapshotError(f"not valid JSON: {e}") from None
+    next_id, gen = _check_header(header)
+    procs: list[Proc] = []
+    chunk: list[bytes] = []
+    for line in f:
+        if line == b"]}\n":
+            if f.read().strip():
+                raise SnapshotError("data after the end")
+            procs.extend(_structure_lines(chunk, len(procs)))
+            return procs, next_id, gen
+        chunk.append(line[:-2] if line.endswith(b",\n") else line.rstrip(b"\n"))
+        if len(chunk) == _CHUNK:
+            procs.extend(_structure_lines(chunk, len(procs)))
+            chunk = []
+    raise SnapshotError("truncated: no end of the entry list")
+
+
+def parse_snapshot(data: bytes) -> tuple[list[Proc], int, int]:
+    """Snapshot bytes of any layout -> (procs, next_id, journal generation)."""
     try:
         obj = json.loads(data)
     except (ValueError, RecursionError) as e:
@@ -204,13 +221,11 @@ def load_state(state_dir: Path, registry: Registry) -> Loaded:
         tmp.unlink(missing_ok=True)
     path = state_dir / SNAPSHOT
     first_gen = 0
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        data = None
-    if data is not None:
+    fresh = not path.exists()
+    if not fresh:
         try:
-            procs, next_id, first_gen = parse_snapshot(data)
+            with path.open("rb") as f:
+                procs, next_id, first_gen = read_snapshot(f)
             registry.load(procs, next_id)
         except SnapshotError as e:
             aside = _aside_name(path)
@@ -226,7 +241,7 @@ def load_state(state_dir: Path, registry: Registry) -> Loaded:
         next_gen=max(last + 1, first_gen),
         replayed=replayed,
         warnings=tuple(warnings),
-        fresh=data is None,
+        fresh=fresh,
     )
 
 
