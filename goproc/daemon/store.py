@@ -306,6 +306,7 @@ class Journal:
         self._unsynced: set[int] = set()  # generations written since their last sync
         self._wake = trio.Event()
         self._synced_event = trio.Event()
+        self._urgent = trio.Event()  # someone waits for a sync: do not batch
         self.sync_error: OSError | None = None
 
     async def append(self, change: Change) -> None:
@@ -345,6 +346,7 @@ class Journal:
     async def sync(self) -> None:
         """Wait until every record appended so far is on disk."""
         self._wake.set()
+        self._urgent.set()
         await self._wait_synced(self.appended)
 
     def remove_before(self, gen: int) -> None:
@@ -375,8 +377,10 @@ class Journal:
                 self.synced = target
                 self._synced_event.set()
                 self._synced_event = trio.Event()
-                if self.fsync != "always":
-                    await trio.sleep(self.sync_interval)
+                if self.fsync != "always":  # batch the next syncs, unless one is awaited
+                    with trio.move_on_after(self.sync_interval):
+                        await self._urgent.wait()
+                    self._urgent = trio.Event()
         finally:
             for fd in self._fds.values():
                 os.close(fd)
