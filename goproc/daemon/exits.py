@@ -15,7 +15,7 @@ import resource
 
 import trio
 
-from goproc.handlers import Context
+from goproc.context import Context
 from goproc.model import Proc
 
 log = logging.getLogger("goproc.exits")

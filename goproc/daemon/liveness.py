@@ -15,7 +15,7 @@ import time
 
 import trio
 
-from goproc.handlers import Context
+from goproc.context import Context
 from goproc.model import same_start
 
 log = logging.getLogger("goproc.liveness")

@@ -26,12 +26,12 @@ import trio
 
 from goproc import paths
 from goproc.config import Config
+from goproc.context import Context
 from goproc.daemon.events import EventBus
 from goproc.daemon.exits import ExitWatcher, raise_fd_limit
 from goproc.daemon.liveness import Liveness
 from goproc.daemon.server import Server
 from goproc.daemon.store import Journal, SnapshotWriter, load_state
-from goproc.handlers import Context
 from goproc.probe import OsProbe
 from goproc.registry import Registry
 

@@ -33,9 +33,10 @@ import attrs
 import trio
 
 from goproc.config import Config
+from goproc.context import Context
 from goproc.daemon.events import Subscription
 from goproc.errors import GoprocError, InvalidRequest, PermissionDenied, TooManyConnections
-from goproc.handlers import Context, make_dispatch
+from goproc.handlers import make_dispatch
 from goproc.protocol import encode, error_response, respond_line
 
 log = logging.getLogger("goproc.server")
