@@ -140,6 +140,6 @@ class Context:
                 lived = True
                 self.bus.publish("revived" if p.alive else "exited", p, t)
             else:
-                self.bus.publish("updated", p, t)
+                self.bus.publish("updated", p, t, before=old)
         if lived or change.deleted or change.reset:
             self.pulse.fire()

@@ -84,13 +84,15 @@ class EventBus:
         sub.close()
         return True
 
-    def publish(self, kind: str, proc: Proc, now: float) -> None:
+    def publish(self, kind: str, proc: Proc, now: float, before: Proc | None = None) -> None:
+        """Offer the event to every subscription whose selector matches the entry as it
+        is now or, for an update, as it was (so a subscriber to tag x sees x removed)."""
         self.published += 1
         if not self.subscriptions:
             return
         event: dict[str, Any] | None = None
         for sub in list(self.subscriptions.values()):
-            if sub.selector.matches(proc):
+            if sub.selector.matches(proc) or (before is not None and sub.selector.matches(before)):
                 if event is None:  # built once, shared by every subscriber
                     event = {
                         "kind": kind,
