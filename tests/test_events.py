@@ -362,6 +362,24 @@ def test_updated_on_tag_group_name_changes(
     assert [ev["name"] for ev in events] == [None, None, name, name, name, None, None]
 
 
+def test_update_that_takes_the_matching_tag_away_is_still_shown(
+    d: Daemon, connect: Callable[[Daemon], Conn], sleeper: Sleeper
+) -> None:
+    """A subscriber to tag x sees the update that removes x (it matched before), and
+    nothing about the entry after that."""
+    tag, other_tag = fresh_label("gone"), fresh_label("other")
+    e = d.call("add", {"pid": sleeper().pid, "tags": [tag]})
+    conn = connect(d)
+    conn.subscribe(tags_any=[tag])
+    changer = connect(d)
+    changer.call("tag.remove", {"ids": [e["id"]], "labels": [tag]})
+    changer.call("tag.add", {"ids": [e["id"]], "labels": [other_tag]})
+    marker = d.call("add", {"pid": sleeper().pid, "tags": [tag]})
+    first, second = conn.next_event(), conn.next_event()
+    assert (first["kind"], first["id"], first["proc"]["tags"]) == ("updated", e["id"], [])
+    assert (second["kind"], second["id"]) == ("added", marker["id"])
+
+
 def test_removed_on_rm(d: Daemon, connect: Callable[[Daemon], Conn], sleeper: Sleeper) -> None:
     tag = fresh_label()
     e = d.call("add", {"pid": sleeper().pid, "tags": [tag], "name": fresh_label("rm-")})
