@@ -172,9 +172,13 @@ def make_converter(*, detailed: bool = True) -> cattrs.Converter:
         (item_type, _) = tp.__args__
         inner = c.get_structure_hook(item_type)
 
+        plain_str = item_type in (str, Label)
+
         def structure(value: Any, _: Any) -> tuple[Any, ...]:
             if not isinstance(value, list):
                 raise _Invalid(f"must be an array, got {_show(value)}")
+            if plain_str and all(type(item) is str for item in value):
+                return tuple(value)  # the common case, checked at once
             errors: list[Exception] = []
             out = []
             for i, item in enumerate(value):
@@ -301,7 +305,13 @@ class RawJSON:
 
 
 def procs_json(procs: list[Proc]) -> RawJSON:
-    return RawJSON((b"[", b",".join(map(proc_json, procs)), b"]"))
+    """An array of entries as parts `[`, p1, `,`, p2, ..., `]`: joined once, by `encode`."""
+    if not procs:
+        return RawJSON((b"[]",))
+    parts = [b","] * (2 * len(procs) + 1)
+    parts[0], parts[-1] = b"[", b"]"
+    parts[1:-1:2] = [proc_json(p) for p in procs]
+    return RawJSON(tuple(parts))
 
 
 def change_to_json(change: Change) -> dict[str, Any]:

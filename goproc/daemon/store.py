@@ -20,7 +20,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -72,27 +72,37 @@ def snapshot_json(procs: Iterable[Proc], next_id: int, journal_gen: int) -> dict
     }
 
 
-def snapshot_bytes(procs: Iterable[Proc], next_id: int, journal_gen: int) -> bytes:
-    """The snapshot file: one JSON document, laid out one entry per line so that it
-    loads entry by entry (see `read_snapshot`) and is built from cached encodings."""
+def snapshot_chunks(procs: list[Proc], next_id: int, journal_gen: int) -> Iterator[bytes]:
+    """The snapshot file in pieces: one JSON document, laid out one entry per line so
+    that it loads entry by entry (see `read_snapshot`), made of the entries' cached
+    encodings a chunk at a time, so writing 100,000 entries never holds them all twice."""
     header = json.dumps(
         {"version": SNAPSHOT_VERSION, "next_id": next_id, "journal": journal_gen},
         separators=(",", ":"),
     )
-    body = b",\n".join(map(proc_json, procs))
-    return header[:-1].encode() + b',"procs":[\n' + body + (b"\n" if body else b"") + b"]}\n"
+    yield header[:-1].encode() + b',"procs":[\n'
+    for start in range(0, len(procs), _CHUNK):
+        chunk = b",\n".join(map(proc_json, procs[start : start + _CHUNK]))
+        yield (b",\n" if start else b"") + chunk
+    yield b"\n]}\n" if procs else b"]}\n"
+
+
+def snapshot_bytes(procs: list[Proc], next_id: int, journal_gen: int) -> bytes:
+    return b"".join(snapshot_chunks(procs, next_id, journal_gen))
 
 
 def write_snapshot(state_dir: Path, procs: list[Proc], next_id: int, journal_gen: int) -> None:
     """Atomically replace the snapshot (blocking: run it in a worker thread)."""
-    atomic_write(state_dir / SNAPSHOT, snapshot_bytes(procs, next_id, journal_gen))
+    atomic_write(state_dir / SNAPSHOT, snapshot_chunks(procs, next_id, journal_gen))
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, chunks: Iterable[bytes]) -> None:
+    """Replace `path` with the chunks' bytes, or leave it as it was (mode 0600)."""
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        _write_all(fd, data)
+        for chunk in chunks:
+            _write_all(fd, chunk)
         os.fsync(fd)
     except BaseException:
         os.close(fd)
