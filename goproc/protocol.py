@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, NewType, TypeVar
@@ -178,7 +179,9 @@ def make_converter(*, detailed: bool = True) -> cattrs.Converter:
             if not isinstance(value, list):
                 raise _Invalid(f"must be an array, got {_show(value)}")
             if plain_str and all(type(item) is str for item in value):
-                return tuple(value)  # the common case, checked at once
+                # The common case, checked at once.  Tags and groups repeat across
+                # entries: one string object each, not one per entry.
+                return tuple(map(sys.intern, value))
             errors: list[Exception] = []
             out = []
             for i, item in enumerate(value):
