@@ -137,6 +137,14 @@ def _call(common: Common | None, method: str, params: dict[str, Any] | None = No
         return client.call(method, params)
 
 
+def _labels(tag: list[str] | None, group: list[str] | None, name: str | None) -> dict[str, Any]:
+    """`add` params for --tag, --group and --name."""
+    params: dict[str, Any] = {"tags": tag or [], "groups": group or []}
+    if name is not None:
+        params["name"] = name
+    return params
+
+
 def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, ensure_ascii=False))
 
@@ -214,13 +222,11 @@ def add(
     """
     if not pids:
         raise _Usage("add needs at least one PID")
-    params: dict[str, Any] = {"tags": tag or [], "groups": group or []}
+    params = _labels(tag, group, name)
     if len(pids) == 1:
         params["pid"] = pids[0]
     else:
         params["pids"] = list(pids)
-    if name is not None:
-        params["name"] = name
     result = _call(common, "add", params)
     procs = [result] if len(pids) == 1 else result
     if json_:
@@ -265,11 +271,8 @@ def run(
         except OSError as e:
             print(f"goproc: cannot run {command[0]!r}: {e.strerror or e}", file=sys.stderr)
             return EXIT_CANNOT_RUN
-        params: dict[str, Any] = {"pid": child.pid, "tags": tag or [], "groups": group or []}
-        if name is not None:
-            params["name"] = name
         try:
-            proc = client.call("add", params)
+            proc = client.call("add", {"pid": child.pid, **_labels(tag, group, name)})
         except BaseException:
             # Not tracked means not started: never leave an untracked child behind.
             try:

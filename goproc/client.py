@@ -60,29 +60,25 @@ class Client:
     ) -> Any:
         """Send one request and return its result; event notifications that arrive
         before the reply go to `on_event`."""
-        request_id = self._next_id
-        self._next_id += 1
-        request: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
-        if params:
-            request["params"] = params
-        try:
-            self._sock.sendall(json.dumps(request, separators=(",", ":")).encode() + b"\n")
-        except OSError as e:
-            raise DaemonUnreachable(self.path, e.strerror or str(e)) from None
-        while True:
-            reply = self._read()
-            if "id" in reply:
-                break
+        self._send(method, params)
+        while "id" not in (reply := self._read()):
             if on_event is not None and reply.get("method") == "event":
                 on_event(reply["params"])
-        if "error" in reply:
-            err = reply["error"]
-            raise RemoteError(err.get("code", 0), err.get("message", "?"), err.get("data"))
-        return reply["result"]
+        return _result(reply)
 
     def call_raw(self, method: str, params: dict[str, Any] | None = None) -> bytes:
         """Like `call`, but the result as the JSON text the daemon sent, undecoded:
         for results too big to decode and encode again just to print them."""
+        request_id = self._send(method, params)
+        line = self._readline()
+        # The daemon writes a success as exactly this prefix, the result, and "}".
+        prefix = b'{"jsonrpc":"2.0","id":%d,"result":' % request_id
+        if line.startswith(prefix) and line.endswith(b"}\n"):
+            return line[len(prefix) : -2]
+        result = _result(json.loads(line))
+        return json.dumps(result, separators=(",", ":")).encode()
+
+    def _send(self, method: str, params: dict[str, Any] | None) -> int:
         request_id = self._next_id
         self._next_id += 1
         request: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
@@ -90,20 +86,9 @@ class Client:
             request["params"] = params
         try:
             self._sock.sendall(json.dumps(request, separators=(",", ":")).encode() + b"\n")
-            line = self._file.readline()
         except OSError as e:
             raise DaemonUnreachable(self.path, e.strerror or str(e)) from None
-        # The daemon writes a success as exactly this prefix, the result, and "}".
-        prefix = b'{"jsonrpc":"2.0","id":%d,"result":' % request_id
-        if line.startswith(prefix) and line.endswith(b"}\n"):
-            return line[len(prefix) : -2]
-        if not line:
-            raise DaemonUnreachable(self.path, "the daemon closed the connection")
-        reply = json.loads(line)
-        if "error" in reply:
-            err = reply["error"]
-            raise RemoteError(err.get("code", 0), err.get("message", "?"), err.get("data"))
-        return json.dumps(reply["result"], separators=(",", ":")).encode()
+        return request_id
 
     def listen(self, on_event: Callable[[dict[str, Any]], None]) -> None:
         """Pass event notifications to `on_event` until the daemon closes the connection."""
@@ -116,6 +101,10 @@ class Client:
                 on_event(reply["params"])
 
     def _read(self) -> dict[str, Any]:
+        message: dict[str, Any] = json.loads(self._readline())
+        return message
+
+    def _readline(self) -> bytes:
         try:
             line = self._file.readline()
         except TimeoutError:
@@ -124,8 +113,7 @@ class Client:
             raise DaemonUnreachable(self.path, e.strerror or str(e)) from None
         if not line:
             raise DaemonUnreachable(self.path, "the daemon closed the connection")
-        message: dict[str, Any] = json.loads(line)
-        return message
+        return line
 
     def close(self) -> None:
         self._file.close()
@@ -136,3 +124,11 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _result(reply: dict[str, Any]) -> Any:
+    """A reply's result; an error reply raises RemoteError."""
+    if "error" in reply:
+        err = reply["error"]
+        raise RemoteError(err.get("code", 0), err.get("message", "?"), err.get("data"))
+    return reply["result"]
