@@ -4,8 +4,12 @@ The machine drives `goproc.registry.Registry` directly (it is pure and synchrono
 keeps its own model: entries as plain dicts by id, the id counter, and the "OS" (which
 process, by start time, holds each pid now).  Rules add processes (collisions of tags,
 groups and names on purpose, re-adding a tracked process, PID reuse), let processes die,
-touch them, forget and undo changes, and list with random filters.  After every step the
-indexes are rebuilt from the entries and compared, and the model must agree exactly.
+touch them, forget and undo changes, and list with random filters.  They also make every
+mutation of the command set (remove, tag and group add and remove, rename a label, set
+and clear a name, reset), each modelled on its own, and check that planning changes
+nothing and that applying a mutation's undo restores the registry exactly.  After every
+step the indexes are rebuilt from the entries and compared, and the model must agree
+exactly.
 """
 
 from __future__ import annotations
@@ -22,12 +26,13 @@ from hypothesis.stateful import (
     initialize,
     invariant,
     multiple,
+    precondition,
     rule,
 )
 
 from goproc.errors import ALREADY_TRACKED, AlreadyTracked, InvalidParams, NameInUse
 from goproc.model import Change, Proc, ProcessFacts, Selector
-from goproc.registry import Registry
+from goproc.registry import Kind, Registry
 
 # Small alphabets, so that tags, groups, names and pids collide often.  Raw labels include
 # blanks and padding: the registry must trim, de-duplicate, sort and drop empty ones.
@@ -37,6 +42,8 @@ NAMES = ["alpha", "beta", "gamma", "a.b-c_9"]
 PIDS = [101, 102, 103, 104, 105]
 CMDS = ["sleep 300", "python -m http.server", "pid:103", "postgres -D /db", "sleep 30"]
 SEARCHES = ["sleep", "300", "python", "", "pid:", "/db", "zz", " "]
+
+KINDS: list[Kind] = ["tags", "groups"]
 
 # The model's own notion of "the same process": start times this close (seconds).
 SAME_START_WITHIN = 1.0
@@ -229,6 +236,23 @@ class RegistryMachine(RuleBasedStateMachine):
     def first_process(self, pid: int, cmd: str) -> int:
         return self.start_process(pid, cmd, None)
 
+    @initialize(
+        target=ids,
+        tags=st.lists(label_lists(), min_size=3, max_size=3),
+        groups=st.lists(label_lists(), min_size=3, max_size=3),
+        name=st.none() | st.sampled_from(NAMES),
+    )
+    def first_entries(
+        self, tags: list[list[str]], groups: list[list[str]], name: str | None
+    ) -> Any:
+        """A few labelled entries to start from, so the mutations below have something
+        to act on from the first step."""
+        new_ids = []
+        for n, pid in enumerate(PIDS[-3:]):
+            self.start_process(pid, CMDS[n], None)
+            new_ids += self._add([pid], tags[n], groups[n], name if n == 0 else None)
+        return multiple(*new_ids)
+
     @rule(
         target=pids,
         pid=st.sampled_from(PIDS),
@@ -377,6 +401,164 @@ class RegistryMachine(RuleBasedStateMachine):
         assert got == want, sel
         assert got == [p for p in self.registry if sel.matches(p)], sel
 
+    # ---- the command set's mutations ---------------------------------------------------
+
+    def holder_of(self, name: str) -> int | None:
+        """The id of the entry (alive or dead) carrying `name`, if any."""
+        return next((i for i, r in self.model.items() if r["name"] == name), None)
+
+    @rule(data=st.data())
+    def remove(self, data: st.DataObject) -> None:
+        """plan_remove forgets the given entries that exist; unknown ids are ignored."""
+        chosen = data.draw(st.lists(st.sampled_from([*sorted(self.model), 999]), max_size=3))
+        before = registry_state(self.registry)
+        change = self.registry.plan_remove(chosen)
+        assert registry_state(self.registry) == before, "plan_remove must not change anything"
+        assert set(change.deleted) == {i for i in chosen if i in self.model}
+        assert change.put == () and not change.reset and change.next_id == self.next_id
+        self.registry.apply(change)
+        for i in chosen:
+            self.model.pop(i, None)
+        event(f"remove: {len(set(chosen) - {999})} chosen")
+
+    @precondition(lambda self: bool(self.model))
+    @rule(
+        data=st.data(),
+        kind=st.sampled_from(KINDS),
+        adding=st.booleans(),
+        raw=label_lists(),
+    )
+    def relabel(self, data: st.DataObject, kind: Kind, adding: bool, raw: list[str]) -> None:
+        """tag/group add or rm on some entries: labels normalized as stored; entries whose
+        labels end up the same are returned but not written."""
+        chosen = data.draw(
+            st.lists(st.sampled_from(sorted(self.model)), min_size=1, max_size=3, unique=True)
+        )
+        before = registry_state(self.registry)
+        if adding:
+            out, change = self.registry.plan_labels(chosen, kind, add=raw)
+        else:
+            out, change = self.registry.plan_labels(chosen, kind, remove=raw)
+        assert registry_state(self.registry) == before, "plan_labels must not change anything"
+        self.registry.apply(change)
+        given_labels = set(model_labels(raw))
+        written = set()
+        for i in chosen:
+            r = self.model[i]
+            if adding:
+                labels = model_labels([*r[kind], *given_labels])
+            else:
+                labels = tuple(x for x in r[kind] if x not in given_labels)
+            if labels != r[kind]:
+                written.add(i)
+            r[kind] = labels
+        event(f"relabel: {len(written)} of {len(chosen)} changed")
+        assert out == [self.model_proc(i) for i in chosen]
+        assert {p.id for p in change.put} == written
+        assert change.next_id == self.next_id
+
+    @rule(
+        kind=st.sampled_from(KINDS),
+        old=st.sampled_from([*RAW_LABELS, "nope"]),
+        new=st.sampled_from(RAW_LABELS),
+    )
+    def rename_label(self, kind: Kind, old: str, new: str) -> None:
+        """Every entry carrying `old` (trimmed) carries `new` instead, in one change;
+        an empty name is refused and changes nothing."""
+        before = registry_state(self.registry)
+        old_label, new_label = old.strip(), new.strip()
+        if not old_label or not new_label:
+            with pytest.raises(InvalidParams):
+                self.registry.plan_rename_label(kind, old, new)
+            assert registry_state(self.registry) == before
+            event("rename: refused")
+            return
+        change = self.registry.plan_rename_label(kind, old, new)
+        assert registry_state(self.registry) == before, "planning must not change anything"
+        holders = [i for i in sorted(self.model) if old_label in self.model[i][kind]]
+        assert [p.id for p in change.put] == holders, "the count a rename reports"
+        assert change.deleted == () and change.next_id == self.next_id
+        self.registry.apply(change)
+        for i in holders:
+            r = self.model[i]
+            r[kind] = model_labels([*(x for x in r[kind] if x != old_label), new_label])
+        event(f"rename: {'some' if holders else 'no'} entries carry it")
+
+    @precondition(lambda self: bool(self.model))
+    @rule(data=st.data(), clear=st.booleans())
+    def set_name(self, data: st.DataObject, clear: bool) -> None:
+        """Names are unique over all entries, alive or dead; None clears; an entry may be
+        given the name it already has.  Names in use are drawn often, to clash."""
+        proc_id = data.draw(st.sampled_from(sorted(self.model)))
+        in_use = sorted(self.model_names())
+        pool = in_use if in_use and data.draw(st.booleans()) else NAMES
+        name = None if clear else data.draw(st.sampled_from(pool))
+        before = registry_state(self.registry)
+        holder = None if name is None else self.holder_of(name)
+        if holder is not None and holder != proc_id:
+            with pytest.raises(NameInUse):
+                self.registry.plan_set_name(proc_id, name)
+            assert registry_state(self.registry) == before
+            event("name: in use")
+            return
+        proc, change = self.registry.plan_set_name(proc_id, name)
+        assert registry_state(self.registry) == before, "planning must not change anything"
+        unchanged = self.model[proc_id]["name"] == name
+        self.model[proc_id]["name"] = name
+        assert proc == self.model_proc(proc_id)
+        assert change.put == (() if unchanged else (proc,))
+        self.registry.apply(change)
+        event("name: cleared" if name is None else "name: set")
+
+    @precondition(lambda self: len(self.model) >= 3)
+    @rule()
+    def reset(self) -> None:
+        """Everything is forgotten and ids start at 1 again.  (Only once a few entries
+        exist: a rule without arguments is drawn often, and would keep the registry
+        nearly empty.)"""
+        before = registry_state(self.registry)
+        change = self.registry.plan_reset()
+        assert registry_state(self.registry) == before, "planning must not change anything"
+        self.registry.apply(change)
+        event(f"reset: {'some' if self.model else 'no'} entries forgotten")
+        self.model.clear()
+        self.next_id = 1
+        assert self.registry.select(Selector()) == []
+
+    @precondition(lambda self: bool(self.model))
+    @rule(
+        data=st.data(),
+        which=st.sampled_from(["remove", "labels", "rename", "name", "reset"]),
+        kind=st.sampled_from(KINDS),
+        raw=label_lists(),
+        name=st.none() | st.sampled_from(NAMES),
+    )
+    def mutation_then_undo(
+        self, data: st.DataObject, which: str, kind: Kind, raw: list[str], name: str | None
+    ) -> None:
+        """The undo of any mutation restores the registry exactly, id counter included
+        (the daemon applies it when a change cannot be journaled)."""
+        ids = sorted(self.model)
+        chosen = data.draw(st.lists(st.sampled_from(ids), min_size=1, max_size=3, unique=True))
+        if which == "remove":
+            change = self.registry.plan_remove(chosen)
+        elif which == "labels":
+            _, change = self.registry.plan_labels(chosen, kind, add=raw, remove=raw[:1])
+        elif which == "rename":
+            old = data.draw(st.sampled_from(["db", "web", "cache", "x y", "Db"]))
+            change = self.registry.plan_rename_label(kind, old, data.draw(st.sampled_from(NAMES)))
+        elif which == "name":
+            if name is not None and self.holder_of(name) not in (None, chosen[0]):
+                return  # a clash: nothing to undo (set_name checks the refusal)
+            _, change = self.registry.plan_set_name(chosen[0], name)
+        else:
+            change = self.registry.plan_reset()
+        before = registry_state(self.registry)
+        undo = self.registry.apply(change)
+        self.registry.apply(undo)
+        assert registry_state(self.registry) == before, which
+        event(f"undo: {which}")
+
     # ---- invariants --------------------------------------------------------------------
 
     @invariant()
@@ -487,3 +669,44 @@ def test_label_normalization_matches_the_plain_definition(raw: list[str]) -> Non
     note(repr(p))
     assert p.tags == model_labels(raw)
     assert p.groups == model_labels(raw)
+
+
+def test_rename_onto_a_label_already_there_merges_them() -> None:
+    reg = _registry_with((["old", "new"], []), (["old"], []), (["other"], []))
+    change = reg.plan_rename_label("tags", " old", "new ")
+    assert [p.id for p in change.put] == [1, 2]
+    reg.apply(change)
+    assert [p.tags for p in reg] == [("new",), ("new",), ("other",)]
+    assert reg.tag_counts() == {"new": 2, "other": 1}
+
+
+def test_remove_keeps_the_id_counter() -> None:
+    reg = _registry_with(([], []), ([], []))
+    reg.apply(reg.plan_remove([2, 1, 99]))
+    assert len(reg) == 0 and reg.next_id == 3
+    facts = ProcessFacts(pid=300, started_at=3000.0, cmd="x", pgid=None)
+    added, _ = reg.plan_add([facts], now=3001.0)
+    assert added[0].id == 3
+
+
+def test_reset_restarts_ids_and_frees_names() -> None:
+    reg = _registry_with((["db"], ["g"]), ([], []))
+    _, change = reg.plan_set_name(1, "alpha")
+    reg.apply(change)
+    reg.apply(reg.plan_reset())
+    assert (len(reg), reg.next_id, reg.tag_counts(), reg.group_counts()) == (0, 1, {}, {})
+    facts = ProcessFacts(pid=200, started_at=1000.0, cmd="sleep 0", pgid=None)
+    added, change = reg.plan_add([facts], name="alpha", now=5000.0)
+    reg.apply(change)
+    assert (added[0].id, added[0].name) == (1, "alpha")
+
+
+def test_name_clash_names_the_holder_and_same_name_is_no_change() -> None:
+    reg = _registry_with(([], []), ([], []))
+    _, change = reg.plan_set_name(1, "alpha")
+    reg.apply(change)
+    with pytest.raises(NameInUse) as e:
+        reg.plan_set_name(2, "alpha")
+    assert e.value.message == "name 'alpha' is already used by id 1"
+    proc, change = reg.plan_set_name(1, "alpha")
+    assert proc.name == "alpha" and change.put == ()
