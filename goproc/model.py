@@ -14,11 +14,12 @@ from attrs import field, frozen
 NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 NAME_RULE = "at most 64 of letters, digits, '.', '-', '_'"
 
-# A process is the pair (pid, start time).  Within one daemon run start times are exact
-# (ticks since boot plus one boot time read once); across runs the kernel's boot time
-# can be reported a second apart, so start times within this many seconds are the same
-# process.  A PID cannot come round again within a second of its previous use.
-START_TOLERANCE = 1.0
+# A process is the pair (pid, start time).  A start time is the kernel's count of clock
+# ticks since boot (1/100 s on Linux) plus one boot time per boot, which the snapshot
+# keeps (`goproc.probe.OsProbe`), so one process always gets the same start time, up to
+# the microseconds the wire keeps.  Two processes on one pid started in different ticks
+# differ by a tick at least: far more than this.
+START_TOLERANCE = 0.001
 
 
 def same_start(a: float, b: float) -> bool:

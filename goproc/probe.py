@@ -42,8 +42,11 @@ class OsProbe:
     entry and `add` probes every process, so this is goproc's hottest path; psutil's
     start-time formula is kept, so both ways give the same start time."""
 
-    def __init__(self) -> None:
-        self._boot = psutil.boot_time()
+    def __init__(self, boot_time: float | None = None) -> None:
+        # The anchor of every start time: the boot time when this boot was first seen,
+        # kept across restarts (the kernel's figure moves when the wall clock is set).
+        self.boot_time = psutil.boot_time() if boot_time is None else boot_time
+        self._boot = self.boot_time
         self._clock_ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
         self._procfs = sys.platform.startswith("linux") and os.path.exists("/proc/self/stat")
 
@@ -97,7 +100,7 @@ class OsProbe:
             with p.oneshot():
                 if p.status() == psutil.STATUS_ZOMBIE:
                     raise NoSuchProcess(f"pid {pid} has exited (a zombie not yet reaped)")
-                started_at = p.create_time()
+                started_at = self._psutil_start(p)
                 try:
                     argv = p.cmdline()
                 except (psutil.AccessDenied, psutil.ZombieProcess):
@@ -129,7 +132,7 @@ class OsProbe:
             with p.oneshot():
                 if p.status() == psutil.STATUS_ZOMBIE:
                     return False
-                return same_start(p.create_time(), started_at)
+                return same_start(self._psutil_start(p), started_at)
         except psutil.NoSuchProcess:
             return False
         except psutil.AccessDenied:
@@ -141,6 +144,14 @@ class OsProbe:
             except PermissionError:
                 return True
             return True
+
+    def _psutil_start(self, p: psutil.Process) -> float:
+        """psutil's start time on this probe's boot-time anchor (on Linux psutil adds
+        the kernel's current boot time; elsewhere its figure is absolute)."""
+        started: float = p.create_time()
+        if sys.platform.startswith("linux"):
+            started += self.boot_time - psutil.boot_time()
+        return started
 
     def send_signal(self, pid: int, started_at: float, signum: int, *, group: bool) -> None:
         # A pidfd pins the process that holds the pid when it is opened; checking the
@@ -165,6 +176,15 @@ class OsProbe:
         finally:
             if pidfd is not None:
                 os.close(pidfd)
+
+
+def boot_id() -> str | None:
+    """This boot's unique id (Linux), to tell whether a saved boot-time anchor still holds."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
 
 
 def _pidfd_open(pid: int) -> int | None:

@@ -32,7 +32,7 @@ from goproc.daemon.exits import ExitWatcher, raise_fd_limit
 from goproc.daemon.liveness import Liveness
 from goproc.daemon.server import Server
 from goproc.daemon.store import Journal, SnapshotWriter, load_state
-from goproc.probe import OsProbe
+from goproc.probe import OsProbe, boot_id
 from goproc.registry import Registry
 
 log = logging.getLogger("goproc.daemon")
@@ -67,7 +67,7 @@ def run_daemon(config: Config, *, force: bool = False) -> int:
         print(f"goproc: {e}", file=sys.stderr)
         return 1
     try:
-        pid_file.write_text(f"{os.getpid()}\n")
+        _write_private(pid_file, f"{os.getpid()}\n".encode())
         trio.run(_main, config, sock, socket_path, state_dir)
         return 0
     except KeyboardInterrupt:  # Ctrl+C before the signal handler was in place
@@ -119,10 +119,16 @@ async def _main(config: Config, sock: stdsocket.socket, socket_path: Path, state
         fsync=config.journal_fsync,
         sync_interval=config.journal_sync_interval,
     )
-    writer = SnapshotWriter(state_dir, registry, journal, config.snapshot_delay)
+    # Start times are anchored on one boot time per boot: the one the snapshot kept, if
+    # it was taken in this boot (see goproc.model.START_TOLERANCE).
+    this_boot = boot_id()
+    kept = loaded.boot
+    probe = OsProbe(kept["time"] if kept and this_boot and kept["id"] == this_boot else None)
+    boot = {"id": this_boot, "time": probe.boot_time} if this_boot else None
+    writer = SnapshotWriter(state_dir, registry, journal, config.snapshot_delay, boot)
     ctx = Context(
         registry=registry,
-        probe=OsProbe(),
+        probe=probe,
         journal=journal,
         on_change=writer.mark_dirty,
         bus=EventBus(config.event_queue),
@@ -174,12 +180,25 @@ async def _main(config: Config, sock: stdsocket.socket, socket_path: Path, state
             with trio.move_on_after(server.grace + 1):
                 while server.connections:
                     await trio.sleep(0.01)
-            await writer.flush()
+            try:
+                await writer.flush()
+            except OSError as e:  # e.g. a full disk: the journal still holds every change
+                log.warning("could not write the final snapshot (%s); the journal keeps it", e)
             nursery.cancel_scope.cancel()
     log.info("stopped")
 
 
 # ---- start-up helpers (synchronous, before the event loop) ------------------------------
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a file readable by its owner only, whatever the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
+        os.write(fd, data)
+    finally:
+        os.close(fd)
 
 
 def _make_private_dir(path: Path) -> None:

@@ -15,6 +15,7 @@ worker threads; the trio side only hands over immutable data.
 from __future__ import annotations
 
 import errno
+import io
 import json
 import logging
 import os
@@ -72,14 +73,17 @@ def snapshot_json(procs: Iterable[Proc], next_id: int, journal_gen: int) -> dict
     }
 
 
-def snapshot_chunks(procs: list[Proc], next_id: int, journal_gen: int) -> Iterator[bytes]:
+def snapshot_chunks(
+    procs: list[Proc], next_id: int, journal_gen: int, boot: dict[str, Any] | None = None
+) -> Iterator[bytes]:
     """The snapshot file in pieces: one JSON document, laid out one entry per line so
     that it loads entry by entry (see `read_snapshot`), made of the entries' cached
     encodings a chunk at a time, so writing 100,000 entries never holds them all twice."""
-    header = json.dumps(
-        {"version": SNAPSHOT_VERSION, "next_id": next_id, "journal": journal_gen},
-        separators=(",", ":"),
-    )
+    head: dict[str, Any] = {"version": SNAPSHOT_VERSION, "next_id": next_id}
+    head["journal"] = journal_gen
+    if boot is not None:
+        head["boot"] = boot
+    header = json.dumps(head, separators=(",", ":"))
     yield header[:-1].encode() + b',"procs":[\n'
     for start in range(0, len(procs), _CHUNK):
         chunk = b",\n".join(map(proc_json, procs[start : start + _CHUNK]))
@@ -87,13 +91,21 @@ def snapshot_chunks(procs: list[Proc], next_id: int, journal_gen: int) -> Iterat
     yield b"\n]}\n" if procs else b"]}\n"
 
 
-def snapshot_bytes(procs: list[Proc], next_id: int, journal_gen: int) -> bytes:
-    return b"".join(snapshot_chunks(procs, next_id, journal_gen))
+def snapshot_bytes(
+    procs: list[Proc], next_id: int, journal_gen: int, boot: dict[str, Any] | None = None
+) -> bytes:
+    return b"".join(snapshot_chunks(procs, next_id, journal_gen, boot))
 
 
-def write_snapshot(state_dir: Path, procs: list[Proc], next_id: int, journal_gen: int) -> None:
+def write_snapshot(
+    state_dir: Path,
+    procs: list[Proc],
+    next_id: int,
+    journal_gen: int,
+    boot: dict[str, Any] | None = None,
+) -> None:
     """Atomically replace the snapshot (blocking: run it in a worker thread)."""
-    atomic_write(state_dir / SNAPSHOT, snapshot_chunks(procs, next_id, journal_gen))
+    atomic_write(state_dir / SNAPSHOT, snapshot_chunks(procs, next_id, journal_gen, boot))
 
 
 def atomic_write(path: Path, chunks: Iterable[bytes]) -> None:
@@ -134,20 +146,20 @@ class SnapshotError(ValueError):
 _LINE_HEAD = b',"procs":[\n'
 
 
-def read_snapshot(f: BinaryIO) -> tuple[list[Proc], int, int]:
-    """A snapshot file -> (procs, next_id, journal generation); raises SnapshotError.
+def read_snapshot(f: BinaryIO) -> tuple[list[Proc], Header]:
+    """A snapshot file -> (entries, header); raises SnapshotError.
 
     Our own layout (`snapshot_bytes`) is read line by line, a chunk of entries at a
     time, so 100,000 entries never exist as one big JSON value; any other valid
     layout is read whole."""
     first = f.readline()
     if not first.endswith(_LINE_HEAD):
-        return parse_snapshot(first + f.read())
+        return _parse_whole(first + f.read())
     try:
         header = json.loads(first[: -len(_LINE_HEAD)] + b"}")
     except (ValueError, RecursionError) as e:
         raise SnapshotError(f"not valid JSON: {e}") from None
-    next_id, gen = _check_header(header)
+    head = _check_header(header)
     procs: list[Proc] = []
     chunk: list[bytes] = []
     for line in f:
@@ -155,7 +167,7 @@ def read_snapshot(f: BinaryIO) -> tuple[list[Proc], int, int]:
             if f.read().strip():
                 raise SnapshotError("data after the end")
             procs.extend(_structure_lines(chunk, len(procs)))
-            return procs, next_id, gen
+            return procs, head
         chunk.append(line[:-2] if line.endswith(b",\n") else line.rstrip(b"\n"))
         if len(chunk) == _CHUNK:
             procs.extend(_structure_lines(chunk, len(procs)))
@@ -164,28 +176,48 @@ def read_snapshot(f: BinaryIO) -> tuple[list[Proc], int, int]:
 
 
 def parse_snapshot(data: bytes) -> tuple[list[Proc], int, int]:
-    """Snapshot bytes of any layout -> (procs, next_id, journal generation)."""
+    """Snapshot bytes -> (entries, next_id, journal generation); raises SnapshotError."""
+    procs, head = read_snapshot(io.BytesIO(data))
+    return procs, head.next_id, head.journal
+
+
+def _parse_whole(data: bytes) -> tuple[list[Proc], Header]:
+    """Snapshot bytes of any layout, read as one JSON document."""
     try:
         obj = json.loads(data)
     except (ValueError, RecursionError) as e:
         raise SnapshotError(f"not valid JSON: {e}") from None
-    next_id, gen = _check_header(obj)
+    head = _check_header(obj)
     procs_obj = obj.get("procs")
     if not isinstance(procs_obj, list):
         raise SnapshotError("procs is missing or not an array")
     try:
-        return [CONVERTER.structure(p, Proc) for p in procs_obj], next_id, gen
+        return [CONVERTER.structure(p, Proc) for p in procs_obj], head
     except Exception as e:  # cattrs raises several kinds; all mean "not ours"
         raise SnapshotError(f"bad entry: {e}") from None
 
 
-def _check_header(obj: Any) -> tuple[int, int]:
+@attrs.frozen
+class Header:
+    """A snapshot's fields besides its entries."""
+
+    next_id: int
+    journal: int  # the first journal generation not folded in
+    boot: dict[str, Any] | None  # {"id": boot id, "time": boot-time anchor}, if known
+
+
+def _check_header(obj: Any) -> Header:
     if not isinstance(obj, dict) or obj.get("version") != SNAPSHOT_VERSION:
         raise SnapshotError(f"not a version {SNAPSHOT_VERSION} goproc snapshot")
-    next_id, gen = obj.get("next_id"), obj.get("journal", 0)
+    next_id, gen, boot = obj.get("next_id"), obj.get("journal", 0), obj.get("boot")
     if type(next_id) is not int or type(gen) is not int:
         raise SnapshotError("next_id or journal is missing or not an integer")
-    return next_id, gen
+    valid_boot = (
+        isinstance(boot, dict)
+        and isinstance(boot.get("id"), str)
+        and type(boot.get("time")) in (int, float)
+    )
+    return Header(next_id=next_id, journal=gen, boot=boot if valid_boot else None)
 
 
 _CHUNK = 1000  # entries parsed per json.loads: fast, without one huge value in memory
@@ -218,6 +250,7 @@ class Loaded:
     replayed: int  # journal records applied
     warnings: tuple[str, ...]
     fresh: bool = False  # no snapshot was there
+    boot: dict[str, Any] | None = None  # the snapshot's boot-time anchor
 
 
 def load_state(state_dir: Path, registry: Registry) -> Loaded:
@@ -231,12 +264,14 @@ def load_state(state_dir: Path, registry: Registry) -> Loaded:
         tmp.unlink(missing_ok=True)
     path = state_dir / SNAPSHOT
     first_gen = 0
+    boot = None
     fresh = not path.exists()
     if not fresh:
         try:
             with path.open("rb") as f:
-                procs, next_id, first_gen = read_snapshot(f)
-            registry.load(procs, next_id)
+                procs, header = read_snapshot(f)
+            registry.load(procs, header.next_id)
+            first_gen, boot = header.journal, header.boot
         except SnapshotError as e:
             aside = _aside_name(path)
             os.replace(path, aside)
@@ -252,6 +287,7 @@ def load_state(state_dir: Path, registry: Registry) -> Loaded:
         replayed=replayed,
         warnings=tuple(warnings),
         fresh=fresh,
+        boot=boot,
     )
 
 
@@ -420,7 +456,15 @@ class SnapshotWriter:
     """Waits for a change, lets a burst settle for `delay`, then folds the journal into a
     fresh snapshot.  A failed write is logged and retried; the journal keeps the data."""
 
-    def __init__(self, state_dir: Path, registry: Registry, journal: Journal, delay: float):
+    def __init__(
+        self,
+        state_dir: Path,
+        registry: Registry,
+        journal: Journal,
+        delay: float,
+        boot: dict[str, Any] | None = None,
+    ):
+        self.boot = boot
         self.state_dir = state_dir
         self.registry = registry
         self.journal = journal
@@ -450,7 +494,9 @@ class SnapshotWriter:
             self._dirty = trio.Event()
             procs, next_id = list(self.registry), self.registry.next_id
             gen = self.journal.rotate()
-            await trio.to_thread.run_sync(write_snapshot, self.state_dir, procs, next_id, gen)
+            await trio.to_thread.run_sync(
+                write_snapshot, self.state_dir, procs, next_id, gen, self.boot
+            )
             self.writes += 1
             await self.journal.sync()
             await trio.to_thread.run_sync(self.journal.remove_before, gen)
