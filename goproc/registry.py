@@ -8,8 +8,8 @@ Lookups that miss raise a domain error from `goproc.errors`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Literal, TypeVar
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Literal, TypeVar
 
 import attrs
 
@@ -17,6 +17,7 @@ from goproc.errors import AlreadyTracked, InvalidParams, NameInUse
 from goproc.model import Change, Proc, ProcessFacts, Selector, normalize_labels, same_start
 
 K = TypeVar("K")
+Ids = int | set[int]  # one id, or a set of two or more
 Kind = Literal["tags", "groups"]
 
 
@@ -34,10 +35,12 @@ class Registry:
 
     def _clear(self) -> None:
         self._procs: dict[int, Proc] = {}
-        self._by_pid: dict[int, set[int]] = {}
+        # pid, tag and group indexes map a key to one id (an int: most pids and rare
+        # labels have one entry, and a set costs 200 bytes) or to a set of two or more.
+        self._by_pid: dict[int, Ids] = {}
         self._by_name: dict[str, int] = {}
-        self._by_tag: dict[str, set[int]] = {}
-        self._by_group: dict[str, set[int]] = {}
+        self._by_tag: dict[str, Ids] = {}
+        self._by_group: dict[str, Ids] = {}
         self.next_id = 1
 
     # ---- reading -------------------------------------------------------------------
@@ -56,7 +59,7 @@ class Registry:
         return None if proc_id is None else self._procs[proc_id]
 
     def with_pid(self, pid: int) -> list[Proc]:
-        return [self._procs[i] for i in sorted(self._by_pid.get(pid, ()))]
+        return [self._procs[i] for i in sorted(_ids(self._by_pid, pid))]
 
     def select(self, sel: Selector) -> list[Proc]:
         """Entries matching `sel`, sorted by id.  Narrows through the indexes first, so
@@ -77,7 +80,7 @@ class Registry:
 
     def _candidates(self, sel: Selector) -> set[int] | None:
         """The ids the indexed filters allow, or None when no indexed filter is given."""
-        sets: list[set[int]] = []
+        sets: list[Collection[int]] = []
         if sel.ids is not None:
             sets.append({i for i in sel.ids if i in self._procs})
         if sel.pids is not None:
@@ -90,25 +93,37 @@ class Registry:
             sets.append(_union(self._by_group, sel.groups_any))
         for index, keys in ((self._by_tag, sel.tags_all), (self._by_group, sel.groups_all)):
             if keys:  # an empty "all of" constrains nothing
-                sets.extend(index.get(k, set()) for k in keys)
+                sets.extend(_ids(index, k) for k in keys)
         if not sets:
             return None
         sets.sort(key=len)
-        return sets[0].intersection(*sets[1:])
+        out = set(sets[0])  # a copy of the smallest: the indexes stay as they are
+        for other in sets[1:]:
+            out.intersection_update(other)
+        return out
 
     def live_entry(self, pid: int, started_at: float) -> Proc | None:
         """The alive entry that is this very process (same pid and start time), if any."""
-        for i in self._by_pid.get(pid, ()):
+        for i in _ids(self._by_pid, pid):
             p = self._procs[i]
             if p.alive and same_start(p.started_at, started_at):
                 return p
         return None
 
     def tag_counts(self) -> dict[str, int]:
-        return {t: len(ids) for t, ids in sorted(self._by_tag.items())}
+        return {t: _count(ids) for t, ids in sorted(self._by_tag.items())}
 
     def group_counts(self) -> dict[str, int]:
-        return {g: len(ids) for g, ids in sorted(self._by_group.items())}
+        return {g: _count(ids) for g, ids in sorted(self._by_group.items())}
+
+    def indexes(self) -> dict[str, dict[Any, set[int]]]:
+        """Every index as plain sets of ids (for checks and debugging; it copies)."""
+        return {
+            "pid": {k: set(_ids(self._by_pid, k)) for k in self._by_pid},
+            "name": {k: {i} for k, i in self._by_name.items()},
+            "tag": {k: set(_ids(self._by_tag, k)) for k in self._by_tag},
+            "group": {k: set(_ids(self._by_group, k)) for k in self._by_group},
+        }
 
     # ---- mutations -----------------------------------------------------------------
 
@@ -194,7 +209,7 @@ class Registry:
             raise InvalidParams("old, new: a tag or group name cannot be empty")
         index = self._by_tag if kind == "tags" else self._by_group
         put = []
-        for i in sorted(index.get(old_l, ())):
+        for i in sorted(_ids(index, old_l)):
             p = self._procs[i]
             labels = normalize_labels([*(x for x in getattr(p, kind) if x != old_l), new_l])
             put.append(_with_labels(p, kind, labels))
@@ -273,13 +288,13 @@ class Registry:
     # ---- indexes -------------------------------------------------------------------
 
     def _index(self, p: Proc) -> None:
-        self._by_pid.setdefault(p.pid, set()).add(p.id)
+        _add(self._by_pid, p.pid, p.id)
         if p.name is not None:
             self._by_name[p.name] = p.id
         for t in p.tags:
-            self._by_tag.setdefault(t, set()).add(p.id)
+            _add(self._by_tag, t, p.id)
         for g in p.groups:
-            self._by_group.setdefault(g, set()).add(p.id)
+            _add(self._by_group, g, p.id)
 
     def _unindex(self, proc_id: int) -> None:
         p = self._procs.get(proc_id)
@@ -298,18 +313,43 @@ def _with_labels(p: Proc, kind: Kind, labels: tuple[str, ...]) -> Proc:
     return attrs.evolve(p, tags=labels) if kind == "tags" else attrs.evolve(p, groups=labels)
 
 
-def _union(index: Mapping[K, set[int]], keys: Iterable[K]) -> set[int]:
+def _ids(index: Mapping[K, Ids], key: K) -> Collection[int]:
+    found = index.get(key)
+    if found is None:
+        return ()
+    return (found,) if isinstance(found, int) else found
+
+
+def _count(ids: Ids) -> int:
+    return 1 if isinstance(ids, int) else len(ids)
+
+
+def _union(index: Mapping[K, Ids], keys: Iterable[K]) -> set[int]:
     out: set[int] = set()
     for k in keys:
-        ids = index.get(k)
-        if ids:
-            out |= ids
+        out.update(_ids(index, k))
     return out
 
 
-def _discard(index: dict[K, set[int]], key: K, proc_id: int) -> None:
-    ids = index.get(key)
-    if ids is not None:
-        ids.discard(proc_id)
-        if not ids:
+def _add(index: dict[K, Ids], key: K, proc_id: int) -> None:
+    found = index.get(key)
+    if found is None:
+        index[key] = proc_id
+    elif isinstance(found, int):
+        if found != proc_id:
+            index[key] = {found, proc_id}
+    else:
+        found.add(proc_id)
+
+
+def _discard(index: dict[K, Ids], key: K, proc_id: int) -> None:
+    found = index.get(key)
+    if found is None:
+        return
+    if isinstance(found, int):
+        if found == proc_id:
             del index[key]
+        return
+    found.discard(proc_id)
+    if len(found) == 1:
+        index[key] = next(iter(found))

@@ -14,7 +14,6 @@ exactly.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import pytest
@@ -61,14 +60,7 @@ def model_labels(raw: list[str]) -> tuple[str, ...]:
 
 def registry_state(reg: Registry) -> Any:
     """Everything a Registry holds, in order, as plain comparable data."""
-    return (
-        list(reg._procs.items()),
-        copy.deepcopy(reg._by_pid),
-        dict(reg._by_name),
-        copy.deepcopy(reg._by_tag),
-        copy.deepcopy(reg._by_group),
-        reg.next_id,
-    )
+    return (list(reg._procs.items()), reg.indexes(), reg.next_id)
 
 
 def rebuilt_indexes(procs: list[Proc]) -> tuple[dict[int, set[int]], dict[str, int], Any, Any]:
@@ -573,10 +565,11 @@ class RegistryMachine(RuleBasedStateMachine):
     def indexes_agree_with_entries(self) -> None:
         reg = self.registry
         by_pid, by_name, by_tag, by_group = rebuilt_indexes(list(reg))
-        assert reg._by_pid == by_pid
-        assert reg._by_name == by_name
-        assert reg._by_tag == by_tag
-        assert reg._by_group == by_group
+        indexes = reg.indexes()
+        assert indexes["pid"] == by_pid
+        assert indexes["name"] == {name: {i} for name, i in by_name.items()}
+        assert indexes["tag"] == by_tag
+        assert indexes["group"] == by_group
 
     @invariant()
     def ids_ordered_unique_below_next_id(self) -> None:
@@ -642,7 +635,7 @@ def test_labels_are_trimmed_deduplicated_sorted_and_empty_dropped(
     reg = _registry_with((raw, raw))
     (p,) = reg
     assert p.tags == stored and p.groups == stored
-    assert sorted(reg._by_tag) == sorted(stored)
+    assert sorted(reg.indexes()["tag"]) == sorted(stored)
 
 
 def test_readding_a_live_process_names_its_id() -> None:
@@ -659,7 +652,7 @@ def test_pid_reuse_makes_a_new_entry_and_the_old_one_dead() -> None:
     added, change = reg.plan_add([newer], now=5001.0)
     reg.apply(change)
     assert [(p.id, p.alive) for p in reg] == [(1, False), (2, True)]
-    assert added[0].id == 2 and reg._by_pid == {200: {1, 2}}
+    assert added[0].id == 2 and reg.indexes()["pid"] == {200: {1, 2}}
 
 
 @given(raw=st.lists(st.text(alphabet=" \tab", max_size=4), max_size=6))
