@@ -92,5 +92,9 @@ class TooManyConnections(GoprocError):
     code = TOO_MANY_CONNECTIONS
 
 
+class UsageError(Exception):
+    """A command line that parsed but cannot be run as given (the CLI exits 2)."""
+
+
 class ConfigError(Exception):
     """A configuration file or value is unusable; the message names the file and key."""

@@ -33,8 +33,7 @@ from goproc.protocol import (
     CONVERTER,
     FAST_CONVERTER,
     change_from_json,
-    change_to_json,
-    encode,
+    change_line,
     proc_json,
     remember_json,
 )
@@ -357,7 +356,7 @@ class Journal:
 
     async def append(self, change: Change) -> None:
         """Write the record; raises OSError (nothing written, or a torn tail removed)."""
-        self._write(self.gen, encode(change_to_json(change)))
+        self._write(self.gen, change_line(change))
         self.appended += 1
         self._wake.set()
         if self.fsync == "always":
