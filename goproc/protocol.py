@@ -448,6 +448,12 @@ def encode(message: Any) -> bytes:
     """A response (or a batch of them) -> one line.  ASCII with escapes: any string a
     client sent (lone surrogates included) or a process reported (non-UTF-8 argv comes
     as surrogate escapes) has a valid encoding."""
+    return b"".join(encode_parts(message))
+
+
+def encode_parts(message: Any) -> list[bytes]:
+    """`encode` in pieces whose concatenation is the line: a reply of 100,000 cached
+    entries can be sent a slice at a time, never copied whole."""
     if isinstance(message, list):
         parts = [b"["]
         for n, one in enumerate(message):
@@ -457,7 +463,7 @@ def encode(message: Any) -> bytes:
         parts.append(b"]\n")
     else:
         parts = [*_encode_one(message), b"\n"]
-    return b"".join(parts)
+    return parts
 
 
 def _encode_one(message: Any) -> list[bytes]:
@@ -494,17 +500,24 @@ async def respond(obj: Any, dispatch: Dispatch) -> dict[str, Any] | None:
 async def respond_line(line: bytes, dispatch: Dispatch) -> bytes | None:
     """Answer one request line (a request or a batch): the reply line, or None when
     nothing is to be sent (notifications only)."""
+    parts = await respond_parts(line, dispatch)
+    return None if parts is None else b"".join(parts)
+
+
+async def respond_parts(line: bytes, dispatch: Dispatch) -> list[bytes] | None:
+    """`respond_line` in pieces (see `encode_parts`)."""
     try:
         obj = decode_line(line)
     except ParseError as e:
-        return encode(error_response(None, e))
+        return encode_parts(error_response(None, e))
     if isinstance(obj, list):
         if not obj:
-            return encode(error_response(None, InvalidRequest("invalid request: empty batch")))
+            empty = InvalidRequest("invalid request: empty batch")
+            return encode_parts(error_response(None, empty))
         replies = [r for item in obj if (r := await respond(item, dispatch)) is not None]
-        return encode(replies) if replies else None
+        return encode_parts(replies) if replies else None
     reply = await respond(obj, dispatch)
-    return None if reply is None else encode(reply)
+    return None if reply is None else encode_parts(reply)
 
 
 def method_not_found(method: str) -> MethodNotFound:

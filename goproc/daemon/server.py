@@ -37,11 +37,12 @@ from goproc.context import Context
 from goproc.daemon.events import Subscription
 from goproc.errors import GoprocError, InvalidRequest, PermissionDenied, TooManyConnections
 from goproc.handlers import make_dispatch
-from goproc.protocol import encode, error_response, respond_line
+from goproc.protocol import encode, error_response, respond_parts
 
 log = logging.getLogger("goproc.server")
 
 _CHUNK = 65536
+_SLICE = 1 << 20  # bytes of a large reply joined and sent at once
 _ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _PEER_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError)
 
@@ -160,21 +161,38 @@ class _Connection:
                     self.nursery.cancel_scope.cancel()
                     return
                 self.busy = True
-                reply = await respond_line(line, self._dispatch)
+                reply = await respond_parts(line, self._dispatch)
                 if reply is not None:
-                    await self.send(reply)
+                    await self.send(*reply)
                 self.busy = False
         except _PEER_GONE:
             self.nursery.cancel_scope.cancel()
 
-    async def send(self, data: bytes) -> None:
-        """Send whole lines; replies and event notifications never interleave (the
-        lock is taken only while there are subscriptions: otherwise one task sends)."""
+    async def send(self, *parts: bytes) -> None:
+        """Send whole lines, given in parts; replies and event notifications never
+        interleave (the lock is taken only while there are subscriptions: otherwise one
+        task sends).  Parts go out joined a slice of about `_SLICE` bytes at a time, so
+        a reply of 100,000 entries is never copied whole."""
         if self.subscriptions or self._send_lock.locked():
             async with self._send_lock:
-                await self._send(data)
+                await self._send_parts(parts)
         else:
-            await self._send(data)
+            await self._send_parts(parts)
+
+    async def _send_parts(self, parts: tuple[bytes, ...]) -> None:
+        if len(parts) == 1:
+            await self._send(parts[0])
+            return
+        pending: list[bytes] = []
+        size = 0
+        for part in parts:
+            pending.append(part)
+            size += len(part)
+            if size >= _SLICE:
+                await self._send(b"".join(pending))
+                pending, size = [], 0
+        if pending:
+            await self._send(b"".join(pending))
 
     async def _send(self, data: bytes) -> None:
         # Most replies fit in the socket buffer: write at once, and only wait (with
