@@ -37,6 +37,25 @@ class Common:
 
 @Parameter(name="*")
 @define
+class Labels:
+    """What `add` and `run` give a new entry."""
+
+    tag: Repeat = None
+    "A tag (repeatable)."
+    group: Repeat = None
+    "A group (repeatable)."
+    name: str | None = None
+    "A unique name: at most 64 of letters, digits, '.', '-', '_'."
+
+    def params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {"tags": self.tag or [], "groups": self.group or []}
+        if self.name is not None:
+            params["name"] = self.name
+        return params
+
+
+@Parameter(name="*")
+@define
 class Select:
     """The selector flags shared by list, show, rm, kill, tag, group and name."""
 
@@ -98,14 +117,6 @@ def _call(common: Common | None, method: str, params: dict[str, Any] | None = No
         return client.call(method, params)
 
 
-def _labels(tag: list[str] | None, group: list[str] | None, name: str | None) -> dict[str, Any]:
-    """`add` params for --tag, --group and --name."""
-    params: dict[str, Any] = {"tags": tag or [], "groups": group or []}
-    if name is not None:
-        params["name"] = name
-    return params
-
-
 def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, ensure_ascii=False))
 
@@ -158,28 +169,21 @@ def status(*, json_: Json = False, common: Common | None = None) -> int:
 
 def add(
     *pids: int,
-    tag: Repeat = None,
-    group: Repeat = None,
-    name: str | None = None,
+    labels: Labels | None = None,
     json_: Json = False,
     common: Common | None = None,
 ) -> int:
-    """Track running processes of yours by PID; several PIDs are added all or nothing.
+    """Track running processes of yours by PID; several PIDs are added all or nothing
+    (a name goes with one PID only).
 
     Parameters
     ----------
     pids
         The process ids.
-    tag
-        A tag (repeatable).
-    group
-        A group (repeatable).
-    name
-        A unique name (one PID only): at most 64 of letters, digits, '.', '-', '_'.
     """
     if not pids:
         raise UsageError("add needs at least one PID")
-    params = _labels(tag, group, name)
+    params = (labels or Labels()).params()
     if len(pids) == 1:
         params["pid"] = pids[0]
     else:
@@ -196,9 +200,7 @@ def add(
 
 def run(
     *command: str,
-    tag: Repeat = None,
-    group: Repeat = None,
-    name: str | None = None,
+    labels: Labels | None = None,
     json_: Json = False,
     common: Common | None = None,
 ) -> int:
@@ -209,12 +211,6 @@ def run(
     ----------
     command
         The command and its arguments.
-    tag
-        A tag (repeatable).
-    group
-        A group (repeatable).
-    name
-        A unique name.
     """
     import signal
     import subprocess
@@ -228,7 +224,7 @@ def run(
             print(f"goproc: cannot run {command[0]!r}: {e.strerror or e}", file=sys.stderr)
             return EXIT_CANNOT_RUN
         try:
-            proc = client.call("add", {"pid": child.pid, **_labels(tag, group, name)})
+            proc = client.call("add", {"pid": child.pid, **(labels or Labels()).params()})
         except BaseException:
             # Not tracked means not started: never leave an untracked child behind.
             try:
