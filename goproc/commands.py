@@ -25,6 +25,9 @@ EXIT_OK, EXIT_REMOTE, EXIT_UNREACHABLE, EXIT_CANNOT_RUN = 0, 1, 3, 127
 Repeat = Annotated[list[str] | None, Parameter(negative=(), consume_multiple=False)]
 RepeatInt = Annotated[list[int] | None, Parameter(negative=(), consume_multiple=False)]
 Flag = Annotated[bool, Parameter(negative=())]
+AllFlag = Annotated[
+    bool, Parameter(name="--all", negative=(), help="Allow acting on more than one entry.")
+]
 Json = Annotated[bool, Parameter(name="--json", negative=(), help="Print the result as JSON.")]
 
 
@@ -284,7 +287,7 @@ def rm(
     /,
     *,
     select: Select | None = None,
-    all_: Annotated[bool, Parameter(name="--all", negative=())] = False,
+    all_: AllFlag = False,
     json_: Json = False,
     common: Common | None = None,
 ) -> int:
@@ -294,8 +297,6 @@ def rm(
     ----------
     target
         An id or a name.
-    all_
-        Allow acting on more than one entry.
     """
     params = {**(select or Select()).params(target), "all": all_}
     removed = _call(common, "remove", params)
@@ -312,7 +313,7 @@ def kill(
     /,
     *,
     select: Select | None = None,
-    all_: Annotated[bool, Parameter(name="--all", negative=())] = False,
+    all_: AllFlag = False,
     signal: str = "TERM",
     timeout: str = "5s",
     group_kill: Flag = False,
@@ -327,8 +328,6 @@ def kill(
     ----------
     target
         An id or a name.
-    all_
-        Allow acting on more than one entry.
     signal
         Signal name or number (TERM, HUP, INT, KILL, USR1, 9, ...).
     timeout
@@ -494,7 +493,7 @@ def _label_app(kind: str) -> App:
     def add_labels(
         *labels: str,
         select: Select | None = None,
-        all_: Annotated[bool, Parameter(name="--all", negative=())] = False,
+        all_: AllFlag = False,
         json_: Json = False,
         common: Common | None = None,
     ) -> int:
@@ -505,7 +504,7 @@ def _label_app(kind: str) -> App:
     def remove_labels(
         *labels: str,
         select: Select | None = None,
-        all_: Annotated[bool, Parameter(name="--all", negative=())] = False,
+        all_: AllFlag = False,
         json_: Json = False,
         common: Common | None = None,
     ) -> int:

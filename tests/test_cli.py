@@ -15,31 +15,19 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import GOPROC, Daemon
+from helpers import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = REPO / "config.example.json"
 README = REPO / "README.md"
 HEADER = ["ID", "PID", "NAME", "ALIVE", "TAGS", "GROUPS", "CMD"]
 HEAVY_MODULES = ("trio", "cattrs", "psutil")
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "") -> Any:
-    """Poll `predicate` until it returns something truthy; fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what or predicate}")
-        time.sleep(0.02)
 
 
 def assert_one_line_error(out: subprocess.CompletedProcess[str]) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 import psutil
 import pytest
 from conftest import GOPROC, Daemon
+from helpers import wait_until
 from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
@@ -56,21 +57,6 @@ SIGTERM_BIT = 1 << (signal.SIGTERM - 1)
 
 
 # ---- waiting and looking at processes ----------------------------------------------------
-
-
-def wait_until(
-    predicate: Callable[[], Any], timeout: float = 5.0, what: str = "", every: float = 0.02
-) -> Any:
-    """Poll `predicate` every `every` seconds until it returns something truthy; fail
-    after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what or predicate}")
-        time.sleep(every)
 
 
 def proc_stat(pid: int) -> tuple[str, int] | None:

@@ -9,13 +9,12 @@ with a message naming the file and the key.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import Daemon
+from helpers import wait_until
 
 from goproc.config import Config, load_config
 from goproc.durations import parse_duration
@@ -24,18 +23,6 @@ from goproc.errors import ConfigError
 EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "config.example.json"
 LIVENESS_VAR = "GOPROC_LIVENESS_INTERVAL"
 LAST_SEEN_VAR = "GOPROC_LAST_SEEN_INTERVAL"
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "") -> Any:
-    """Poll `predicate` until it returns something truthy; fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what or predicate}")
-        time.sleep(0.02)
 
 
 def write_config(tmp_path: Path, content: Any, raw: bool = False) -> Path:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import random
@@ -29,6 +30,7 @@ from typing import Any
 import attrs
 import pytest
 from conftest import Daemon
+from helpers import wait_until as shared_wait_until
 
 from goproc.daemon.store import SnapshotError, parse_snapshot
 
@@ -38,16 +40,7 @@ STORAGE_ERROR = -32005
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
-    """Poll `predicate` until it returns something truthy; fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what or predicate}")
-        time.sleep(0.02)
+wait_until = functools.partial(shared_wait_until, timeout=10.0)
 
 
 # ---- the model: what the answered mutations say the registry holds ---------------------

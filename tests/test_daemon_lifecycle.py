@@ -4,33 +4,24 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import socket
 import stat
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import Daemon
+from helpers import wait_until as shared_wait_until
 
 SNAPSHOT = "goproc.snapshot.json"
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
-    """Poll `predicate` until it returns something truthy; fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what or predicate}")
-        time.sleep(0.02)
+wait_until = functools.partial(shared_wait_until, timeout=10.0)
 
 
 def snapshot_procs(d: Daemon) -> list[dict[str, Any]]:

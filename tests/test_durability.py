@@ -5,16 +5,16 @@ and the debounce that folds a burst of changes into few snapshot writes.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import stat
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import Daemon
+from helpers import wait_until as shared_wait_until
 
 SNAPSHOT = "goproc.snapshot.json"
 PROC_KEYS = {
@@ -35,16 +35,7 @@ RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
 IDENTITY = ("id", "pid", "pgid", "cmd", "name", "tags", "groups", "started_at", "added_at")
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
-    """Poll `predicate` until it returns something truthy; fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what or predicate}")
-        time.sleep(0.02)
+wait_until = functools.partial(shared_wait_until, timeout=10.0)
 
 
 def identity(entries: list[dict[str, Any]]) -> list[tuple[Any, ...]]:

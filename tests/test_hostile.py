@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import gc
 import importlib.util
 import json
@@ -44,6 +45,7 @@ import test_protocol_fuzz as pf
 import trio
 import trio.testing
 from conftest import GOPROC, Daemon
+from helpers import wait_until as shared_wait_until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -63,16 +65,7 @@ PERMISSION_DENIED, TOO_MANY_CONNECTIONS, INVALID_REQUEST = -32002, -32008, -3260
 # ---- helpers ---------------------------------------------------------------------------
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
-    """Poll `predicate` until it returns something truthy; fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what or predicate}")
-        time.sleep(0.01)
+wait_until = functools.partial(shared_wait_until, timeout=10.0, every=0.01)
 
 
 def message(method: str, params: Any = None, request_id: Any = 1) -> bytes:

@@ -8,29 +8,16 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psutil
-import pytest
 from conftest import Daemon
+from helpers import wait_until
 
 SNAPSHOT = "goproc.snapshot.json"
 FAST = {"liveness_interval": "100ms"}
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "") -> Any:
-    """Poll `predicate` until it returns something truthy; fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what or predicate}")
-        time.sleep(0.02)
 
 
 def rfc3339(ts: float) -> str:

@@ -11,6 +11,7 @@ it labels with a tag of its own.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import re
@@ -24,6 +25,7 @@ from typing import Any
 
 import pytest
 from conftest import GOPROC, Daemon
+from helpers import wait_until as shared_wait_until
 
 Sleeper = Callable[..., subprocess.Popen[bytes]]
 
@@ -48,16 +50,7 @@ def fresh_label() -> str:
     return f"w{next(_labels)}"
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "") -> Any:
-    """Poll `predicate` until it returns something truthy; fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what or predicate}")
-        time.sleep(0.01)
+wait_until = functools.partial(shared_wait_until, every=0.01)
 
 
 @pytest.fixture(scope="module", params=list(MODES))
