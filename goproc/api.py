@@ -1,0 +1,289 @@
+"""The contract between the CLI and the daemon: every method's name, params and result.
+
+Both sides import this module.  It needs only the standard library and attrs (which
+cyclopts loads anyway), never trio or cattrs: the CLI builds its requests from these
+types with `params_json`, and the daemon structures them (with the validation hooks
+of `goproc.rpc.convert`) and encodes results through the one converter.
+
+Params objects are flat on the wire.  A field marked `flat` (`Targeted.select`,
+`KillParams.target`, ...) contributes its own fields to the object instead of a nested
+one, so `{"tags_any": ["web"], "all": true, "signal": "HUP"}` is one `KillParams`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, NewType, TypeVar
+
+import attrs
+from attrs import field, frozen
+
+from goproc.model import Proc, Selector
+
+P = TypeVar("P")
+R = TypeVar("R")
+
+# Value types with their own validation on the way in (`goproc.rpc.convert`).
+Pid = NewType("Pid", int)  # 1..2**31-1
+ProcId = NewType("ProcId", int)  # 1..2**63-1
+Name = NewType("Name", str)  # `goproc.model.NAME_RE`
+Label = NewType("Label", str)  # a tag or a group
+Signal = NewType("Signal", int)  # on the wire: a name ("TERM", "SIGKILL") or a number
+Seconds = NewType("Seconds", float)  # on the wire: a number of seconds, 0..86400
+
+PID_MAX = 2**31 - 1  # pid_t is a signed 32-bit integer
+ID_MAX = 2**63 - 1
+RESET_WORD = "RESET"
+
+def flat(cls: type[Any]) -> Any:
+    """A field whose fields stand in the params object itself (see the module doc)."""
+    return field(factory=cls, metadata={"flat": cls}, kw_only=True)
+
+
+@frozen
+class Method(Generic[P, R]):
+    """One JSON-RPC method: its name, its params type and its result's type."""
+
+    name: str
+    params: type[P]
+    result: Any  # a type form: Proc, list[Proc], Status, ...
+
+
+# ---- params ----------------------------------------------------------------------------
+
+
+@frozen
+class NoParams:
+    pass
+
+
+@frozen
+class AddParams:
+    """`pid` for one process (the result is its entry) or `pids` for several, all or
+    nothing (the result is the array of entries)."""
+
+    pid: Pid | None = None
+    pids: tuple[Pid, ...] | None = None
+    tags: tuple[Label, ...] = ()
+    groups: tuple[Label, ...] = ()
+    name: Name | None = None
+
+
+@frozen
+class Targeted:
+    """The entries a command changes or signals: matching more than one needs `all`."""
+
+    select: Selector = flat(Selector)
+    all: bool = False
+
+
+@frozen
+class LabelParams:
+    labels: tuple[Label, ...]
+    target: Targeted = flat(Targeted)
+
+
+@frozen
+class RenameParams:
+    old: Label
+    new: Label
+
+
+@frozen
+class NameParams:
+    name: Name | None
+    select: Selector = flat(Selector)
+
+
+@frozen
+class ResetParams:
+    confirm: str
+
+
+@frozen
+class KillParams:
+    target: Targeted = flat(Targeted)
+    signal: Signal = Signal(15)  # noqa: RUF009  # NewType calls are free
+    timeout: Seconds = Seconds(5.0)  # noqa: RUF009
+    group: bool = False
+    rm: bool = False
+
+
+@frozen
+class WaitParams:
+    select: Selector = flat(Selector)
+    timeout: Seconds = Seconds(30.0)  # noqa: RUF009
+    any: bool = False
+
+
+@frozen
+class UnsubscribeParams:
+    subscription: ProcId
+
+
+# ---- results ---------------------------------------------------------------------------
+
+
+@frozen
+class Status:
+    version: str
+    pid: int
+    entries: int
+    alive: int
+    next_id: int
+    socket: str
+    state_dir: str
+    snapshot_writes: int
+    sweeps: int
+    last_sweep_seconds: float
+    connections: int
+    exit_watch: str  # "pidfd" or "poll"
+    watched: int
+    subscriptions: int
+    fd_limit: int
+
+
+@frozen
+class KillOutcome:
+    """`outcome`: "signalled" (a signal other than TERM was sent), "exited" (it ended
+    within the timeout), "killed" (escalated to SIGKILL), "not alive" (nothing sent),
+    "failed" (with `error`, present only then)."""
+
+    id: int
+    pid: int
+    signal: str
+    outcome: str
+    error: str | None = None
+
+
+@frozen
+class WaitResult:
+    exited: list[Proc]
+    alive: list[Proc]
+    timed_out: bool
+
+
+@frozen
+class Renamed:
+    changed: int
+
+
+@frozen
+class LabelCount:
+    name: str
+    count: int
+
+
+@frozen
+class ResetResult:
+    removed: int
+
+
+@frozen
+class Subscribed:
+    subscription: int
+
+
+@frozen
+class Unsubscribed:
+    unsubscribed: bool
+
+
+# ---- the methods -----------------------------------------------------------------------
+
+PING: Method[NoParams, str] = Method("ping", NoParams, str)
+STATUS: Method[NoParams, Status] = Method("status", NoParams, Status)
+ADD: Method[AddParams, Proc | list[Proc]] = Method("add", AddParams, Proc | list[Proc])
+LIST: Method[Selector, list[Proc]] = Method("list", Selector, list[Proc])
+SHOW: Method[Selector, Proc] = Method("show", Selector, Proc)
+REMOVE: Method[Targeted, list[Proc]] = Method("remove", Targeted, list[Proc])
+KILL: Method[KillParams, list[KillOutcome]] = Method("kill", KillParams, list[KillOutcome])
+NAME_SET: Method[NameParams, Proc] = Method("name.set", NameParams, Proc)
+RESET: Method[ResetParams, ResetResult] = Method("reset", ResetParams, ResetResult)
+WAIT: Method[WaitParams, WaitResult] = Method("wait", WaitParams, WaitResult)
+SUBSCRIBE: Method[Selector, Subscribed] = Method("subscribe", Selector, Subscribed)
+UNSUBSCRIBE: Method[UnsubscribeParams, Unsubscribed] = Method(
+    "unsubscribe", UnsubscribeParams, Unsubscribed
+)
+
+
+@frozen
+class LabelMethods:
+    """tag.* or group.*: the same four methods over tags or over groups."""
+
+    add: Method[LabelParams, list[Proc]]
+    remove: Method[LabelParams, list[Proc]]
+    rename: Method[RenameParams, Renamed]
+    list: Method[NoParams, list[LabelCount]]
+
+
+def _label_methods(prefix: str) -> LabelMethods:
+    return LabelMethods(
+        add=Method(f"{prefix}.add", LabelParams, list[Proc]),
+        remove=Method(f"{prefix}.remove", LabelParams, list[Proc]),
+        rename=Method(f"{prefix}.rename", RenameParams, Renamed),
+        list=Method(f"{prefix}.list", NoParams, list[LabelCount]),
+    )
+
+
+TAG = _label_methods("tag")
+GROUP = _label_methods("group")
+
+METHODS: dict[str, Method[Any, Any]] = {
+    m.name: m
+    for m in (
+        PING,
+        STATUS,
+        ADD,
+        LIST,
+        SHOW,
+        REMOVE,
+        KILL,
+        *(getattr(TAG, f.name) for f in attrs.fields(LabelMethods)),
+        *(getattr(GROUP, f.name) for f in attrs.fields(LabelMethods)),
+        NAME_SET,
+        RESET,
+        WAIT,
+        SUBSCRIBE,
+        UNSUBSCRIBE,
+    )
+}
+
+# Event notifications: `{"jsonrpc":"2.0","method":"event","params":EVENT}`.
+EVENT_METHOD = "event"
+EVENT_KINDS = ("added", "removed", "exited", "revived", "updated")
+
+
+# ---- params on the wire ----------------------------------------------------------------
+
+
+def flat_type(a: attrs.Attribute[Any]) -> type[Any] | None:
+    """The class of a flat field (see `flat`), None for any other field."""
+    cls: type[Any] | None = a.metadata.get("flat")
+    return cls
+
+
+def wire_names(cls: type[Any]) -> tuple[str, ...]:
+    """The names a params class takes on the wire, its flat fields' included."""
+    out: list[str] = []
+    for a in attrs.fields(cls):
+        inner = flat_type(a)
+        out.extend(wire_names(inner) if inner is not None else (a.name,))
+    return tuple(out)
+
+
+def params_json(params: Any) -> dict[str, Any]:
+    """A params object as the JSON object the daemon reads: flat fields spliced in,
+    fields left at their default omitted (the daemon applies the same defaults)."""
+    out: dict[str, Any] = {}
+    for a in attrs.fields(type(params)):
+        value = getattr(params, a.name)
+        if flat_type(a) is not None:
+            out.update(params_json(value))
+            continue
+        default = a.default
+        if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+            default = default.factory()
+        if default is not attrs.NOTHING and value == default:
+            continue
+        out[a.name] = list(value) if isinstance(value, tuple) else value
+    return out
