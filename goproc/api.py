@@ -34,6 +34,7 @@ PID_MAX = 2**31 - 1  # pid_t is a signed 32-bit integer
 ID_MAX = 2**63 - 1
 RESET_WORD = "RESET"
 
+
 def flat(cls: type[Any]) -> Any:
     """A field whose fields stand in the params object itself (see the module doc)."""
     return field(factory=cls, metadata={"flat": cls}, kw_only=True)
@@ -102,8 +103,8 @@ class ResetParams:
 @frozen
 class KillParams:
     target: Targeted = flat(Targeted)
-    signal: Signal = Signal(15)  # noqa: RUF009  # NewType calls are free
-    timeout: Seconds = Seconds(5.0)  # noqa: RUF009
+    signal: Signal = Signal(15)
+    timeout: Seconds = Seconds(5.0)
     group: bool = False
     rm: bool = False
 
@@ -111,7 +112,7 @@ class KillParams:
 @frozen
 class WaitParams:
     select: Selector = flat(Selector)
-    timeout: Seconds = Seconds(30.0)  # noqa: RUF009
+    timeout: Seconds = Seconds(30.0)
     any: bool = False
 
 

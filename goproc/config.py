@@ -47,7 +47,6 @@ DURATION_KEYS = (
     "idle_timeout",
     "journal_sync_interval",
 )
-INT_KEYS = ("max_request_bytes", "max_connections", "event_queue")
 CHOICE_KEYS = {"exit_watch": ("auto", "poll"), "journal_fsync": ("interval", "always")}
 ENV_KEYS = {
     "liveness_interval": "GOPROC_LIVENESS_INTERVAL",

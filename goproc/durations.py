@@ -40,13 +40,3 @@ def parse_duration(text: str) -> float:
         total += float(m.group(1)) * _UNITS[m.group(2)]
         pos = m.end()
     return sign * total
-
-
-def format_duration(seconds: float) -> str:
-    """A short human form: 250ms, 15s, 2m30s."""
-    if seconds < 1:
-        return f"{seconds * 1000:g}ms"
-    if seconds < 60:
-        return f"{seconds:g}s"
-    m, s = divmod(seconds, 60)
-    return f"{int(m)}m{s:g}s" if s else f"{int(m)}m"

@@ -1,8 +1,9 @@
 """The error hierarchy shared by daemon and client, each error with its JSON-RPC code.
 
-The daemon raises these from handlers; `goproc.protocol.error_response` is the one
-place that turns any exception into a JSON-RPC error object.  The client turns error
-objects back into `RemoteError`.  No I/O lives here.
+The registry and the daemon's handlers raise these; `goproc.rpc.jsonrpc.error_object`
+is the one place that turns any exception into a JSON-RPC error object (and the one
+place that adds the `invalid params: ` prefix to an `InvalidValue`'s message).  The
+client turns error objects back into `RemoteError`.  No I/O lives here.
 """
 
 from __future__ import annotations
@@ -49,7 +50,10 @@ class MethodNotFound(GoprocError):
     code = METHOD_NOT_FOUND
 
 
-class InvalidParams(GoprocError):
+class InvalidValue(GoprocError):
+    """A parameter's value is not acceptable.  The message starts with the field's name
+    (`"name: ..."`); the JSON-RPC layer prefixes it with `invalid params: `."""
+
     code = INVALID_PARAMS
 
 

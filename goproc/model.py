@@ -1,7 +1,7 @@
 """Frozen value types of the registry: what a tracked process is and how to select some.
 
 Timestamps are float seconds since the epoch inside goproc; they become RFC 3339 UTC
-strings only at the edges (protocol and snapshot), in `goproc.protocol`.  No I/O here.
+strings only at the edges (protocol and snapshot), in `goproc.rpc.entries`.  No I/O here.
 """
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from attrs import field, frozen
+from attrs import frozen
 
 NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 NAME_RULE = "at most 64 of letters, digits, '.', '-', '_'"
 
 # A process is the pair (pid, start time).  A start time is the kernel's count of clock
 # ticks since boot (1/100 s on Linux) plus one boot time per boot, which the snapshot
-# keeps (`goproc.probe.OsProbe`), so one process always gets the same start time, up to
+# keeps (`goproc.daemon.probe.OsProbe`), so one process always gets the same start time, up to
 # the microseconds the wire keeps.  Two processes on one pid started in different ticks
 # differ by a tick at least: far more than this.
 START_TOLERANCE = 0.001
@@ -58,9 +58,6 @@ class Proc:
     added_at: float
     last_seen: float
     exited_at: float | None = None  # when the death was detected; None while alive
-    # The entry's wire encoding, made once per (immutable) entry by
-    # `goproc.protocol.proc_json`; not part of the value.
-    _wire: bytes | None = field(default=None, init=False, eq=False, repr=False)
 
 
 @frozen

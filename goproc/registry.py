@@ -8,16 +8,15 @@ Lookups that miss raise a domain error from `goproc.errors`.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Literal, TypeVar
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from typing import Any, Literal
 
 import attrs
 
-from goproc.errors import AlreadyTracked, InvalidParams, NameInUse
+from goproc.errors import AlreadyTracked, InvalidValue, NameInUse, NoMatch
+from goproc.index import Ids, add_id, count_ids, discard_id, ids_of, union_ids
 from goproc.model import Change, Proc, ProcessFacts, Selector, normalize_labels, same_start
 
-K = TypeVar("K")
-Ids = int | set[int]  # one id, or a set of two or more
 Kind = Literal["tags", "groups"]
 
 
@@ -54,12 +53,18 @@ class Registry:
     def get(self, proc_id: int) -> Proc | None:
         return self._procs.get(proc_id)
 
+    def _entry(self, proc_id: int) -> Proc:
+        try:
+            return self._procs[proc_id]
+        except KeyError:
+            raise NoMatch(f"no entry with id {proc_id}") from None
+
     def by_name(self, name: str) -> Proc | None:
         proc_id = self._by_name.get(name)
         return None if proc_id is None else self._procs[proc_id]
 
     def with_pid(self, pid: int) -> list[Proc]:
-        return [self._procs[i] for i in sorted(_ids(self._by_pid, pid))]
+        return [self._procs[i] for i in sorted(ids_of(self._by_pid, pid))]
 
     def select(self, sel: Selector) -> list[Proc]:
         """Entries matching `sel`, sorted by id.  Narrows through the indexes first, so
@@ -84,16 +89,16 @@ class Registry:
         if sel.ids is not None:
             sets.append({i for i in sel.ids if i in self._procs})
         if sel.pids is not None:
-            sets.append(_union(self._by_pid, sel.pids))
+            sets.append(union_ids(self._by_pid, sel.pids))
         if sel.names is not None:
             sets.append({self._by_name[n] for n in sel.names if n in self._by_name})
         if sel.tags_any is not None:
-            sets.append(_union(self._by_tag, sel.tags_any))
+            sets.append(union_ids(self._by_tag, sel.tags_any))
         if sel.groups_any is not None:
-            sets.append(_union(self._by_group, sel.groups_any))
+            sets.append(union_ids(self._by_group, sel.groups_any))
         for index, keys in ((self._by_tag, sel.tags_all), (self._by_group, sel.groups_all)):
             if keys:  # an empty "all of" constrains nothing
-                sets.extend(_ids(index, k) for k in keys)
+                sets.extend(ids_of(index, k) for k in keys)
         if not sets:
             return None
         sets.sort(key=len)
@@ -104,25 +109,25 @@ class Registry:
 
     def live_entry(self, pid: int, started_at: float) -> Proc | None:
         """The alive entry that is this very process (same pid and start time), if any."""
-        for i in _ids(self._by_pid, pid):
+        for i in ids_of(self._by_pid, pid):
             p = self._procs[i]
             if p.alive and same_start(p.started_at, started_at):
                 return p
         return None
 
     def tag_counts(self) -> dict[str, int]:
-        return {t: _count(ids) for t, ids in sorted(self._by_tag.items())}
+        return {t: count_ids(ids) for t, ids in sorted(self._by_tag.items())}
 
     def group_counts(self) -> dict[str, int]:
-        return {g: _count(ids) for g, ids in sorted(self._by_group.items())}
+        return {g: count_ids(ids) for g, ids in sorted(self._by_group.items())}
 
     def indexes(self) -> dict[str, dict[Any, set[int]]]:
         """Every index as plain sets of ids (for checks and debugging; it copies)."""
         return {
-            "pid": {k: set(_ids(self._by_pid, k)) for k in self._by_pid},
+            "pid": {k: set(ids_of(self._by_pid, k)) for k in self._by_pid},
             "name": {k: {i} for k, i in self._by_name.items()},
-            "tag": {k: set(_ids(self._by_tag, k)) for k in self._by_tag},
-            "group": {k: set(_ids(self._by_group, k)) for k in self._by_group},
+            "tag": {k: set(ids_of(self._by_tag, k)) for k in self._by_tag},
+            "group": {k: set(ids_of(self._by_group, k)) for k in self._by_group},
         }
 
     # ---- mutations -----------------------------------------------------------------
@@ -140,15 +145,15 @@ class Registry:
         that makes them (not applied: pass it to `apply`).
 
         Raises AlreadyTracked when one is tracked alive already (the same pid and start
-        time), NameInUse when `name` is taken, InvalidParams when a name is given for
+        time), NameInUse when `name` is taken, InvalidValue when a name is given for
         several processes or a pid is given twice.  Entries whose pid now belongs to one
         of these newer processes are marked dead in the same change.
         """
         if name is not None and len(facts) > 1:
-            raise InvalidParams("name: a name can be given to one process only")
+            raise InvalidValue("name: a name can be given to one process only")
         pids = [f.pid for f in facts]
         if len(set(pids)) != len(pids):
-            raise InvalidParams("pid: the same pid is given more than once")
+            raise InvalidValue("pid: the same pid is given more than once")
         for f in facts:
             existing = self.live_entry(f.pid, f.started_at)
             if existing is not None:
@@ -194,7 +199,7 @@ class Registry:
         plus, minus = set(normalize_labels(add)), set(normalize_labels(remove))
         out, put = [], []
         for i in ids:
-            p = self._procs[i]
+            p = self._entry(i)
             labels = normalize_labels((set(getattr(p, kind)) | plus) - minus)
             new = p if labels == getattr(p, kind) else _with_labels(p, kind, labels)
             out.append(new)
@@ -206,10 +211,10 @@ class Registry:
         """Rename a tag or group on every entry that has it, in one change."""
         old_l, new_l = old.strip(), new.strip()
         if not old_l or not new_l:
-            raise InvalidParams("old, new: a tag or group name cannot be empty")
+            raise InvalidValue("old, new: a tag or group name cannot be empty")
         index = self._by_tag if kind == "tags" else self._by_group
         put = []
-        for i in sorted(_ids(index, old_l)):
+        for i in sorted(ids_of(index, old_l)):
             p = self._procs[i]
             labels = normalize_labels([*(x for x in getattr(p, kind) if x != old_l), new_l])
             put.append(_with_labels(p, kind, labels))
@@ -217,7 +222,7 @@ class Registry:
 
     def plan_set_name(self, proc_id: int, name: str | None) -> tuple[Proc, Change]:
         """Give an entry a unique name, or clear it (`None`)."""
-        p = self._procs[proc_id]
+        p = self._entry(proc_id)
         holder = None if name is None else self._by_name.get(name)
         if holder is not None and holder != proc_id:
             raise NameInUse(f"name {name!r} is already used by id {holder}")
@@ -241,11 +246,13 @@ class Registry:
         self._procs[proc_id] = new
         return new
 
-    def touch(self, proc_id: int, now: float) -> None:
-        """Move `last_seen` of an alive entry to `now`."""
+    def touch(self, proc_id: int, now: float) -> bool:
+        """Move `last_seen` of an alive entry to `now`; whether it was there to move."""
         p = self._procs.get(proc_id)
-        if p is not None and p.alive:
-            self._procs[proc_id] = attrs.evolve(p, last_seen=now)
+        if p is None or not p.alive:
+            return False
+        self._procs[proc_id] = attrs.evolve(p, last_seen=now)
+        return True
 
     def apply(self, change: Change) -> Change:
         """Apply a Change (planned by a mutation, or replayed from a journal), keeping
@@ -288,68 +295,26 @@ class Registry:
     # ---- indexes -------------------------------------------------------------------
 
     def _index(self, p: Proc) -> None:
-        _add(self._by_pid, p.pid, p.id)
+        add_id(self._by_pid, p.pid, p.id)
         if p.name is not None:
             self._by_name[p.name] = p.id
         for t in p.tags:
-            _add(self._by_tag, t, p.id)
+            add_id(self._by_tag, t, p.id)
         for g in p.groups:
-            _add(self._by_group, g, p.id)
+            add_id(self._by_group, g, p.id)
 
     def _unindex(self, proc_id: int) -> None:
         p = self._procs.get(proc_id)
         if p is None:
             return
-        _discard(self._by_pid, p.pid, proc_id)
+        discard_id(self._by_pid, p.pid, proc_id)
         if p.name is not None and self._by_name.get(p.name) == proc_id:
             del self._by_name[p.name]
         for t in p.tags:
-            _discard(self._by_tag, t, proc_id)
+            discard_id(self._by_tag, t, proc_id)
         for g in p.groups:
-            _discard(self._by_group, g, proc_id)
+            discard_id(self._by_group, g, proc_id)
 
 
 def _with_labels(p: Proc, kind: Kind, labels: tuple[str, ...]) -> Proc:
     return attrs.evolve(p, tags=labels) if kind == "tags" else attrs.evolve(p, groups=labels)
-
-
-def _ids(index: Mapping[K, Ids], key: K) -> Collection[int]:
-    found = index.get(key)
-    if found is None:
-        return ()
-    return (found,) if isinstance(found, int) else found
-
-
-def _count(ids: Ids) -> int:
-    return 1 if isinstance(ids, int) else len(ids)
-
-
-def _union(index: Mapping[K, Ids], keys: Iterable[K]) -> set[int]:
-    out: set[int] = set()
-    for k in keys:
-        out.update(_ids(index, k))
-    return out
-
-
-def _add(index: dict[K, Ids], key: K, proc_id: int) -> None:
-    found = index.get(key)
-    if found is None:
-        index[key] = proc_id
-    elif isinstance(found, int):
-        if found != proc_id:
-            index[key] = {found, proc_id}
-    else:
-        found.add(proc_id)
-
-
-def _discard(index: dict[K, Ids], key: K, proc_id: int) -> None:
-    found = index.get(key)
-    if found is None:
-        return
-    if isinstance(found, int):
-        if found == proc_id:
-            del index[key]
-        return
-    found.discard(proc_id)
-    if len(found) == 1:
-        index[key] = next(iter(found))

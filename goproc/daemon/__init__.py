@@ -1,2 +1,4 @@
-"""The goproc daemon: one trio nursery around the server, the liveness ticker, the
-journal committer and the snapshot writer, all sharing one `Registry`."""
+"""The goproc daemon: `main` (lock, bind, run), `wiring` (builds every part once and runs
+them in one trio nursery), `service` (the only ways the registry changes), `server` and
+`connection` (the socket side), `handlers` (the method table), `exits`, `liveness`,
+`events` and `probe` (the OS seam)."""

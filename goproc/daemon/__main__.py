@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"goproc: {e}", file=sys.stderr)
         return 2
-    from goproc.daemon.run import run_daemon
+    from goproc.daemon.main import run_daemon
 
     return run_daemon(config, force=args.force)
 

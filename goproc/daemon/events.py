@@ -1,24 +1,67 @@
 """Registry events and their subscribers.
 
-`EventBus.publish` is synchronous and never blocks: each subscription has a bounded
-queue; one that overflows gets a single `overflow` event and is then dropped, so a slow
-subscriber never slows the daemon or other clients.  Delivery (the socket side) is the
-server's: it drains `Subscription.next_batch` into its connection.
+An event is a frozen value (`Event`), made once per change and shared by every
+subscriber it matches.  `EventBus.publish` is synchronous and never blocks: each
+subscription has a bounded queue; one that overflows gets a single `overflow` event and
+is then dropped, so a slow subscriber never slows the daemon or other clients.
+Delivery (the socket side) is the connection's: it drains `Subscription.next_batch`.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections import deque
-from typing import Any
 
 import trio
+from attrs import frozen
 
+from goproc.api import EVENT_METHOD
 from goproc.model import Proc, Selector
-from goproc.protocol import format_time, unstructure
+from goproc.rpc.entries import dumps, entry_json, format_time
 
-KINDS = ("added", "removed", "exited", "revived", "updated")
 DEFAULT_QUEUE = 1024
+
+
+@frozen
+class Event:
+    """What happened to one entry (`kind`: added, removed, exited, revived, updated)."""
+
+    kind: str
+    time: float
+    proc: Proc
+
+    def line(self, subscription: int) -> bytes:
+        """The `event` notification for one subscription, as one line."""
+        p = self.proc
+        head = {
+            "subscription": subscription,
+            "kind": self.kind,
+            "time": format_time(self.time),
+            "id": p.id,
+            "pid": p.pid,
+            "name": p.name,
+        }
+        return b"".join((_NOTIFICATION_HEAD, dumps(head)[:-1], b',"proc":', entry_json(p), b"}}\n"))
+
+
+@frozen
+class Overflow:
+    """The last event a subscription gets when its queue is full: it is dropped."""
+
+    time: float
+    dropped_after: int
+
+    def line(self, subscription: int) -> bytes:
+        params = {
+            "subscription": subscription,
+            "kind": "overflow",
+            "time": format_time(self.time),
+            "dropped_after": self.dropped_after,
+        }
+        return _NOTIFICATION_HEAD + dumps(params) + b"}\n"
+
+
+_NOTIFICATION_HEAD = b'{"jsonrpc":"2.0","method":"' + EVENT_METHOD.encode() + b'","params":'
 
 
 class Subscription:
@@ -26,32 +69,25 @@ class Subscription:
         self.id = sub_id
         self.selector = selector
         self.limit = limit
-        self.queue: deque[dict[str, Any]] = deque()
+        self.queue: deque[Event | Overflow] = deque()
         self.overflowed = False
         self.closed = False
         self._wake = trio.Event()
         self.pump_scope: trio.CancelScope | None = None
 
-    def offer(self, event: dict[str, Any]) -> None:
+    def offer(self, event: Event) -> None:
         if self.closed or self.overflowed:
             return
         if len(self.queue) >= self.limit:
             self.overflowed = True
-            self.queue.append(
-                {
-                    "subscription": self.id,
-                    "kind": "overflow",
-                    "time": event["time"],
-                    "dropped_after": len(self.queue),
-                }
-            )
+            self.queue.append(Overflow(event.time, len(self.queue)))
             if self.pump_scope is not None:  # deliver what fits, briefly, then drop
                 self.pump_scope.deadline = min(self.pump_scope.deadline, trio.current_time() + 1)
         else:
-            self.queue.append({"subscription": self.id, **event})
+            self.queue.append(event)
         self._wake.set()
 
-    async def next_batch(self) -> list[dict[str, Any]]:
+    async def next_batch(self) -> list[Event | Overflow]:
         """Every queued event, waiting for one; [] once closed."""
         while not self.queue and not self.closed:
             await self._wake.wait()
@@ -70,7 +106,6 @@ class EventBus:
         self.queue_limit = queue_limit
         self.subscriptions: dict[int, Subscription] = {}
         self._ids = itertools.count(1)
-        self.published = 0
 
     def subscribe(self, selector: Selector) -> Subscription:
         sub = Subscription(next(self._ids), selector, self.queue_limit)
@@ -87,21 +122,13 @@ class EventBus:
     def publish(self, kind: str, proc: Proc, now: float, before: Proc | None = None) -> None:
         """Offer the event to every subscription whose selector matches the entry as it
         is now or, for an update, as it was (so a subscriber to tag x sees x removed)."""
-        self.published += 1
         if not self.subscriptions:
             return
-        event: dict[str, Any] | None = None
+        event: Event | None = None
         for sub in list(self.subscriptions.values()):
             if sub.selector.matches(proc) or (before is not None and sub.selector.matches(before)):
-                if event is None:  # built once, shared by every subscriber
-                    event = {
-                        "kind": kind,
-                        "time": format_time(now),
-                        "id": proc.id,
-                        "pid": proc.pid,
-                        "name": proc.name,
-                        "proc": unstructure(proc),
-                    }
+                if event is None:  # made once, shared by every subscriber
+                    event = Event(kind, now, proc)
                 sub.offer(event)
                 if sub.overflowed:
                     self.subscriptions.pop(sub.id, None)

@@ -12,10 +12,11 @@ import errno
 import logging
 import os
 import resource
+from collections.abc import Callable, Iterable
 
 import trio
 
-from goproc.context import Context
+from goproc.daemon.probe import Probe
 from goproc.model import Proc
 
 log = logging.getLogger("goproc.exits")
@@ -36,8 +37,19 @@ def raise_fd_limit() -> int:
 
 
 class ExitWatcher:
-    def __init__(self, ctx: Context, enabled: bool = True) -> None:
-        self.ctx = ctx
+    """Watches alive entries given to `watch`; an exit calls `on_exit(entry)`."""
+
+    def __init__(
+        self,
+        probe: Probe,
+        on_exit: Callable[[Proc], object],
+        initial: Callable[[], Iterable[Proc]] = tuple,
+        *,
+        enabled: bool = True,
+    ) -> None:
+        self.probe = probe
+        self.on_exit = on_exit
+        self.initial = initial
         self.enabled = enabled and AVAILABLE
         self._scopes: dict[int, trio.CancelScope] = {}
         self._nursery: trio.Nursery | None = None
@@ -51,7 +63,7 @@ class ExitWatcher:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()
-            for p in list(self.ctx.registry):
+            for p in list(self.initial()):
                 self.watch(p)
             await trio.sleep_forever()
 
@@ -62,7 +74,7 @@ class ExitWatcher:
         try:
             pidfd = os.pidfd_open(proc.pid)
         except ProcessLookupError:
-            self.ctx.set_alive(proc.id, False)
+            self.on_exit(proc)
             return
         except OSError as e:
             if e.errno not in self._warned:
@@ -73,9 +85,9 @@ class ExitWatcher:
                     e.strerror or errno.errorcode.get(e.errno or 0, "?"),
                 )
             return
-        if not self.ctx.probe.is_alive(proc.pid, proc.started_at):
+        if not self.probe.is_alive(proc.pid, proc.started_at):
             os.close(pidfd)
-            self.ctx.set_alive(proc.id, False)
+            self.on_exit(proc)
             return
         scope = trio.CancelScope()
         self._scopes[proc.id] = scope
@@ -90,11 +102,9 @@ class ExitWatcher:
         try:
             with scope:
                 await trio.lowlevel.wait_readable(pidfd)
-                if self._scopes.get(proc.id) is scope:
+                if self._scopes.get(proc.id) is scope:  # not forgotten meanwhile
                     del self._scopes[proc.id]
-                current = self.ctx.registry.get(proc.id)
-                if current is not None and current.pid == proc.pid:
-                    self.ctx.set_alive(proc.id, False)
+                    self.on_exit(proc)
         finally:
             if self._scopes.get(proc.id) is scope:
                 del self._scopes[proc.id]

@@ -1,33 +1,41 @@
-"""The liveness ticker: probe every alive entry each `liveness_interval`.
+"""The liveness ticker: probe every alive entry each `interval`.
 
-The probes run in a worker thread on an immutable list of (id, pid, start time); the
-verdicts are applied back on the trio side, skipping entries that changed meanwhile.
-With exit watchers (pidfds) this is the safety net and what moves `last_seen`; without
-them it is how deaths are found.
-A dead verdict is final: a process is (pid, start time), and one that has gone cannot
-come back, so dead entries are not probed again.
+The probes run in a worker thread on an immutable list of entries; the verdicts are
+applied back on the trio side through `Vitals`, which skips entries that changed
+meanwhile.  With exit watchers (pidfds) this is the safety net and what moves
+`last_seen`; without them it is how deaths are found.  Dead entries are not probed
+again: a dead verdict is final (see `goproc.daemon.service.Vitals`).
 """
 
 from __future__ import annotations
 
-import logging
 import time
+from collections.abc import Callable, Iterable
 
 import trio
 
-from goproc.context import Context
-from goproc.model import same_start
-
-log = logging.getLogger("goproc.liveness")
+from goproc.daemon.probe import Probe
+from goproc.daemon.service import Vitals
+from goproc.model import Proc
 
 
 class Liveness:
-    def __init__(self, ctx: Context, *, interval: float, last_seen_interval: float) -> None:
-        self.ctx = ctx
-        self.registry = ctx.registry
-        self.probe = ctx.probe
+    def __init__(
+        self,
+        entries: Callable[[], Iterable[Proc]],
+        probe: Probe,
+        vitals: Vitals,
+        *,
+        interval: float,
+        last_seen_interval: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self.entries = entries
+        self.probe = probe
+        self.vitals = vitals
         self.interval = interval
         self.last_seen_interval = last_seen_interval
+        self.clock = clock
         self.sweeps = 0
         self.last_sweep_seconds = 0.0
 
@@ -38,27 +46,22 @@ class Liveness:
             await self.sweep()
 
     async def sweep(self) -> int:
-        """Probe every alive entry once; returns how many changed."""
+        """Probe every alive entry once; returns how many died."""
         started = time.perf_counter()
-        targets = [(p.id, p.pid, p.started_at) for p in self.registry if p.alive]
+        targets = [p for p in self.entries() if p.alive]
         probe = self.probe
         verdicts = await trio.to_thread.run_sync(
-            lambda: [probe.is_alive(pid, start) for _, pid, start in targets]
+            lambda: [probe.is_alive(p.pid, p.started_at) for p in targets]
         )
-        now = self.ctx.clock()
-        changed = 0
-        for (proc_id, pid, start), alive in zip(targets, verdicts, strict=True):
-            current = self.registry.get(proc_id)
-            if current is None or current.pid != pid or not same_start(current.started_at, start):
-                continue  # removed or replaced while we probed
-            if current.alive != alive:
-                self.ctx.set_alive(proc_id, alive)
-                changed += 1
-            elif alive and now - current.last_seen >= self.last_seen_interval:
-                self.registry.touch(proc_id, now)
-                changed += 1
-        if changed:
-            self.ctx.on_change()
+        t = self.clock()
+        died = 0
+        stale = []
+        for p, alive in zip(targets, verdicts, strict=True):
+            if not alive:
+                died += self.vitals.mark_dead(p) is not None
+            elif t - p.last_seen >= self.last_seen_interval:
+                stale.append(p)
+        self.vitals.seen(stale, t)
         self.sweeps += 1
         self.last_sweep_seconds = time.perf_counter() - started
-        return changed
+        return died

@@ -4,7 +4,7 @@
   the socket is world-writable; a user's daemon serves that user and root only.
 - Limits, each set small in the config file: request line size, connections at once,
   idle connections, clients that never read their replies.
-- Fuzz: `goproc.protocol.respond_line` with the real method table over a real Registry
+- Fuzz: `goproc.rpc.jsonrpc.respond_line` with the real method table over a real Registry
   (the table probe of test_protocol_fuzz.py, whose processes die of TERM and KILL here,
   its in-memory journal, its line strategies and its JSON-RPC oracle): every reply a
   valid JSON-RPC response, no crash, no hang; a `slow` run of 100,000 examples also
@@ -39,22 +39,24 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import fuzzing as pf
 import psutil
 import pytest
-import test_protocol_fuzz as pf
 import trio
 import trio.testing
 from conftest import GOPROC, Daemon
+from fakes import TableProbe, make_parts
 from helpers import wait_until as shared_wait_until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from goproc import protocol
+from goproc.api import METHODS, wire_names
 from goproc.config import Config
+from goproc.daemon.handlers import Ctx, make_dispatch
 from goproc.durations import parse_duration
-from goproc.handlers import METHODS, Context, make_dispatch
+from goproc.rpc import jsonrpc
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SECURITY_MD = REPO / "spec" / "security.md"
 NOBODY_UID = 65534
 NOGROUP_GID = 65534
@@ -628,7 +630,7 @@ WALL_LIMIT = 20.0  # real seconds one example may take before it counts as a han
 
 
 @attrs.define
-class DyingProbe(pf.TableProbe):
+class DyingProbe(TableProbe):
     """The table probe, where TERM, KILL and INT end the process (as they do by default),
     so that a `kill` does not wait out its timeout for a process that cannot die."""
 
@@ -638,12 +640,12 @@ class DyingProbe(pf.TableProbe):
             self.procs.pop(pid, None)
 
 
-async def answer_all(lines: list[bytes], ctx: Context) -> list[bytes | None]:
+async def answer_all(lines: list[bytes], ctx: Ctx) -> list[bytes | None]:
     dispatch = make_dispatch(ctx)
     replies = []
     for line in lines:
         with trio.fail_after(HANG_AFTER):
-            replies.append(await protocol.respond_line(line, dispatch))
+            replies.append(await jsonrpc.respond_line(line, dispatch))
     return replies
 
 
@@ -667,8 +669,8 @@ def fuzz_once(batch: list[bytes], run: FuzzRun) -> None:
     """One example: a few lines against one fresh context (so that an `add` changes
     what later lines see); each reply checked against the JSON-RPC oracle; the journal
     replays to the registry as it stands (liveness apart)."""
-    journal = pf.MemoryJournal()
-    ctx = Context(registry=pf.initial_registry(), probe=DyingProbe(dict(pf.LIVE)), journal=journal)
+    parts = make_parts(pf.initial_registry(), DyingProbe(dict(pf.LIVE)))
+    ctx, journal = parts.ctx, parts.journal
     t0 = time.perf_counter()
     clock = trio.testing.MockClock(autojump_threshold=0)
     try:
@@ -925,11 +927,11 @@ def test_spawning_calls_finds_what_starts_processes() -> None:
 def test_no_code_behind_the_socket_can_start_a_process() -> None:
     """The goproc modules a daemon loads (everything but the CLI) import or call
     nothing that starts a process."""
-    code = "import sys, goproc.daemon.run; print(*(m for m in sys.modules if 'goproc' in m))"
+    code = "import sys, goproc.daemon.main; print(*(m for m in sys.modules if 'goproc' in m))"
     loaded = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()
-    assert "goproc.daemon.server" in loaded and "goproc.handlers" in loaded
+    assert "goproc.daemon.server" in loaded and "goproc.daemon.handlers" in loaded
     assert "goproc.cli" not in loaded
     found = {}
     for name in loaded:
@@ -974,7 +976,7 @@ PARAMETERS = {
 def test_no_method_takes_a_path_or_a_command() -> None:
     """The parameters of every method are the reviewed ones above; a new one must be
     reviewed (and spec/security.md updated) before this passes."""
-    names = {f.name for m in METHODS.values() for f in attrs.fields(m.params)}
+    names = {n for m in METHODS.values() for n in wire_names(m.params)}
     assert names == set(PARAMETERS)
     spec = json.loads((REPO / "spec" / "openrpc.json").read_text())
 
@@ -1085,6 +1087,6 @@ def test_security_md_cites_only_tests_that_exist() -> None:
     cited = set(re.findall(r"`(test_\w+)`", SECURITY_MD.read_text()))
     assert len(cited) >= 20, "every claim cites its test"
     defined = set()
-    for path in (REPO / "tests").glob("test_*.py"):
+    for path in (REPO / "tests").rglob("test_*.py"):
         defined |= set(re.findall(r"^(?:async )?def (test_\w+)", path.read_text(), re.M))
     assert cited - defined == set()

@@ -35,10 +35,10 @@ from jsonschema import Draft7Validator, Draft202012Validator, FormatChecker
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
+from goproc import api
 from goproc import errors as goproc_errors
-from goproc import handlers
 
-SPEC_PATH = Path(__file__).resolve().parents[1] / "spec" / "openrpc.json"
+SPEC_PATH = Path(__file__).resolve().parents[2] / "spec" / "openrpc.json"
 SPEC_URI = "urn:goproc:spec:openrpc"
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
@@ -437,135 +437,8 @@ def test_spec_is_json() -> None:
     assert doc["openrpc"] == "1.2.6"
 
 
-_X: dict[str, Any] = {"^x-": {}}
-_REF = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["$ref"],
-    "properties": {"$ref": {"type": "string", "pattern": "^#/"}},
-}
-_DRAFT7 = {"$ref": "http://json-schema.org/draft-07/schema#"}
-_CONTENT_DESCRIPTOR = {
-    "type": "object",
-    "additionalProperties": False,
-    "patternProperties": _X,
-    "required": ["name", "schema"],
-    "properties": {
-        "name": {"type": "string", "minLength": 1},
-        "summary": {"type": "string"},
-        "description": {"type": "string"},
-        "schema": _DRAFT7,
-        "required": {"type": "boolean"},
-        "deprecated": {"type": "boolean"},
-    },
-}
-_ERROR = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["code", "message"],
-    "properties": {"code": {"type": "integer"}, "message": {"type": "string"}, "data": {}},
-}
-_EXAMPLE = {
-    "type": "object",
-    "patternProperties": _X,
-    "required": ["name", "value"],
-    "properties": {
-        "name": {"type": "string", "minLength": 1},
-        "summary": {"type": "string"},
-        "description": {"type": "string"},
-        "value": {},
-    },
-}
-_EXAMPLE_PAIRING = {
-    "type": "object",
-    "required": ["name", "params", "result"],
-    "properties": {
-        "name": {"type": "string", "minLength": 1},
-        "description": {"type": "string"},
-        "params": {"type": "array", "items": {"oneOf": [_EXAMPLE, _REF]}},
-        "result": {"oneOf": [_EXAMPLE, _REF]},
-    },
-}
-_METHOD = {
-    "type": "object",
-    "additionalProperties": False,
-    "patternProperties": _X,
-    "required": ["name", "params", "result"],
-    "properties": {
-        "name": {"type": "string", "minLength": 1},
-        "summary": {"type": "string"},
-        "description": {"type": "string"},
-        "tags": {"type": "array"},
-        "paramStructure": {"const": "by-name"},  # OpenRPC allows more; goproc is by-name
-        "params": {"type": "array", "items": {"oneOf": [_CONTENT_DESCRIPTOR, _REF]}},
-        "result": {"oneOf": [_CONTENT_DESCRIPTOR, _REF]},
-        "errors": {"type": "array", "items": {"oneOf": [_ERROR, _REF]}},
-        "links": {"type": "array"},
-        "examples": {"type": "array", "items": {"oneOf": [_EXAMPLE_PAIRING, _REF]}},
-        "deprecated": {"type": "boolean"},
-    },
-}
-OPENRPC_SHAPE = {
-    "description": "The object rules of the OpenRPC 1.2.6 meta-schema, and goproc's x- parts.",
-    "type": "object",
-    "additionalProperties": False,
-    "patternProperties": _X,
-    "required": ["openrpc", "info", "methods"],
-    "properties": {
-        "openrpc": {"const": "1.2.6"},
-        "info": {
-            "type": "object",
-            "additionalProperties": False,
-            "patternProperties": _X,
-            "required": ["title", "version"],
-            "properties": {
-                "title": {"type": "string"},
-                "description": {"type": "string"},
-                "termsOfService": {"type": "string"},
-                "version": {"type": "string"},
-                "contact": {"type": "object"},
-                "license": {"type": "object"},
-            },
-        },
-        "servers": {"type": "array"},
-        "methods": {"type": "array", "items": _METHOD},
-        "components": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "schemas": {"type": "object", "additionalProperties": _DRAFT7},
-                "contentDescriptors": {
-                    "type": "object",
-                    "additionalProperties": _CONTENT_DESCRIPTOR,
-                },
-                "errors": {"type": "object", "additionalProperties": _ERROR},
-                "examples": {"type": "object", "additionalProperties": _EXAMPLE},
-                "examplePairings": {"type": "object", "additionalProperties": _EXAMPLE_PAIRING},
-                "links": {"type": "object"},
-                "tags": {"type": "object"},
-            },
-        },
-        "x-transport": {"type": "object"},
-        "x-error-details": {
-            "type": "object",
-            "additionalProperties": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["when"],
-                "properties": {"when": {"type": "string", "minLength": 1}, "data": _DRAFT7},
-            },
-        },
-        "x-notifications": {
-            "type": "object",
-            "additionalProperties": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["description", "schema"],
-                "properties": {"description": {"type": "string"}, "schema": _DRAFT7},
-            },
-        },
-    },
-}
+# The object rules of the OpenRPC 1.2.6 meta-schema, and goproc's x- parts (a JSON Schema).
+OPENRPC_SHAPE = json.loads((Path(__file__).parent / "openrpc-shape.schema.json").read_text())
 
 
 def test_spec_has_the_openrpc_shape() -> None:
@@ -647,7 +520,7 @@ def test_spec_has_every_error_code_of_goproc() -> None:
 
 
 def test_server_methods_are_the_spec_methods() -> None:
-    assert set(handlers.METHODS) == set(spec_methods())
+    assert set(api.METHODS) == set(spec_methods())
 
 
 @pytest.mark.parametrize("method", list(spec_methods()))

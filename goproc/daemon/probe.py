@@ -1,8 +1,9 @@
 """OS facts about a PID: does it exist, is it ours, when did it start, what is it.
 
 The seam between goproc and the operating system: the registry never calls it, the
-daemon's handlers and liveness ticker do.  `OsProbe` asks the kernel (through psutil);
-tests of pure parts may use any object with the same two methods.
+daemon's handlers, exit watcher and liveness ticker do.  `OsProbe` asks the kernel
+(`/proc` on Linux, psutil elsewhere); fakes for in-process tests implement the same
+`Probe` protocol, and one contract test holds them to the real one.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Protocol
 
 import psutil
 
-from goproc.errors import InvalidParams, NoSuchProcess, PermissionDenied
+from goproc.errors import InvalidValue, NoSuchProcess, PermissionDenied
 from goproc.model import ProcessFacts, same_start
 
 
@@ -46,7 +47,6 @@ class OsProbe:
         # The anchor of every start time: the boot time when this boot was first seen,
         # kept across restarts (the kernel's figure moves when the wall clock is set).
         self.boot_time = psutil.boot_time() if boot_time is None else boot_time
-        self._boot = self.boot_time
         self._clock_ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
         self._procfs = sys.platform.startswith("linux") and os.path.exists("/proc/self/stat")
 
@@ -58,7 +58,7 @@ class OsProbe:
         except (FileNotFoundError, ProcessLookupError):
             return None
         fields = data[data.rindex(b")") + 2 :].split()
-        return fields[0], int(fields[2]), float(fields[19]) / self._clock_ticks + self._boot
+        return fields[0], int(fields[2]), float(fields[19]) / self._clock_ticks + self.boot_time
 
     def inspect(self, pid: int) -> ProcessFacts:
         try:
@@ -70,7 +70,7 @@ class OsProbe:
                 f"pid {pid} belongs to another user: goproc may only track its own processes"
             ) from None
         except OverflowError:
-            raise InvalidParams(f"pid: {pid} is out of range") from None
+            raise InvalidValue(f"pid: {pid} is out of range") from None
         if self._procfs:
             try:
                 return self._inspect_procfs(pid)

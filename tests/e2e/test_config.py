@@ -20,7 +20,7 @@ from goproc.config import Config, load_config
 from goproc.durations import parse_duration
 from goproc.errors import ConfigError
 
-EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "config.example.json"
+EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "config.example.json"
 LIVENESS_VAR = "GOPROC_LIVENESS_INTERVAL"
 LAST_SEEN_VAR = "GOPROC_LAST_SEEN_INTERVAL"
 

@@ -173,8 +173,8 @@ def test_stale_pid_file_naming_a_live_process_does_not_block_start(
 FAULTY_DAEMON = """
 import sys
 from pathlib import Path
-from goproc import cli
 from goproc.daemon import liveness
+from goproc.daemon.__main__ import main
 
 trigger = Path(sys.argv[1])
 real_sweep = liveness.Liveness.sweep
@@ -185,7 +185,7 @@ async def sweep(self):
     return await real_sweep(self)
 
 liveness.Liveness.sweep = sweep
-cli.main(["daemon", *sys.argv[2:]])
+sys.exit(main(sys.argv[2:]))
 """
 
 

@@ -32,10 +32,10 @@ import pytest
 from conftest import Daemon
 from helpers import wait_until as shared_wait_until
 
-from goproc.daemon.store import SnapshotError, parse_snapshot
+from goproc.store.format import SnapshotError, parse_snapshot
 
 SNAPSHOT = "goproc.snapshot.json"
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 STORAGE_ERROR = -32005
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
@@ -468,7 +468,8 @@ class Mutator:
         snapshot = self.d.state_dir / SNAPSHOT
 
         def snapshot_holds_the_model() -> bool:
-            procs, next_id, _ = parse_snapshot(snapshot.read_bytes())
+            procs, header = parse_snapshot(snapshot.read_bytes())
+            next_id = header.next_id
             entries = {p.id: (p.pid, p.tags, p.groups) for p in procs}
             return entries == self.model.entries and next_id >= self.model.next_id
 

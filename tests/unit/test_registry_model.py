@@ -29,7 +29,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from goproc.errors import ALREADY_TRACKED, AlreadyTracked, InvalidParams, NameInUse
+from goproc.errors import ALREADY_TRACKED, AlreadyTracked, InvalidValue, NameInUse
 from goproc.model import Change, Proc, ProcessFacts, Selector
 from goproc.registry import Kind, Registry
 
@@ -280,7 +280,7 @@ class RegistryMachine(RuleBasedStateMachine):
             assert expected == "name", (expected, e)
             assert registry_state(self.registry) == before
             return []
-        except InvalidParams as e:
+        except InvalidValue as e:
             assert expected == "invalid", (expected, e)
             assert registry_state(self.registry) == before
             return []
@@ -460,7 +460,7 @@ class RegistryMachine(RuleBasedStateMachine):
         before = registry_state(self.registry)
         old_label, new_label = old.strip(), new.strip()
         if not old_label or not new_label:
-            with pytest.raises(InvalidParams):
+            with pytest.raises(InvalidValue):
                 self.registry.plan_rename_label(kind, old, new)
             assert registry_state(self.registry) == before
             event("rename: refused")

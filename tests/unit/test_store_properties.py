@@ -1,7 +1,7 @@
 """Properties of the durable state: snapshot round trip, journal replay, torn and corrupt files.
 
 Registries are built the way the daemon builds them (`plan_add` + `apply` with probed
-facts, times rounded as the daemon rounds them), written with `goproc.daemon.store`, and
+facts, times rounded as the daemon rounds them), written with `goproc.store`, and
 loaded into a fresh Registry.  Two registries are "equal" when their wire forms are: the
 unstructured proc objects, in order, and `next_id`.  Each example uses its own temp dir
 (hypothesis does not reset function-scoped fixtures between examples).
@@ -19,11 +19,12 @@ from typing import Any
 from hypothesis import assume, given, note
 from hypothesis import strategies as st
 
-from goproc import protocol
-from goproc.daemon import store
 from goproc.errors import AlreadyTracked, NameInUse
-from goproc.model import NAME_RE, Change, Proc, ProcessFacts
+from goproc.model import NAME_RE, Change, ProcessFacts
 from goproc.registry import Registry
+from goproc.rpc.entries import entry_dict
+from goproc.store import files, load, writer
+from goproc.store import format as fmt
 
 PID_MAX = 2**31 - 1
 
@@ -38,7 +39,7 @@ pids = st.sampled_from([11, 12, 13]) | st.integers(1, PID_MAX)
 start_times = st.sampled_from([1_700_000_000.0, 1_700_000_050.25]) | st.floats(1e9, 2e9).map(
     lambda x: round(x, 2)
 )  # psutil's create_time, as the daemon stores it
-nows = st.floats(1e9, 2e9).map(lambda x: round(x, 6))  # handlers.now(): microseconds
+nows = st.floats(1e9, 2e9).map(lambda x: round(x, 6))  # goproc.daemon.service.now(): microseconds
 labels = st.lists(st.sampled_from(["db", " web", "web", "", "prod"]) | plain_text, max_size=4)
 names = st.none() | st.sampled_from(["a", "b"]) | st.from_regex(NAME_RE, fullmatch=True)
 facts = st.builds(
@@ -62,7 +63,7 @@ rotate_ops = st.tuples(st.just("rotate"))
 
 def wire(reg: Registry) -> tuple[list[Any], int]:
     """A registry as the protocol and the snapshot see it."""
-    return [protocol.CONVERTER.unstructure(p, Proc) for p in reg], reg.next_id
+    return [entry_dict(p) for p in reg], reg.next_id
 
 
 @contextmanager
@@ -72,8 +73,8 @@ def state_dir() -> Iterator[Path]:
 
 
 def journal_line(change: Change) -> bytes:
-    """One journal record, exactly as `store.Journal.append` writes it."""
-    return protocol.encode(protocol.change_to_json(change))
+    """One journal record, exactly as `goproc.store.journal.Journal.append` writes it."""
+    return fmt.change_line(change)
 
 
 class Daemonish:
@@ -82,13 +83,13 @@ class Daemonish:
     def __init__(self, directory: Path) -> None:
         self.dir = directory
         self.registry = Registry()
-        self.gen = store.load_state(directory, Registry()).next_gen
+        self.gen = load.load_state(directory, Registry()).next_gen
         self.journaled: list[Change] = []
 
     def commit(self, change: Change) -> None:
-        """Apply, then append the record to the current generation (as Context.commit)."""
+        """Apply, then append the record to the current generation (as Service.commit)."""
         self.registry.apply(change)
-        with store.journal_path(self.dir, self.gen).open("ab") as f:
+        with files.journal_path(self.dir, self.gen).open("ab") as f:
             f.write(journal_line(change))
         self.journaled.append(change)
 
@@ -112,18 +113,18 @@ class Daemonish:
             self.registry.touch(ids[op[1] % len(ids)], op[2])
         elif kind == "snapshot":
             self.gen += 1
-            store.write_snapshot(self.dir, list(self.registry), self.registry.next_id, self.gen)
+            writer.write_snapshot(self.dir, list(self.registry), self.registry.next_id, self.gen)
             if op[1]:
-                for g in store.journal_generations(self.dir):
+                for g in files.journal_generations(self.dir):
                     if g < self.gen:
-                        store.journal_path(self.dir, g).unlink()
+                        files.journal_path(self.dir, g).unlink()
         elif kind == "rotate":
             self.gen += 1
 
 
-def loaded(directory: Path) -> tuple[Registry, store.Loaded]:
+def loaded(directory: Path) -> tuple[Registry, load.Loaded]:
     reg = Registry()
-    result = store.load_state(directory, reg)
+    result = load.load_state(directory, reg)
     return reg, result
 
 
@@ -139,9 +140,9 @@ def test_snapshot_round_trip_gives_the_same_registry(ops: list[Any], gen: int) -
         live = Daemonish(d)
         for op in ops:
             live.run(op, liveness=True)
-        for p in store.journal_generations(d):
-            store.journal_path(d, p).unlink()  # the snapshot alone must carry everything
-        store.write_snapshot(d, list(live.registry), live.registry.next_id, gen)
+        for p in files.journal_generations(d):
+            files.journal_path(d, p).unlink()  # the snapshot alone must carry everything
+        writer.write_snapshot(d, list(live.registry), live.registry.next_id, gen)
         reg, _ = loaded(d)
         assert wire(reg) == wire(live.registry)
 
@@ -151,8 +152,8 @@ def test_snapshot_file_is_private_versioned_json() -> None:
         reg = Registry()
         f = ProcessFacts(pid=42, started_at=1_700_000_000.5, cmd="sleep 300", pgid=None)
         reg.apply(reg.plan_add([f], tags=["db"], now=1_700_000_001.0)[1])
-        store.write_snapshot(d, list(reg), reg.next_id, 3)
-        path = d / store.SNAPSHOT
+        writer.write_snapshot(d, list(reg), reg.next_id, 3)
+        path = d / fmt.SNAPSHOT
         assert path.stat().st_mode & 0o777 == 0o600
         on_disk = json.loads(path.read_bytes())
         assert on_disk["version"] == 1 and on_disk["next_id"] == 2
@@ -167,7 +168,7 @@ def test_snapshot_round_trips_a_non_utf8_command_line(cmd: str) -> None:
         reg = Registry()
         f = ProcessFacts(pid=42, started_at=1_700_000_000.5, cmd=cmd, pgid=None)
         reg.apply(reg.plan_add([f], now=1_700_000_001.0)[1])
-        store.write_snapshot(d, list(reg), reg.next_id, 1)
+        writer.write_snapshot(d, list(reg), reg.next_id, 1)
         again, _ = loaded(d)
         assert wire(again) == wire(reg)
 
@@ -189,7 +190,7 @@ def test_journal_replay_gives_the_live_registry(ops: list[Any]) -> None:
         for i, op in enumerate(ops):
             live.run(op, liveness=i < last_fold)
         reg, _ = loaded(d)
-        note(f"journal files: {store.journal_generations(d)}, gen {live.gen}")
+        note(f"journal files: {files.journal_generations(d)}, gen {live.gen}")
         assert wire(reg) == wire(live.registry)
 
 
@@ -240,7 +241,7 @@ def test_torn_last_journal_line_is_ignored(ops: list[Any], last: Any, data: st.D
             change = Change(next_id=live.registry.next_id + 1)
         line = journal_line(change)
         cut = data.draw(st.integers(1, len(line) - 1), label="bytes of the torn line")
-        with store.journal_path(d, live.gen).open("ab") as fh:
+        with files.journal_path(d, live.gen).open("ab") as fh:
             fh.write(line[:cut])  # never the newline: the write was torn, never answered
         reg, _ = loaded(d)
         assert wire(reg) == before
@@ -257,10 +258,10 @@ def test_after_a_torn_line_new_records_go_to_a_new_generation(ops: list[Any], to
         live = Daemonish(d)
         for op in ops:
             live.run(op, liveness=False)
-        with store.journal_path(d, live.gen).open("ab") as fh:
+        with files.journal_path(d, live.gen).open("ab") as fh:
             fh.write(torn)
         _, result = loaded(d)
-        assert result.next_gen > max(store.journal_generations(d))
+        assert result.next_gen > max(files.journal_generations(d))
 
 
 # ---- (d) a corrupt snapshot ------------------------------------------------------------
@@ -316,14 +317,14 @@ def test_corrupt_snapshot_is_moved_aside_and_the_journal_still_loads(
         live = Daemonish(d)
         for op in ops:
             live.run(op, liveness=False)
-        (d / store.SNAPSHOT).write_bytes(bad)
+        (d / fmt.SNAPSHOT).write_bytes(bad)
         reg, result = loaded(d)
-        aside = sorted(d.glob(f"{store.SNAPSHOT}.corrupt-*"))
+        aside = sorted(d.glob(f"{fmt.SNAPSHOT}.corrupt-*"))
         assert len(aside) == 1, aside
         assert aside[0].read_bytes() == bad
-        assert not (d / store.SNAPSHOT).exists()
+        assert not (d / fmt.SNAPSHOT).exists()
         warning = [w for w in result.warnings if str(aside[0]) in w]
-        assert warning and str(d / store.SNAPSHOT) in warning[0], result.warnings
+        assert warning and str(d / fmt.SNAPSHOT) in warning[0], result.warnings
         assert wire(reg) == wire(live.registry)
 
 
@@ -333,7 +334,7 @@ def test_every_corrupt_snapshot_moved_aside_is_kept(bad: list[bytes]) -> None:
     in a loop, within one second) keep every one of them."""
     with state_dir() as d:
         for data in bad:
-            (d / store.SNAPSHOT).write_bytes(data)
+            (d / fmt.SNAPSHOT).write_bytes(data)
             loaded(d)
-        kept = sorted(p.read_bytes() for p in d.glob(f"{store.SNAPSHOT}.corrupt-*"))
+        kept = sorted(p.read_bytes() for p in d.glob(f"{fmt.SNAPSHOT}.corrupt-*"))
         assert kept == sorted(bad)

@@ -1,11 +1,10 @@
-"""`goproc daemon`: take the lock, bind the socket, run the nursery, clean up.
+"""`goproc daemon`: take the lock, bind the socket, run the daemon, clean up.
 
 One daemon per state dir: an fcntl lock on `goproc.lock` decides, not the PID file, so
-files left by a crashed daemon never block a start.  The nursery supervises the server,
-the liveness ticker, the journal committer and the snapshot writer; if any of them fails
-the whole daemon stops with a message and exit 1.  SIGINT/SIGTERM stop it cleanly:
-no more accepts, requests in flight finish, the snapshot is flushed, the socket and PID
-file are removed, exit 0.
+files left by a crashed daemon never block a start.  `goproc.daemon.wiring` builds and
+runs the parts; if any of them fails the daemon stops with a message and exit 1.
+SIGINT/SIGTERM stop it cleanly (see wiring); then the socket and PID file are removed,
+exit 0.  Everything here runs before or after the event loop, synchronously.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import gc
 import logging
 import os
 import signal
@@ -26,14 +24,8 @@ import trio
 
 from goproc import paths
 from goproc.config import Config
-from goproc.context import Context
-from goproc.daemon.events import EventBus
-from goproc.daemon.exits import ExitWatcher, raise_fd_limit
-from goproc.daemon.liveness import Liveness
-from goproc.daemon.server import Server
-from goproc.daemon.store import Journal, SnapshotWriter, load_state
-from goproc.probe import OsProbe, boot_id
-from goproc.registry import Registry
+from goproc.daemon import wiring
+from goproc.store.files import write_private
 
 log = logging.getLogger("goproc.daemon")
 
@@ -67,8 +59,8 @@ def run_daemon(config: Config, *, force: bool = False) -> int:
         print(f"goproc: {e}", file=sys.stderr)
         return 1
     try:
-        _write_private(pid_file, f"{os.getpid()}\n".encode())
-        trio.run(_main, config, sock, socket_path, state_dir)
+        write_private(pid_file, f"{os.getpid()}\n".encode())
+        trio.run(_serve, config, sock, socket_path, state_dir)
         return 0
     except KeyboardInterrupt:  # Ctrl+C before the signal handler was in place
         log.info("interrupted while starting")
@@ -96,109 +88,14 @@ def _leaves(eg: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     return out
 
 
-async def _main(config: Config, sock: stdsocket.socket, socket_path: Path, state_dir: Path) -> None:
-    registry = Registry()
-    started = time.perf_counter()
-    gc.disable()  # loading makes many objects and frees none: no point in collecting
-    try:
-        loaded = await trio.to_thread.run_sync(load_state, state_dir, registry)
-    finally:
-        gc.enable()
-    gc.freeze()  # the loaded entries are long-lived: keep them out of every collection
-    log.info(
-        "loaded %d entries (%d journal records) in %.2fs",
-        len(registry),
-        loaded.replayed,
-        time.perf_counter() - started,
-    )
-    for warning in loaded.warnings:
-        log.warning("%s", warning)
-    journal = Journal(
-        state_dir,
-        loaded.next_gen,
-        fsync=config.journal_fsync,
-        sync_interval=config.journal_sync_interval,
-    )
-    # Start times are anchored on one boot time per boot: the one the snapshot kept, if
-    # it was taken in this boot (see goproc.model.START_TOLERANCE).
-    this_boot = boot_id()
-    kept = loaded.boot
-    probe = OsProbe(kept["time"] if kept and this_boot and kept["id"] == this_boot else None)
-    boot = {"id": this_boot, "time": probe.boot_time} if this_boot else None
-    writer = SnapshotWriter(state_dir, registry, journal, config.snapshot_delay, boot)
-    ctx = Context(
-        registry=registry,
-        probe=probe,
-        journal=journal,
-        on_change=writer.mark_dirty,
-        bus=EventBus(config.event_queue),
-    )
-    liveness = Liveness(
-        ctx, interval=config.liveness_interval, last_seen_interval=config.last_seen_interval
-    )
-    fd_limit = raise_fd_limit()
-    watcher = ExitWatcher(ctx, enabled=config.exit_watch == "auto")
-    ctx.watcher = watcher
-    listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
-    server = Server(listener, ctx, config)
-    ctx.stats = lambda: {
-        "socket": str(socket_path),
-        "state_dir": str(state_dir),
-        "snapshot_writes": writer.writes,
-        "sweeps": liveness.sweeps,
-        "last_sweep_seconds": round(liveness.last_sweep_seconds, 6),
-        "connections": server.connections,
-        "exit_watch": "pidfd" if watcher.enabled else "poll",
-        "watched": watcher.watched,
-        "subscriptions": len(ctx.bus.subscriptions),
-        "fd_limit": fd_limit,
-    }
-    # Signals are ours before the first request can be served.
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(journal.run)
-            await liveness.sweep()  # answers are right from the first request
-            if loaded.fresh:
-                await writer.flush()  # a first run: the snapshot exists from the start
-            elif loaded.replayed or loaded.warnings:
-                writer.mark_dirty()  # fold the replayed journal soon, in the background
-            await nursery.start(watcher.run)
-            await nursery.start(writer.run)
-            await nursery.start(liveness.run)
-            await nursery.start(server.run)
-            log.info(
-                "listening on %s (pid %d, %d entries, state in %s)",
-                socket_path,
-                os.getpid(),
-                len(registry),
-                state_dir,
-            )
-            async for signum in signals:
-                log.info("%s: stopping", signal.Signals(signum).name)
-                break
-            server.stop()
-            with trio.move_on_after(server.grace + 1):
-                while server.connections:
-                    await trio.sleep(0.01)
-            try:
-                await writer.flush()
-            except OSError as e:  # e.g. a full disk: the journal still holds every change
-                log.warning("could not write the final snapshot (%s); the journal keeps it", e)
-            nursery.cancel_scope.cancel()
-    log.info("stopped")
-
-
 # ---- start-up helpers (synchronous, before the event loop) ------------------------------
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Write a file readable by its owner only, whatever the umask."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT
-        os.write(fd, data)
-    finally:
-        os.close(fd)
+async def _serve(
+    config: Config, sock: stdsocket.socket, socket_path: Path, state_dir: Path
+) -> None:
+    listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+    await wiring.serve(config, listener, socket_path, state_dir)
 
 
 def _make_private_dir(path: Path) -> None:

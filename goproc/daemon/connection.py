@@ -1,0 +1,214 @@
+"""One client connection: read lines, answer them in order, deliver its subscriptions.
+
+Limits: a request line longer than `max_request_bytes` is refused (-32600) and the
+connection closed, so no line is read unbounded into memory; while a request is being
+answered nothing more is read (a client that pipelines blocks in its writes); a client
+that leaves a reply unread for `send_timeout` is dropped, one that sends nothing for
+`idle_timeout` (with no subscription) is closed.  On a socket, a client that hangs up
+entirely during a request that blocks (`wait`) has it cancelled at once.  The stream is
+closed by the server, which opened the task; this module closes only what it starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import trio
+
+from goproc.daemon.events import Subscription
+from goproc.errors import InvalidRequest
+from goproc.rpc.jsonrpc import encode, error_response, respond_parts
+
+if TYPE_CHECKING:
+    from goproc.daemon.server import Server
+
+CHUNK = 65536
+SLICE = 1 << 20  # bytes of a large reply joined and sent at once
+PEER_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError)
+
+
+class _TooLarge:
+    """Returned instead of a line: the line was over the limit."""
+
+
+class Connection:
+    """One client: its lines, answered in order in this one task (no hand-off per
+    request), its subscriptions, and the `Session` that handlers see."""
+
+    def __init__(self, server: Server, stream: trio.abc.Stream, nursery: trio.Nursery) -> None:
+        self.server = server
+        self.config = server.config
+        self.stream = stream
+        self.nursery = nursery
+        self.subscriptions: dict[int, Subscription] = {}
+        self._buf = bytearray()
+        self._searched = 0
+        self._send_lock = trio.Lock()
+        self._dispatch = server.dispatch_for(self)
+
+    async def serve(self) -> None:
+        try:
+            while (line := await self._next_line()) is not None:
+                if isinstance(line, _TooLarge):
+                    limit = self.config.max_request_bytes
+                    error = InvalidRequest(f"request too large (limit {limit} bytes); closing")
+                    with trio.move_on_after(1):
+                        await self.send(encode(error_response(None, error)))
+                    self.nursery.cancel_scope.cancel()
+                    return
+                reply = await respond_parts(line, self._dispatch)
+                if reply is not None:
+                    await self.send(*reply)
+        except PEER_GONE:
+            self.nursery.cancel_scope.cancel()
+
+    async def send(self, *parts: bytes) -> None:
+        """Send whole lines, given in parts; replies and event notifications never
+        interleave (the lock is taken only while there are subscriptions: otherwise one
+        task sends).  Parts go out joined a slice of about `SLICE` bytes at a time, so
+        a reply of 100,000 entries is never copied whole."""
+        if self.subscriptions or self._send_lock.locked():
+            async with self._send_lock:
+                await self._send_parts(parts)
+        else:
+            await self._send_parts(parts)
+
+    async def _send_parts(self, parts: tuple[bytes, ...]) -> None:
+        with trio.fail_after(self.config.send_timeout):
+            if len(parts) == 1:
+                await self.stream.send_all(parts[0])
+                return
+            pending: list[bytes] = []
+            size = 0
+            for part in parts:
+                pending.append(part)
+                size += len(part)
+                if size >= SLICE:
+                    await self.stream.send_all(b"".join(pending))
+                    pending, size = [], 0
+            if pending:
+                await self.stream.send_all(b"".join(pending))
+
+    async def _next_line(self) -> bytes | _TooLarge | None:
+        """The next request line (without `\\n` or `\\r\\n`; blank lines skipped), or
+        None at the end: EOF (a half line then was never a request), a stop, an idle
+        timeout.  Lines already received are still returned after a stop."""
+        limit = self.config.max_request_bytes
+        buf = self._buf
+        while True:
+            nl = buf.find(b"\n", self._searched)
+            if nl >= 0:
+                line = bytes(buf[:nl])
+                del buf[: nl + 1]
+                self._searched = 0
+                if len(line) > limit:
+                    return _TooLarge()
+                line = line.removesuffix(b"\r")
+                if line.strip():
+                    return line
+                continue
+            self._searched = len(buf)
+            if self._searched > limit:
+                return _TooLarge()
+            data = await self._receive()
+            if data is None:
+                return None
+            buf += data
+
+    async def _receive(self) -> bytes | None:
+        """More bytes from the client, or None when the connection is to end: EOF, a
+        stop of the server, or an idle timeout (not while subscribed)."""
+        server = self.server
+        while True:
+            if server.stopping:
+                return None
+            with trio.CancelScope(deadline=trio.current_time() + self.config.idle_timeout) as idle:
+                server.idle_scopes.add(idle)
+                try:
+                    data = bytes(await self.stream.receive_some(CHUNK))
+                except PEER_GONE:
+                    data = b""
+                finally:
+                    server.idle_scopes.discard(idle)
+            if not idle.cancelled_caught:
+                break
+            if server.stopping:
+                return None
+            if not self.subscriptions:
+                self.nursery.cancel_scope.cancel()  # idle too long: close
+                return None
+            # quiet, but not idle: subscribed
+        if not data:
+            if self.subscriptions and self._hung_up():
+                self.nursery.cancel_scope.cancel()  # gone: nobody reads the events
+            return None
+        return data
+
+    def _hung_up(self) -> bool:
+        """Whether the peer closed its end entirely (POLLHUP), not only its writing side.
+        Only a socket can tell; any other stream counts as still reading."""
+        sock = getattr(self.stream, "socket", None)
+        if sock is None:
+            return False
+        try:
+            poller = select.poll()
+            poller.register(sock.fileno(), select.POLLIN)
+            return any(ev & select.POLLHUP for _, ev in poller.poll(0))
+        except (OSError, ValueError):
+            return True
+
+    # ---- Session: what handlers may ask of the connection ----------------------------
+
+    def start_subscription(self, sub: Subscription) -> None:
+        self.subscriptions[sub.id] = sub
+        self.nursery.start_soon(self._pump, sub)
+
+    def owns(self, sub_id: int) -> bool:
+        return sub_id in self.subscriptions
+
+    @contextlib.asynccontextmanager
+    async def cancel_on_hangup(self) -> AsyncIterator[None]:
+        """Run the body (a request that may block long) but cancel it if the client
+        hangs up meanwhile: nobody would read its answer."""
+        sock = getattr(self.stream, "socket", None)
+        if sock is None:
+            yield
+            return
+        with trio.CancelScope() as body:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_hangup, sock, body)
+                try:
+                    yield
+                finally:
+                    nursery.cancel_scope.cancel()
+
+    async def _watch_hangup(self, sock: trio.socket.SocketType, body: trio.CancelScope) -> None:
+        await trio.lowlevel.wait_readable(sock)
+        if self._hung_up():
+            body.cancel()
+        # Otherwise more requests are pipelined, or only its writing side closed: it
+        # still reads, so let the request run.
+
+    async def _pump(self, sub: Subscription) -> None:
+        """Deliver a subscription's events as notifications until it ends.  One that
+        overflowed gets its `overflow` event (if it can take it within a second) and
+        the connection is closed."""
+        try:
+            with trio.CancelScope() as scope:
+                sub.pump_scope = scope
+                while batch := await sub.next_batch():
+                    await self.send(b"".join(e.line(sub.id) for e in batch))
+                    if sub.overflowed and not sub.queue:
+                        break
+        except PEER_GONE:
+            sub.overflowed = True  # cannot deliver: treat as dropped
+        finally:
+            self.subscriptions.pop(sub.id, None)
+            self.server.bus.unsubscribe(sub.id)
+        if sub.overflowed:
+            self.nursery.cancel_scope.cancel()
+            with contextlib.suppress(*PEER_GONE, OSError):
+                await trio.aclose_forcefully(self.stream)

@@ -1,0 +1,57 @@
+"""The method table: every method of the contract (`goproc.api`) bound to its handler,
+and the dispatch that runs them.
+
+A handler takes the `Ctx` and its typed params and returns its method's typed result;
+`make_dispatch` structures params and encodes results with the one converter
+(`goproc.rpc.convert`), and `goproc.rpc.jsonrpc` maps whatever a handler raises to a
+JSON-RPC error.  Mutations go through `Ctx.service.commit`: applied, journaled, then
+answered.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from goproc import api
+from goproc.daemon.handlers import kill, procs, subscriptions, wait
+from goproc.daemon.handlers.context import Bound, Ctx, bind
+from goproc.daemon.handlers.labels import label_handlers
+from goproc.rpc.convert import encode_result, structure_params
+from goproc.rpc.jsonrpc import Dispatch, Request, method_not_found
+
+TABLE: dict[str, Bound[Any, Any]] = {
+    b.method.name: b
+    for b in (
+        bind(api.PING, procs.ping),
+        bind(api.STATUS, procs.status),
+        bind(api.ADD, procs.add),
+        bind(api.LIST, procs.list_procs),
+        bind(api.SHOW, procs.show),
+        bind(api.REMOVE, procs.remove),
+        bind(api.KILL, kill.kill),
+        *label_handlers(api.TAG, "tags"),
+        *label_handlers(api.GROUP, "groups"),
+        bind(api.NAME_SET, procs.set_name),
+        bind(api.RESET, procs.reset),
+        bind(api.WAIT, wait.wait),
+        bind(api.SUBSCRIBE, subscriptions.subscribe),
+        bind(api.UNSUBSCRIBE, subscriptions.unsubscribe),
+    )
+}
+assert TABLE.keys() == api.METHODS.keys(), "every method of the contract has a handler"
+
+
+def make_dispatch(ctx: Ctx) -> Dispatch:
+    """Request -> JSON result, through the method table."""
+
+    async def dispatch(req: Request) -> Any:
+        bound = TABLE.get(req.method)
+        if bound is None:
+            raise method_not_found(req.method)
+        params = structure_params(req.params, bound.method.params)
+        return encode_result(await bound.handler(ctx, params), bound.method.result)
+
+    return dispatch
+
+
+__all__ = ["TABLE", "Ctx", "make_dispatch"]

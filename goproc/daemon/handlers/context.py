@@ -1,0 +1,77 @@
+"""What every handler is given: `Ctx`, built once by the wiring and copied per connection
+with its `session`; and `resolve`, how a command finds the entries it acts on."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Generic, Protocol, TypeVar
+
+from attrs import frozen
+
+from goproc.api import Method, Status
+from goproc.daemon.events import EventBus, Subscription
+from goproc.daemon.probe import Probe
+from goproc.daemon.service import Pulse, Service, Vitals
+from goproc.errors import Ambiguous, NoMatch
+from goproc.model import Proc, Selector
+from goproc.registry import Registry
+
+P = TypeVar("P")
+R = TypeVar("R")
+
+
+class Session(Protocol):
+    """The connection a request came on, for methods that talk back (subscribe, wait)."""
+
+    def start_subscription(self, sub: Subscription) -> None: ...
+
+    def owns(self, sub_id: int) -> bool: ...
+
+    def cancel_on_hangup(self) -> AbstractAsyncContextManager[None]: ...
+
+
+@frozen
+class Ctx:
+    """The parts a handler may use; each is built once (see `goproc.daemon.wiring`)."""
+
+    registry: Registry  # read here; changed only through `service` and `vitals`
+    service: Service
+    vitals: Vitals
+    probe: Probe
+    bus: EventBus
+    pulse: Pulse
+    clock: Callable[[], float]
+    status: Callable[[], Status]
+    session: Session | None = None
+
+
+Handler = Callable[[Ctx, P], Awaitable[R]]
+
+
+@frozen
+class Bound(Generic[P, R]):
+    """A method of the contract and the handler that answers it."""
+
+    method: Method[P, R]
+    handler: Callable[[Ctx, P], Awaitable[R]]
+
+
+def bind(method: Method[P, R], handler: Callable[[Ctx, P], Awaitable[R]]) -> Bound[Any, Any]:
+    return Bound(method, handler)
+
+
+def resolve(ctx: Ctx, selector: Selector, *, many: bool) -> list[Proc]:
+    """The entries a command acts on: at least one, and several only when `many`."""
+    procs = ctx.registry.select(selector)
+    if not procs:
+        raise NoMatch("no process matches")
+    if len(procs) > 1 and not many:
+        ids = [p.id for p in procs[:5]]
+        more = ", ..." if len(procs) > 5 else ""
+        raise Ambiguous(
+            f"{len(procs)} processes match (ids {', '.join(map(str, ids))}{more}); "
+            "narrow the selection or use --all",
+            {"count": len(procs), "ids": ids},
+        )
+    return procs

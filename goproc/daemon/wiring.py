@@ -1,0 +1,227 @@
+"""Build every part of the daemon once, with explicit dependencies, and run them in one
+nursery: the journal, the exit watcher, the snapshot writer, the liveness ticker and
+the server.  If any of them fails the nursery (and so the daemon) stops.
+
+SIGINT/SIGTERM stop it cleanly: the server accepts no more and finishes the requests in
+flight (within its grace), the snapshot is flushed, then everything else is cancelled.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+from goproc import __version__
+from goproc.api import Status
+from goproc.config import Config
+from goproc.daemon.events import EventBus
+from goproc.daemon.exits import ExitWatcher, raise_fd_limit
+from goproc.daemon.handlers import Ctx, make_dispatch
+from goproc.daemon.handlers.context import Session
+from goproc.daemon.liveness import Liveness
+from goproc.daemon.probe import OsProbe, boot_id
+from goproc.daemon.server import Server
+from goproc.daemon.service import Outlets, Pulse, Service, Vitals
+from goproc.model import Proc
+from goproc.registry import Registry
+from goproc.rpc.jsonrpc import Dispatch
+from goproc.store.journal import Journal
+from goproc.store.load import Loaded, load_state
+from goproc.store.writer import SnapshotWriter
+
+log = logging.getLogger("goproc.daemon")
+
+
+async def load(state_dir: Path) -> tuple[Registry, Loaded]:
+    """The registry as the state dir holds it, loaded in a worker thread."""
+    registry = Registry()
+    started = time.perf_counter()
+    gc.disable()  # loading makes many objects and frees none: no point in collecting
+    try:
+        loaded = await trio.to_thread.run_sync(load_state, state_dir, registry)
+    finally:
+        gc.enable()
+    gc.freeze()  # the loaded entries are long-lived: keep them out of every collection
+    log.info(
+        "loaded %d entries (%d journal records) in %.2fs",
+        len(registry),
+        loaded.replayed,
+        time.perf_counter() - started,
+    )
+    for warning in loaded.warnings:
+        log.warning("%s", warning)
+    return registry, loaded
+
+
+def boot_anchor(loaded: Loaded) -> tuple[OsProbe, dict[str, Any] | None]:
+    """The probe, with start times anchored on one boot time per boot: the one the
+    snapshot kept, if it was taken in this boot (see goproc.model.START_TOLERANCE)."""
+    this_boot = boot_id()
+    kept = loaded.boot
+    probe = OsProbe(kept["time"] if kept and this_boot and kept["id"] == this_boot else None)
+    return probe, ({"id": this_boot, "time": probe.boot_time} if this_boot else None)
+
+
+def snapshot_of(registry: Registry) -> tuple[list[Proc], int]:
+    return list(registry), registry.next_id
+
+
+def status_source(
+    registry: Registry,
+    socket_path: Path,
+    state_dir: Path,
+    writer: SnapshotWriter,
+    liveness: Liveness,
+    watcher: ExitWatcher,
+    bus: EventBus,
+    connections: Callable[[], int],
+) -> Callable[[], Status]:
+    """What `status` answers, read from the parts when it is asked."""
+    fd_limit = raise_fd_limit()
+
+    def status() -> Status:
+        return Status(
+            version=__version__,
+            pid=os.getpid(),
+            entries=len(registry),
+            alive=sum(1 for p in registry if p.alive),
+            next_id=registry.next_id,
+            socket=str(socket_path),
+            state_dir=str(state_dir),
+            snapshot_writes=writer.writes,
+            sweeps=liveness.sweeps,
+            last_sweep_seconds=round(liveness.last_sweep_seconds, 6),
+            connections=connections(),
+            exit_watch="pidfd" if watcher.enabled else "poll",
+            watched=watcher.watched,
+            subscriptions=len(bus.subscriptions),
+            fd_limit=fd_limit,
+        )
+
+    return status
+
+
+@attrs.define
+class Parts:
+    """Every long-lived part of a running daemon, each built once."""
+
+    registry: Registry
+    loaded: Loaded
+    journal: Journal
+    writer: SnapshotWriter
+    watcher: ExitWatcher
+    liveness: Liveness
+    server: Server
+
+
+def build(
+    config: Config,
+    listener: trio.abc.Listener[Any],
+    socket_path: Path,
+    state_dir: Path,
+    registry: Registry,
+    loaded: Loaded,
+) -> Parts:
+    probe, boot = boot_anchor(loaded)
+    journal = Journal(
+        state_dir,
+        loaded.next_gen,
+        fsync=config.journal_fsync,
+        sync_interval=config.journal_sync_interval,
+    )
+    writer = SnapshotWriter(
+        state_dir, lambda: snapshot_of(registry), journal, config.snapshot_delay, boot
+    )
+    outlets = Outlets(bus=EventBus(config.event_queue), pulse=Pulse(), mark_dirty=writer.mark_dirty)
+    vitals = Vitals(registry, outlets)
+    watcher = ExitWatcher(
+        probe, vitals.mark_dead, lambda: list(registry), enabled=config.exit_watch == "auto"
+    )
+    liveness = Liveness(
+        lambda: registry,
+        probe,
+        vitals,
+        interval=config.liveness_interval,
+        last_seen_interval=config.last_seen_interval,
+        clock=outlets.clock,
+    )
+    status = status_source(
+        registry,
+        socket_path,
+        state_dir,
+        writer,
+        liveness,
+        watcher,
+        outlets.bus,
+        lambda: server.connections,
+    )
+    ctx = Ctx(
+        registry=registry,
+        service=Service(registry, journal, watcher, outlets),
+        vitals=vitals,
+        probe=probe,
+        bus=outlets.bus,
+        pulse=outlets.pulse,
+        clock=outlets.clock,
+        status=status,
+    )
+
+    def dispatch_for(session: Session) -> Dispatch:
+        return make_dispatch(attrs.evolve(ctx, session=session))
+
+    server = Server(listener, config, dispatch_for, outlets.bus)
+    return Parts(registry, loaded, journal, writer, watcher, liveness, server)
+
+
+async def run(parts: Parts, socket_path: Path, state_dir: Path) -> None:
+    """Run every part until SIGINT or SIGTERM, then stop in order."""
+    # Signals are ours before the first request can be served.
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(parts.journal.run)
+            await parts.liveness.sweep()  # answers are right from the first request
+            if parts.loaded.fresh:
+                await parts.writer.flush()  # a first run: the snapshot exists from the start
+            elif parts.loaded.replayed or parts.loaded.warnings:
+                parts.writer.mark_dirty()  # fold the replayed journal soon, in the background
+            await nursery.start(parts.watcher.run)
+            await nursery.start(parts.writer.run)
+            await nursery.start(parts.liveness.run)
+            async with trio.open_nursery() as serving:
+                await serving.start(parts.server.run)
+                log.info(
+                    "listening on %s (pid %d, %d entries, state in %s)",
+                    socket_path,
+                    os.getpid(),
+                    len(parts.registry),
+                    state_dir,
+                )
+                async for signum in signals:
+                    log.info("%s: stopping", signal.Signals(signum).name)
+                    break
+                parts.server.stop()  # serving ends once its connections have
+            try:
+                await parts.writer.flush()
+            except OSError as e:  # e.g. a full disk: the journal still holds every change
+                log.warning("could not write the final snapshot (%s); the journal keeps it", e)
+            nursery.cancel_scope.cancel()
+    log.info("stopped")
+
+
+async def serve(
+    config: Config, listener: trio.abc.Listener[Any], socket_path: Path, state_dir: Path
+) -> None:
+    """Load the state dir, build the daemon on `listener`, run it until stopped."""
+    registry, loaded = await load(state_dir)
+    await run(
+        build(config, listener, socket_path, state_dir, registry, loaded), socket_path, state_dir
+    )

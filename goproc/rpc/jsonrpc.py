@@ -1,0 +1,207 @@
+"""JSON-RPC 2.0 over lines, without I/O: decode a line, validate the envelope, encode
+replies, and map every exception to a JSON-RPC error.  No trio.
+
+The daemon's server only moves lines; what it answers is decided here and by the
+dispatch callable it is given.  `error_object` is the one place where an exception
+becomes a JSON-RPC error, and the one place that writes the `invalid params: ` prefix.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from attrs import frozen
+
+from goproc.errors import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    GoprocError,
+    InvalidRequest,
+    MethodNotFound,
+    ParseError,
+)
+from goproc.rpc.entries import RawJSON, dumps
+
+log = logging.getLogger("goproc.rpc")
+
+JsonId = int | float | str | None
+INVALID_PARAMS_PREFIX = "invalid params: "
+
+
+# ---- requests and responses ------------------------------------------------------------
+
+
+@frozen
+class Request:
+    method: str
+    params: dict[str, Any] | list[Any]
+    id: JsonId
+    notification: bool
+
+
+_REQUEST_KEYS = frozenset({"jsonrpc", "method", "params", "id"})
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+
+
+def decode_line(line: bytes) -> Any:
+    """One request line -> a JSON value; raises ParseError (-32700)."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ParseError(f"parse error: request is not valid UTF-8 (byte {e.start})") from None
+    try:
+        return _DECODER.decode(text)
+    except RecursionError:
+        raise ParseError("parse error: JSON nested too deeply") from None
+    except ValueError as e:
+        raise ParseError(f"parse error: {e}") from None
+
+
+def parse_request(obj: Any) -> Request:
+    """A decoded JSON value -> Request; raises InvalidRequest (-32600)."""
+    if not isinstance(obj, dict):
+        raise InvalidRequest(f"invalid request: must be a JSON object, got {_kind(obj)}")
+    if obj.get("jsonrpc") != "2.0":
+        raise InvalidRequest('invalid request: "jsonrpc" must be "2.0"')
+    method = obj.get("method")
+    if not isinstance(method, str):
+        raise InvalidRequest('invalid request: "method" must be a string')
+    request_id = obj.get("id")
+    if "id" in obj and not _valid_id(request_id):
+        raise InvalidRequest('invalid request: "id" must be a string, a number or null')
+    extra = sorted(set(obj) - _REQUEST_KEYS)
+    if extra:
+        raise InvalidRequest(f"invalid request: unknown member {', '.join(map(repr, extra))}")
+    params = obj.get("params", {})
+    if not isinstance(params, dict | list):
+        raise InvalidRequest('invalid request: "params" must be an object')
+    # Array params are a valid request (and a notification stays a notification);
+    # `goproc.rpc.convert.structure_params` refuses them, since every goproc parameter is by name.
+    return Request(method=method, params=params, id=request_id, notification="id" not in obj)
+
+
+def _valid_id(value: Any) -> bool:
+    return value is None or (isinstance(value, int | float | str) and not isinstance(value, bool))
+
+
+def _kind(obj: Any) -> str:
+    return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(obj), "a number"
+    )
+
+
+def error_object(exc: BaseException) -> dict[str, Any]:
+    """The one mapping from exceptions to JSON-RPC error objects.  A GoprocError carries
+    its code and a message fit for the client; anything else is a bug: logged with its
+    traceback here, reported to the client as -32603 without one."""
+    if isinstance(exc, GoprocError):
+        message = exc.message
+        if exc.code == INVALID_PARAMS:
+            message = INVALID_PARAMS_PREFIX + message
+        err: dict[str, Any] = {"code": exc.code, "message": message}
+        if exc.data is not None:
+            err["data"] = exc.data
+        return err
+    log.error("internal error", exc_info=exc)
+    return {"code": INTERNAL_ERROR, "message": f"internal error: {type(exc).__name__}"}
+
+
+def error_response(request_id: JsonId, exc: BaseException) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "error": error_object(exc)}
+
+
+def result_response(request_id: JsonId, result: Any) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "result": result}
+
+
+def encode(message: Any) -> bytes:
+    """A response (or a batch of them) -> one line.  ASCII with escapes: any string a
+    client sent (lone surrogates included) or a process reported (non-UTF-8 argv comes
+    as surrogate escapes) has a valid encoding."""
+    return b"".join(encode_parts(message))
+
+
+def encode_parts(message: Any) -> list[bytes]:
+    """`encode` in pieces whose concatenation is the line: a reply of 100,000 cached
+    entries can be sent a slice at a time, never copied whole."""
+    if isinstance(message, list):
+        parts = [b"["]
+        for n, one in enumerate(message):
+            if n:
+                parts.append(b",")
+            parts += _encode_one(one)
+        parts.append(b"]\n")
+    else:
+        parts = [*_encode_one(message), b"\n"]
+    return parts
+
+
+def _encode_one(message: Any) -> list[bytes]:
+    result = message.get("result") if isinstance(message, dict) else None
+    if isinstance(result, RawJSON):
+        head = dumps({k: v for k, v in message.items() if k != "result"})
+        return [head[:-1], b',"result":', *result.parts, b"}"]
+    return [dumps(message)]
+
+
+Dispatch = Callable[[Request], Awaitable[Any]]
+
+
+async def respond(obj: Any, dispatch: Dispatch) -> dict[str, Any] | None:
+    """Answer one decoded request object: the response, or None for a notification."""
+    try:
+        req = parse_request(obj)
+    except GoprocError as e:
+        salvaged = obj.get("id") if isinstance(obj, dict) and _valid_id(obj.get("id")) else None
+        return error_response(salvaged, e)
+    try:
+        result = await dispatch(req)
+    except Exception as e:
+        response = error_response(req.id, e)
+    else:
+        response = result_response(req.id, result)
+    return None if req.notification else response
+
+
+async def respond_line(line: bytes, dispatch: Dispatch) -> bytes | None:
+    """Answer one request line (a request or a batch): the reply line, or None when
+    nothing is to be sent (notifications only)."""
+    parts = await respond_parts(line, dispatch)
+    return None if parts is None else b"".join(parts)
+
+
+async def respond_parts(line: bytes, dispatch: Dispatch) -> list[bytes] | None:
+    """`respond_line` in pieces (see `encode_parts`)."""
+    try:
+        obj = decode_line(line)
+    except ParseError as e:
+        return encode_parts(error_response(None, e))
+    if isinstance(obj, list):
+        if not obj:
+            empty = InvalidRequest("invalid request: empty batch")
+            return encode_parts(error_response(None, empty))
+        replies = [r for item in obj if (r := await respond(item, dispatch)) is not None]
+        return encode_parts(replies) if replies else None
+    reply = await respond(obj, dispatch)
+    return None if reply is None else encode_parts(reply)
+
+
+def method_not_found(method: str) -> MethodNotFound:
+    return MethodNotFound(f"method not found: {method!r}")

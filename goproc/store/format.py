@@ -1,0 +1,169 @@
+"""The snapshot and journal codecs: bytes in, values out, and back.  Pure: no trio, no
+files opened here (a snapshot is read from a file object the caller opened).
+
+- snapshot: one JSON document, `{"version": 1, "next_id": N, "journal": G, "boot": {...},
+  "procs": [...]}`, laid out one entry per line so it loads a chunk of entries at a
+  time (`read_snapshot`); any other valid layout is read whole.
+- journal record: one line per `goproc.model.Change`, `{"next_id": N, "reset": true?,
+  "deleted": [ids]?, "put": [entries]?}`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Sequence
+from typing import Any, BinaryIO
+
+import attrs
+
+from goproc.model import Change, Proc
+from goproc.rpc.convert import CONVERTER, FAST_CONVERTER
+from goproc.rpc.entries import dumps, entry_lines
+
+SNAPSHOT = "goproc.snapshot.json"
+SNAPSHOT_VERSION = 1
+JOURNAL_RE = re.compile(r"goproc\.journal\.(\d+)")
+_CHUNK = 1000  # entries parsed per json.loads: fast, without one huge value in memory
+_LINE_HEAD = b',"procs":[\n'
+
+
+def journal_name(gen: int) -> str:
+    return f"goproc.journal.{gen}"
+
+
+class SnapshotError(ValueError):
+    """A snapshot that cannot be read; the message says where and why."""
+
+
+@attrs.frozen
+class Header:
+    """A snapshot's fields besides its entries."""
+
+    next_id: int
+    journal: int  # the first journal generation not folded in
+    boot: dict[str, Any] | None  # {"id": boot id, "time": boot-time anchor}, if known
+
+
+# ---- snapshot --------------------------------------------------------------------------
+
+
+def snapshot_chunks(
+    procs: Sequence[Proc], next_id: int, journal_gen: int, boot: dict[str, Any] | None = None
+) -> Iterator[bytes]:
+    """The snapshot file in pieces, a chunk of entries at a time, so writing 100,000
+    entries never holds their encoding whole."""
+    head: dict[str, Any] = {"version": SNAPSHOT_VERSION, "next_id": next_id}
+    head["journal"] = journal_gen
+    if boot is not None:
+        head["boot"] = boot
+    yield dumps(head)[:-1] + _LINE_HEAD
+    for n, chunk in enumerate(entry_lines(procs, sep=b",\n")):
+        yield (b",\n" if n else b"") + chunk
+    yield b"\n]}\n" if procs else b"]}\n"
+
+
+def snapshot_bytes(
+    procs: Sequence[Proc], next_id: int, journal_gen: int, boot: dict[str, Any] | None = None
+) -> bytes:
+    return b"".join(snapshot_chunks(procs, next_id, journal_gen, boot))
+
+
+def read_snapshot(f: BinaryIO) -> tuple[list[Proc], Header]:
+    """A snapshot file -> (entries, header); raises SnapshotError."""
+    first = f.readline()
+    if not first.endswith(_LINE_HEAD):
+        return _parse_whole(first + f.read())
+    try:
+        header = json.loads(first[: -len(_LINE_HEAD)] + b"}")
+    except (ValueError, RecursionError) as e:
+        raise SnapshotError(f"not valid JSON: {e}") from None
+    head = _check_header(header)
+    procs: list[Proc] = []
+    chunk: list[bytes] = []
+    for line in f:
+        if line == b"]}\n":
+            if f.read().strip():
+                raise SnapshotError("data after the end")
+            procs.extend(_structure_lines(chunk, len(procs)))
+            return procs, head
+        chunk.append(line[:-2] if line.endswith(b",\n") else line.rstrip(b"\n"))
+        if len(chunk) == _CHUNK:
+            procs.extend(_structure_lines(chunk, len(procs)))
+            chunk = []
+    raise SnapshotError("truncated: no end of the entry list")
+
+
+def parse_snapshot(data: bytes) -> tuple[list[Proc], Header]:
+    """Snapshot bytes -> (entries, header); raises SnapshotError."""
+    import io
+
+    return read_snapshot(io.BytesIO(data))
+
+
+def _parse_whole(data: bytes) -> tuple[list[Proc], Header]:
+    """Snapshot bytes of any layout, read as one JSON document."""
+    try:
+        obj = json.loads(data)
+    except (ValueError, RecursionError) as e:
+        raise SnapshotError(f"not valid JSON: {e}") from None
+    head = _check_header(obj)
+    procs_obj = obj.get("procs")
+    if not isinstance(procs_obj, list):
+        raise SnapshotError("procs is missing or not an array")
+    try:
+        return [CONVERTER.structure(p, Proc) for p in procs_obj], head
+    except Exception as e:  # cattrs raises several kinds; all mean "not ours"
+        raise SnapshotError(f"bad entry: {e}") from None
+
+
+def _check_header(obj: Any) -> Header:
+    if not isinstance(obj, dict) or obj.get("version") != SNAPSHOT_VERSION:
+        raise SnapshotError(f"not a version {SNAPSHOT_VERSION} goproc snapshot")
+    next_id, gen, boot = obj.get("next_id"), obj.get("journal", 0), obj.get("boot")
+    if type(next_id) is not int or type(gen) is not int:
+        raise SnapshotError("next_id or journal is missing or not an integer")
+    valid_boot = (
+        isinstance(boot, dict)
+        and isinstance(boot.get("id"), str)
+        and type(boot.get("time")) in (int, float)
+    )
+    return Header(next_id=next_id, journal=gen, boot=boot if valid_boot else None)
+
+
+def _structure_lines(lines: list[bytes], first: int) -> list[Proc]:
+    try:
+        objs = json.loads(b"[" + b",".join(lines) + b"]")
+    except (ValueError, RecursionError) as e:
+        raise SnapshotError(f"bad entry after #{first}: {e}") from None
+    if not isinstance(objs, list) or len(objs) != len(lines):
+        raise SnapshotError(f"bad entry after #{first}: not one entry per line")
+    procs = []
+    for n, obj in enumerate(objs):
+        try:
+            procs.append(FAST_CONVERTER.structure(obj, Proc))
+        except Exception as e:  # cattrs raises several kinds; all mean "not ours"
+            raise SnapshotError(f"bad entry #{first + n + 1}: {e}") from None
+    return procs
+
+
+# ---- journal records -------------------------------------------------------------------
+
+
+def change_line(change: Change) -> bytes:
+    """A journal record: one line."""
+    head: dict[str, Any] = {"next_id": change.next_id}
+    if change.reset:
+        head["reset"] = True
+    if change.deleted:
+        head["deleted"] = list(change.deleted)
+    parts = [dumps(head)[:-1]]
+    if change.put:
+        parts += [b',"put":[', b",".join(entry_lines(change.put)), b"]"]
+    parts.append(b"}\n")
+    return b"".join(parts)
+
+
+def change_from_json(obj: Any) -> Change:
+    """A decoded journal record -> Change; raises what cattrs raises for a bad one."""
+    return CONVERTER.structure(obj, Change)
