@@ -1,3 +1,3 @@
-from goproc.cli import main
+from goproc.cli.app import main
 
 main()

@@ -377,16 +377,6 @@ def test_config_example_accepted_by_every_command(spawn_daemon, sleeper) -> None
 # ---- the CLI stays light ---------------------------------------------------------------
 
 
-def test_cli_module_imports_no_trio_cattrs_psutil() -> None:
-    code = (
-        "import sys, goproc.cli, goproc.client, goproc.config; "
-        f"print([m for m in {HEAVY_MODULES!r} if m in sys.modules])"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
-
-
 def _imported_top_level(importtime_stderr: str) -> set[str]:
     names = set()
     for line in importtime_stderr.splitlines():

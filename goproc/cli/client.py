@@ -1,5 +1,11 @@
-"""A blocking line-JSON-RPC client over the daemon's UNIX socket.  Standard library only:
-the CLI imports this, and must not pay for trio, cattrs or psutil."""
+"""A blocking line-JSON-RPC client over the daemon's UNIX socket.
+
+Standard library and the contract only (`goproc.api`): the CLI imports this and must not
+pay for trio, cattrs or psutil.  A request is a `goproc.api.Method` and its params
+object; the wire names come from the contract, never spelled here.  Results stay decoded
+JSON.  Every failure to talk to the daemon is a `DaemonUnreachable` (exit 3); an error
+reply is a `RemoteError` (exit 1).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,12 @@ import json
 import socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from goproc import api
+
+P = TypeVar("P")
+EventHandler = Callable[[dict[str, Any]], None]
 
 
 class DaemonUnreachable(Exception):
@@ -29,7 +40,8 @@ class RemoteError(Exception):
 
 
 class Client:
-    """One connection; `call` sends a request and waits for its reply."""
+    """One connection; `call` sends a request and waits for its reply.  Closed by
+    `close()` or on leaving a `with` block."""
 
     def __init__(self, path: Path | str, timeout: float | None = None) -> None:
         self.path = path
@@ -37,36 +49,24 @@ class Client:
         self._sock.settimeout(timeout)
         try:
             self._sock.connect(str(path))
-        except FileNotFoundError:
-            self._sock.close()
-            raise DaemonUnreachable(path, "no socket") from None
-        except ConnectionRefusedError:
-            self._sock.close()
-            raise DaemonUnreachable(path, "nobody listens") from None
-        except TimeoutError:
-            self._sock.close()
-            raise DaemonUnreachable(path, "timed out") from None
         except OSError as e:
             self._sock.close()
-            raise DaemonUnreachable(path, e.strerror or str(e)) from None
+            raise DaemonUnreachable(path, _connect_failure(e)) from None
         self._file = self._sock.makefile("rb")
         self._next_id = 1
 
     def call(
-        self,
-        method: str,
-        params: dict[str, Any] | None = None,
-        on_event: Callable[[dict[str, Any]], None] | None = None,
+        self, method: api.Method[P, Any], params: P, on_event: EventHandler | None = None
     ) -> Any:
-        """Send one request and return its result; event notifications that arrive
-        before the reply go to `on_event`."""
+        """Send one request and return its decoded result; event notifications that
+        arrive before the reply go to `on_event`."""
         self._send(method, params)
         while "id" not in (reply := self._read()):
-            if on_event is not None and reply.get("method") == "event":
+            if on_event is not None and reply.get("method") == api.EVENT_METHOD:
                 on_event(reply["params"])
         return _result(reply)
 
-    def call_raw(self, method: str, params: dict[str, Any] | None = None) -> bytes:
+    def call_raw(self, method: api.Method[P, Any], params: P) -> bytes:
         """Like `call`, but the result as the JSON text the daemon sent, undecoded:
         for results too big to decode and encode again just to print them."""
         request_id = self._send(method, params)
@@ -78,27 +78,38 @@ class Client:
         result = _result(json.loads(line))
         return json.dumps(result, separators=(",", ":")).encode()
 
-    def _send(self, method: str, params: dict[str, Any] | None) -> int:
-        request_id = self._next_id
-        self._next_id += 1
-        request: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
-        if params:
-            request["params"] = params
-        try:
-            self._sock.sendall(json.dumps(request, separators=(",", ":")).encode() + b"\n")
-        except OSError as e:
-            raise DaemonUnreachable(self.path, e.strerror or str(e)) from None
-        return request_id
-
-    def listen(self, on_event: Callable[[dict[str, Any]], None]) -> None:
+    def listen(self, on_event: EventHandler) -> None:
         """Pass event notifications to `on_event` until the daemon closes the connection."""
         while True:
             try:
                 reply = self._read()
             except DaemonUnreachable:
                 return
-            if reply.get("method") == "event":
+            if reply.get("method") == api.EVENT_METHOD:
                 on_event(reply["params"])
+
+    def close(self) -> None:
+        self._file.close()
+        self._sock.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _send(self, method: api.Method[P, Any], params: P) -> int:
+        request_id = self._next_id
+        self._next_id += 1
+        request: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method.name}
+        wire = api.params_json(params)
+        if wire:
+            request["params"] = wire
+        try:
+            self._sock.sendall(json.dumps(request, separators=(",", ":")).encode() + b"\n")
+        except OSError as e:
+            raise DaemonUnreachable(self.path, e.strerror or str(e)) from None
+        return request_id
 
     def _read(self) -> dict[str, Any]:
         message: dict[str, Any] = json.loads(self._readline())
@@ -115,15 +126,16 @@ class Client:
             raise DaemonUnreachable(self.path, "the daemon closed the connection")
         return line
 
-    def close(self) -> None:
-        self._file.close()
-        self._sock.close()
 
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+def _connect_failure(e: OSError) -> str:
+    """Why a connect failed, in the words the CLI prints."""
+    if isinstance(e, FileNotFoundError):
+        return "no socket"
+    if isinstance(e, ConnectionRefusedError):
+        return "nobody listens"
+    if isinstance(e, TimeoutError):
+        return "timed out"
+    return e.strerror or str(e)
 
 
 def _result(reply: dict[str, Any]) -> Any:

@@ -1,0 +1,126 @@
+"""The `goproc` command line: the cyclopts app, its exit codes, `main` and error reporting.
+
+The commands live in `goproc.cli.commands`, one module per family, registered here by
+import path: a run imports (and reads the signature of) only the command it runs.
+Imports stay light: the standard-library client, the contract and cyclopts, never
+trio, cattrs, psutil or the daemon's code (`goproc daemon` execs the daemon program).
+
+Exit codes (`ExitCode`): 0 ok; 1 the daemon answered with an error (or a kill failed,
+a wait timed out); 2 usage error (bad flags, bad config); 3 the daemon is not reachable;
+127 `run` could not start the command; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import attrs
+from cyclopts import App
+from cyclopts.exceptions import CycloptsError
+
+from goproc import __version__
+from goproc.cli.client import DaemonUnreachable, RemoteError
+from goproc.cli.codes import ExitCode
+from goproc.cli.flags import Common
+from goproc.errors import ConfigError, UsageError
+
+__all__ = ["ExitCode", "app", "main", "run"]
+
+app = App(
+    name="goproc",
+    help="Track processes by PID with tags, groups and names; a per-user daemon keeps them.",
+    version=__version__,
+    help_flags=["--help", "-h"],
+)
+
+# Lazy: a command's module is imported, and its signature read, only when it runs (or
+# for --help).  That is most of what `goproc ping` would otherwise pay at start.
+COMMANDS = (  # name, module:function in goproc.cli.commands, the line `goproc --help` shows
+    ("daemon", "basic:daemon", "Run the daemon in the foreground (Ctrl+C stops it cleanly)."),
+    ("ping", "basic:ping", "Check that the daemon answers; prints pong."),
+    ("status", "basic:status", "Show the daemon's pid, socket, state dir and counters."),
+    ("add", "procs:add", "Track running processes of yours by PID."),
+    ("run", "procs:run", "Start a command in its own process group and track it."),
+    ("list", "procs:list_", "List tracked processes, filtered."),
+    ("show", "procs:show", "Show one entry in full."),
+    ("rm", "procs:rm", "Forget entries (the processes are not touched)."),
+    ("kill", "signals:kill", "Signal matching entries: TERM, then KILL after a timeout."),
+    ("wait", "signals:wait", "Block until matching entries have exited."),
+    ("events", "events:events", "Stream registry events as they happen."),
+    ("tag", "labels:tag_app", "List, add, remove and rename tags."),
+    ("group", "labels:group_app", "List, add, remove and rename groups."),
+    ("name", "procs:name", "Set or clear an entry's unique name."),
+    ("reset", "procs:reset", "Forget every entry and restart ids at 1."),
+    (
+        "--install-completion",
+        "completion:install_completion",
+        "Install shell completion for goproc.",
+    ),
+)
+for _name, _target, _help in COMMANDS:
+    app.command(f"goproc.cli.commands.{_target}", name=_name, help=_help)
+
+
+def leading_config(args: Sequence[str]) -> tuple[Path | None, list[str]]:
+    """`--config FILE` (or `--config=FILE`) before the command applies to every command;
+    the arguments without it."""
+    config, rest = None, list(args)
+    while rest:
+        if rest[0] == "--config" and len(rest) > 1:
+            config, rest = Path(rest[1]), rest[2:]
+        elif rest[0].startswith("--config="):
+            config, rest = Path(rest[0].partition("=")[2]), rest[1:]
+        else:
+            break
+    return config, rest
+
+
+def run(args: Sequence[str], config: Path | None = None) -> int:
+    """Parse `args` and run the command they name.  `config` (the leading --config)
+    applies unless the command is given its own; the completion command gets the app."""
+    command, bound, ignored = app.parse_args(args, exit_on_error=False, print_error=False)
+    if config is not None and "common" in bound.signature.parameters:
+        given = bound.arguments.get("common")
+        if given is None:
+            bound.arguments["common"] = Common(config=config)
+        elif given.config is None:
+            bound.arguments["common"] = attrs.evolve(given, config=config)
+    extra = {"app": app} if "app" in ignored else {}
+    code = command(*bound.args, **bound.kwargs, **extra)
+    return code if isinstance(code, int) else ExitCode.OK
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run one command; every failure is one line on stderr and a documented exit code."""
+    for stream in (sys.stdout, sys.stderr):  # a command line need not be valid UTF-8
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    config, args = leading_config(sys.argv[1:] if argv is None else argv)
+    try:
+        code = run(args, config)
+    except CycloptsError as e:
+        print(f"goproc: {_one_line(str(e))} (see 'goproc --help')", file=sys.stderr)
+        code = ExitCode.USAGE
+    except (ConfigError, UsageError) as e:
+        print(f"goproc: {e}", file=sys.stderr)
+        code = ExitCode.USAGE
+    except DaemonUnreachable as e:
+        print(f"goproc: {e}", file=sys.stderr)
+        code = ExitCode.UNREACHABLE
+    except RemoteError as e:
+        print(f"goproc: {_one_line(e.message)}", file=sys.stderr)
+        code = ExitCode.REMOTE
+    except KeyboardInterrupt:
+        code = ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        code = ExitCode.OK  # the reader went away (e.g. `| head`)
+    with contextlib.suppress(BrokenPipeError):
+        sys.stdout.flush()
+    sys.exit(code)

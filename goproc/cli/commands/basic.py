@@ -1,0 +1,60 @@
+"""`goproc daemon`, `goproc ping`, `goproc status`.
+
+`daemon` execs the daemon's own program (`python -m goproc.daemon`): the CLI never
+imports the daemon's code, and the process (its pid) stays the same.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+from cyclopts import Parameter
+
+from goproc import api
+from goproc.cli import output
+from goproc.cli.codes import ExitCode
+from goproc.cli.flags import Common, Json, call, connect
+
+
+def daemon(
+    *,
+    force: Annotated[bool, Parameter(name=["--force", "-f"], negative=())] = False,
+    common: Common | None = None,
+) -> ExitCode:
+    """Run the daemon in the foreground (Ctrl+C stops it cleanly).
+
+    Parameters
+    ----------
+    force
+        Stop a daemon already running on this state dir (SIGTERM, then SIGKILL) and take over.
+    """
+    # The daemon program loads (and checks) the config itself: loading it here too
+    # would print each environment warning twice.
+    config = common.config if common is not None else None
+    argv = [sys.executable, "-m", "goproc.daemon"]
+    argv += ["--force"] if force else []
+    argv += [f"--config={config}"] if config is not None else []  # a path may start with -
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)
+
+
+def ping(*, timeout: float = 5.0, common: Common | None = None) -> ExitCode:
+    """Check that the daemon answers; prints pong.
+
+    Parameters
+    ----------
+    timeout
+        Seconds to wait for the answer.
+    """
+    with connect(common, timeout) as client:
+        print(client.call(api.PING, api.NoParams()))
+    return ExitCode.OK
+
+
+def status(*, json_: Json = False, common: Common | None = None) -> ExitCode:
+    """Show the daemon's pid, socket, state dir and counters."""
+    output.emit(call(common, api.STATUS, api.NoParams()), json_, output.status_lines)
+    return ExitCode.OK

@@ -1,0 +1,27 @@
+"""`goproc events`: stream the matching entries' events until interrupted."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from goproc import api
+from goproc.cli import output
+from goproc.cli.codes import ExitCode
+from goproc.cli.flags import Common, Json, Select, connect, selector_of
+
+
+def events(
+    *, select: Select | None = None, json_: Json = False, common: Common | None = None
+) -> ExitCode:
+    """Stream registry events (added, removed, exited, revived, updated) as they happen,
+    until interrupted; --json prints one JSON object per line."""
+
+    def show_event(event: dict[str, Any]) -> None:
+        print(output.event_line(event, json_), flush=True)
+
+    with connect(common, None) as client:
+        client.call(api.SUBSCRIBE, selector_of(select))
+        client.listen(show_event)
+    print("goproc: the daemon closed the connection", file=sys.stderr)
+    return ExitCode.UNREACHABLE

@@ -1,0 +1,167 @@
+"""The flag groups the commands share, and how they become the contract's params.
+
+`Common` (`--config`) is on every command and opens the connection; `Labels` is what
+`add` and `run` give a new entry; `Select` is the selector flags.  Each turns into
+`goproc.api` params objects here, so no command spells a wire name.  What the daemon
+validates (labels, names, signals) is passed on as the user typed it: a signal, a name
+or a number on the wire, is cast to `api.Signal`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Annotated, Any, TypeVar, cast
+
+from attrs import define
+from cyclopts import Parameter
+
+from goproc import api, paths
+from goproc.cli.client import Client
+from goproc.config import load_config
+from goproc.durations import parse_duration
+from goproc.errors import UsageError
+from goproc.model import Selector
+
+P = TypeVar("P")
+
+Repeat = Annotated[list[str] | None, Parameter(negative=(), consume_multiple=False)]
+RepeatInt = Annotated[list[int] | None, Parameter(negative=(), consume_multiple=False)]
+Flag = Annotated[bool, Parameter(negative=())]
+AllFlag = Annotated[
+    bool, Parameter(name="--all", negative=(), help="Allow acting on more than one entry.")
+]
+Json = Annotated[bool, Parameter(name="--json", negative=(), help="Print the result as JSON.")]
+
+
+@Parameter(name="*")
+@define
+class Common:
+    config: Path | None = None
+    "JSON config file (see config.example.json); every command accepts it."
+
+
+def connect(common: Common | None, timeout: float | None = None) -> Client:
+    """A connection to the daemon; a bad --config is a usage error for every command."""
+    load_config(common.config if common is not None else None)
+    return Client(paths.socket_path(), timeout=timeout)
+
+
+def call(common: Common | None, method: api.Method[P, Any], params: P) -> Any:
+    """One request on a connection of its own; the decoded result."""
+    with connect(common) as client:
+        return client.call(method, params)
+
+
+@Parameter(name="*")
+@define
+class Labels:
+    """What `add` and `run` give a new entry."""
+
+    tag: Repeat = None
+    "A tag (repeatable)."
+    group: Repeat = None
+    "A group (repeatable)."
+    name: str | None = None
+    "A unique name: at most 64 of letters, digits, '.', '-', '_'."
+
+    def add_params(self, pids: Sequence[int]) -> api.AddParams:
+        """`pid` for one process, `pids` (all or nothing) for several."""
+        one = len(pids) == 1
+        return api.AddParams(
+            pid=api.Pid(pids[0]) if one else None,
+            pids=None if one else tuple(api.Pid(p) for p in pids),
+            tags=label_tuple(self.tag or ()),
+            groups=label_tuple(self.group or ()),
+            name=None if self.name is None else api.Name(self.name),
+        )
+
+
+@Parameter(name="*")
+@define
+class Select:
+    """The selector flags shared by list, show, rm, kill, tag, group and name."""
+
+    id: RepeatInt = None
+    "Has this id (repeatable)."
+    pid: RepeatInt = None
+    "Has this PID (repeatable)."
+    name: Repeat = None
+    "Has this name (repeatable)."
+    tag: Repeat = None
+    "Has any of these tags (repeatable)."
+    tag_all: Repeat = None
+    "Has all of these tags (repeatable)."
+    group: Repeat = None
+    "In any of these groups (repeatable)."
+    group_all: Repeat = None
+    "In all of these groups (repeatable)."
+    alive: Annotated[bool | None, Parameter(negative="--dead")] = None
+    "Only alive (--alive) or only dead (--dead) entries."
+    search: str | None = None
+    "The command line contains this text."
+
+    def selector(self, target: str | None = None) -> Selector:
+        """The selector of these flags (only the given ones); `target` is an ID or a
+        NAME given as a positional argument."""
+        ids, names = list(self.id or []), list(self.name or [])
+        if target is not None and _is_number(target):
+            ids.append(int(target))
+        elif target is not None:
+            names.append(target)
+        return Selector(
+            ids=_given(ids),
+            pids=_given(self.pid),
+            names=_given(names),
+            tags_any=_given(self.tag),
+            tags_all=_given(self.tag_all),
+            groups_any=_given(self.group),
+            groups_all=_given(self.group_all),
+            alive=self.alive,
+            search=self.search,
+        )
+
+    def targeted(self, target: str | None = None, all_: bool = False) -> api.Targeted:
+        """The entries a changing command acts on; more than one needs `all_`."""
+        return api.Targeted(select=self.selector(target), all=all_)
+
+
+def selector_of(select: Select | None, target: str | None = None) -> Selector:
+    return (select if select is not None else Select()).selector(target)
+
+
+def targeted_of(select: Select | None, target: str | None, all_: bool) -> api.Targeted:
+    return (select if select is not None else Select()).targeted(target, all_)
+
+
+def label_tuple(labels: Iterable[str]) -> tuple[api.Label, ...]:
+    return tuple(api.Label(label) for label in labels)
+
+
+def signal_of(text: str) -> api.Signal:
+    """A signal as typed: a number, or a name the daemon resolves (TERM, SIGUSR1)."""
+    return cast(api.Signal, int(text) if _is_number(text) else text)
+
+
+def seconds_of(flag: str, text: str) -> api.Seconds:
+    """A Go duration given to `flag`, in seconds; a bad one is a usage error."""
+    try:
+        seconds = parse_duration(text)
+    except ValueError as e:
+        raise UsageError(f"{flag}: {e}") from None
+    if seconds < 0:
+        raise UsageError(f"{flag}: must not be negative, got {text!r}")
+    return api.Seconds(seconds)
+
+
+T = TypeVar("T")
+
+
+def _is_number(text: str) -> bool:
+    """Plain ASCII digits: what `int` reads (`str.isdigit` also takes "²")."""
+    return text.isascii() and text.isdigit()
+
+
+def _given(values: Sequence[T] | None) -> tuple[T, ...] | None:
+    """A repeatable flag's values; None (not filtered) when none were given."""
+    return tuple(values) if values else None

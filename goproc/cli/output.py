@@ -1,0 +1,211 @@
+"""Everything the CLI prints, as pure functions of the daemon's decoded results.
+
+Each formatter takes plain data (entries, outcomes, events as the daemon sends them)
+and returns lines; nothing here reads the environment or talks to the daemon, so all of
+it is tested without one.  `emit` is the one place a result is printed, as JSON or as
+its formatter's lines; `entries_json` prints a big entry array without decoding it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, BinaryIO, TextIO, TypeVar
+
+T = TypeVar("T")
+Entry = Mapping[str, Any]  # one registry entry as the daemon encodes it
+Lines = list[str]
+
+TABLE_HEADER = ("ID", "PID", "NAME", "ALIVE", "TAGS", "GROUPS", "CMD")
+KILL_OUTCOMES = {"killed": "still running after the timeout: escalated to KILL"}
+GREEN, RED, PLAIN = "\x1b[32m", "\x1b[31m", "\x1b[0m"
+
+
+def json_text(value: Any) -> str:
+    """A result as `--json` prints it: indented, non-ASCII kept."""
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def json_line(value: Any) -> str:
+    """A streamed value (an event, an exited entry): one JSON object per line."""
+    return json.dumps(value)
+
+
+def emit(
+    result: T, json_: bool, text: Callable[[T], Iterable[str]], out: TextIO | None = None
+) -> None:
+    """Print `result` as JSON (with --json) or as the lines `text` makes of it, on `out`
+    (standard output by default)."""
+    if json_:
+        print(json_text(result), file=out)
+        return
+    for line in text(result):
+        print(line, file=out)
+
+
+def entries_json(raw: bytes) -> bytes:
+    """A JSON array of entries as the daemon sent it, one entry per line.  The daemon's
+    JSON is ASCII with every quote in a string escaped, so `},{"id":` can only stand
+    between two entries: the split needs no decoding, even for 100,000 entries."""
+    if raw == b"[]":
+        return b"[]\n"
+    return b"[\n" + raw[1:-1].replace(b'},{"id":', b'},\n{"id":') + b"\n]\n"
+
+
+def write_entries_json(raw: bytes, out: TextIO) -> None:
+    out.flush()  # the bytes go below the text layer
+    buffer: BinaryIO = out.buffer
+    buffer.write(entries_json(raw))
+
+
+# ---- key/value layouts -------------------------------------------------------------------
+
+
+def _cell(value: Any) -> str:
+    """A `show` value: lists joined with commas, a dash for nothing."""
+    text = ",".join(value) if isinstance(value, list) else value
+    return "-" if text in (None, "") else str(text)
+
+
+def key_values(pairs: Mapping[str, Any], cell: Callable[[Any], str] = str) -> Lines:
+    """One `key  value` line per pair, the values in one column."""
+    width = max(map(len, pairs), default=0)
+    return [f"{key.ljust(width)}  {cell(value)}" for key, value in pairs.items()]
+
+
+def status_lines(info: Mapping[str, Any]) -> Lines:
+    return key_values(info)
+
+
+def show_lines(proc: Entry) -> Lines:
+    """One entry in full, one field per line."""
+    return key_values(proc, _cell)
+
+
+# ---- the entry table -------------------------------------------------------------------
+
+
+def table_lines(
+    procs: Sequence[Entry], *, colour: bool = False, columns: int | None = None
+) -> Lines:
+    """The `list` table: aligned columns, a dash for an empty cell.  `columns` is the
+    terminal's width (the command is cut to fit; None: not a terminal, never cut);
+    `colour` paints ALIVE green or red."""
+    rows = [TABLE_HEADER, *(_row(p) for p in procs)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(TABLE_HEADER) - 1)]
+    room = max(columns - sum(widths) - 2 * len(widths), 10) if columns is not None else 0
+    lines = []
+    for n, row in enumerate(rows):
+        cells = [cell.ljust(w) for cell, w in zip(row, widths, strict=False)]
+        if colour and n:
+            cells[3] = f"{GREEN if row[3] == 'yes' else RED}{cells[3]}{PLAIN}"
+        cmd = row[-1]
+        if columns is not None and len(cmd) > room:
+            cmd = cmd[: room - 1] + "…"
+        lines.append("  ".join(cells) + "  " + cmd)
+    return lines
+
+
+def _row(p: Entry) -> tuple[str, ...]:
+    return (
+        str(p["id"]),
+        str(p["pid"]),
+        p["name"] or "-",
+        "yes" if p["alive"] else "no",
+        ",".join(p["tags"]) or "-",
+        ",".join(p["groups"]) or "-",
+        p["cmd"],
+    )
+
+
+# ---- one line per entry ------------------------------------------------------------------
+
+
+def added_lines(procs: Sequence[Entry]) -> Lines:
+    return [f"Process {p['pid']} registered with id {p['id']}" for p in procs]
+
+
+def started_lines(proc: Entry) -> Lines:
+    return [f"Started pid={proc['pid']} id={proc['id']}"]
+
+
+def removed_lines(procs: Sequence[Entry]) -> Lines:
+    return [f"Removed id {p['id']} (pid {p['pid']}, {p['cmd']})" for p in procs]
+
+
+def named_lines(proc: Entry) -> Lines:
+    if proc["name"] is None:
+        return [f"id {proc['id']}: name cleared"]
+    return [f"id {proc['id']}: named {proc['name']}"]
+
+
+def reset_lines(result: Mapping[str, Any]) -> Lines:
+    return [f"Forgot {result['removed']} entries; ids start at 1 again"]
+
+
+# ---- kill and wait -----------------------------------------------------------------------
+
+
+def kill_outcome(r: Mapping[str, Any]) -> str:
+    """What happened to one entry: exited, signalled SIG..., escalated, not alive, failed."""
+    if r["outcome"] == "signalled":
+        return f"signalled {r['signal']}"
+    if r["outcome"] == "failed":
+        return f"failed: {r.get('error', '?')}"
+    outcome = str(r["outcome"])
+    return KILL_OUTCOMES.get(outcome, outcome)
+
+
+def kill_lines(results: Sequence[Mapping[str, Any]]) -> Lines:
+    return [f"id {r['id']} pid {r['pid']}: {kill_outcome(r)}" for r in results]
+
+
+def any_failed(results: Sequence[Mapping[str, Any]]) -> bool:
+    return any(r["outcome"] == "failed" for r in results)
+
+
+def exited_line(proc: Entry, json_: bool) -> str:
+    """`wait`: one entry that has exited."""
+    if json_:
+        return json_line(proc)
+    return f"id {proc['id']} pid {proc['pid']} exited ({proc['cmd']})"
+
+
+def timed_out_line(timeout: str, alive: Sequence[Entry]) -> str:
+    """`wait`'s error line: the timeout as given and the entries still alive."""
+    still = ", ".join(f"id {p['id']} (pid {p['pid']})" for p in alive)
+    return f"goproc: timed out after {timeout}; still alive: {still}"
+
+
+# ---- events ------------------------------------------------------------------------------
+
+
+def event_line(event: Mapping[str, Any], json_: bool) -> str:
+    """One event: time, kind, id, pid and name (JSON with --json)."""
+    if json_:
+        return json_line(event)
+    if event["kind"] == "overflow":
+        return f"{event['time']}  overflow: events were dropped; reconnect"
+    name = f" name={event['name']}" if event.get("name") else ""
+    return f"{event['time']}  {event['kind']:<8} id={event['id']} pid={event['pid']}{name}"
+
+
+# ---- tags and groups ---------------------------------------------------------------------
+
+
+def label_count_lines(kind: str, rows: Sequence[Mapping[str, Any]]) -> Lines:
+    """`goproc tag`: every label in use and its number of entries."""
+    width = max([len(kind.upper()), *(len(r["name"]) for r in rows)])
+    return [
+        f"{kind.upper().ljust(width)}  COUNT",
+        *(f"{r['name'].ljust(width)}  {r['count']}" for r in rows),
+    ]
+
+
+def labels_lines(plural: str, procs: Sequence[Entry]) -> Lines:
+    """After `tag add|rm`: each changed entry's labels now."""
+    return [f"id {p['id']}: {plural} {','.join(p[plural]) or '-'}" for p in procs]
+
+
+def renamed_lines(kind: str, old: str, new: str, result: Mapping[str, Any]) -> Lines:
+    return [f"Renamed {kind} {old!r} to {new!r} on {result['changed']} entries"]

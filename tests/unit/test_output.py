@@ -1,0 +1,222 @@
+"""The CLI's formatters (`goproc.cli.output`) on plain data, without a daemon: the
+`list` table (alignment, dashes, colour, cutting to the terminal), the `show` and
+`status` layouts, kill outcomes, wait and event lines, label counts, and entry arrays
+printed one entry per line."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from goproc.cli import output
+
+
+def entry(**fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "id": 1,
+        "pid": 7091,
+        "pgid": 7082,
+        "cmd": "sleep 300",
+        "name": None,
+        "alive": True,
+        "tags": [],
+        "groups": [],
+        "started_at": "2026-11-26T14:20:17.350000Z",
+        "added_at": "2026-11-26T14:20:18.116194Z",
+        "last_seen": "2026-11-26T14:20:18.116194Z",
+        "exited_at": None,
+    }
+    return {**base, **fields}
+
+
+PG = entry(id=1, pid=7091, name="pg", tags=["db"], groups=["prod"])
+NAP = entry(id=12, pid=123456, cmd="sleep 600 --long", alive=False, tags=["a", "job"])
+
+
+# ---- emit and JSON -----------------------------------------------------------------------
+
+
+def test_emit_prints_the_text_lines_or_indented_json() -> None:
+    out = io.StringIO()
+    output.emit({"removed": 3}, False, output.reset_lines, out)
+    assert out.getvalue() == "Forgot 3 entries; ids start at 1 again\n"
+    out = io.StringIO()
+    output.emit({"name": "é"}, True, output.reset_lines, out)
+    assert out.getvalue() == '{\n  "name": "é"\n}\n'
+
+
+def test_emit_of_no_lines_prints_nothing() -> None:
+    out = io.StringIO()
+    output.emit([], False, output.removed_lines, out)
+    assert out.getvalue() == ""
+
+
+def test_entries_json_puts_one_entry_per_line() -> None:
+    tricky = entry(id=2, cmd='echo "},{\\"id\\":"')  # the separator inside a string
+    procs = [PG, tricky, NAP]
+    raw = json.dumps(procs, separators=(",", ":")).encode()
+    printed = output.entries_json(raw)
+    lines = printed.decode().splitlines()
+    assert lines[0] == "[" and lines[-1] == "]"
+    assert len(lines) == 2 + len(procs)
+    assert json.loads(printed) == procs
+    assert [json.loads(line.rstrip(","))["id"] for line in lines[1:-1]] == [1, 2, 12]
+
+
+def test_entries_json_of_nothing_is_an_empty_array() -> None:
+    assert output.entries_json(b"[]") == b"[]\n"
+    assert json.loads(output.entries_json(b'[{"id":1}]')) == [{"id": 1}]
+
+
+def test_write_entries_json_goes_below_text_already_written() -> None:
+    buffer = io.BytesIO()
+    out = io.TextIOWrapper(buffer, encoding="utf-8")
+    out.write("before\n")
+    output.write_entries_json(b"[]", out)
+    assert buffer.getvalue() == b"before\n[]\n"
+
+
+# ---- the list table ----------------------------------------------------------------------
+
+
+def test_table_aligns_columns_and_dashes_empty_cells() -> None:
+    lines = output.table_lines([PG, NAP])
+    assert lines == [
+        "ID  PID     NAME  ALIVE  TAGS   GROUPS  CMD",
+        "1   7091    pg    yes    db     prod    sleep 300",
+        "12  123456  -     no     a,job  -       sleep 600 --long",
+    ]
+
+
+def test_table_of_nothing_is_the_header() -> None:
+    assert output.table_lines([]) == ["ID  PID  NAME  ALIVE  TAGS  GROUPS  CMD"]
+
+
+def test_table_is_plain_unless_coloured() -> None:
+    plain = output.table_lines([PG, NAP])
+    assert not any("\x1b" in line for line in plain)
+    coloured = output.table_lines([PG, NAP], colour=True)
+    assert "\x1b" not in coloured[0], "the header is never coloured"
+    assert "\x1b[32myes  \x1b[0m" in coloured[1]
+    assert "\x1b[31mno   \x1b[0m" in coloured[2]
+    strip = [line.replace(output.GREEN, "").replace(output.RED, "") for line in coloured]
+    assert [line.replace(output.PLAIN, "") for line in strip] == plain
+
+
+def test_table_cuts_the_command_to_the_terminal_width() -> None:
+    long = entry(cmd="x" * 200)
+    [_, row] = output.table_lines([long], columns=60)
+    assert len(row) == 60 and row.endswith("x…"), "the line fills the width exactly"
+    [_, row] = output.table_lines([long])
+    assert row.endswith("x" * 200), "not a terminal: never cut"
+    [_, row] = output.table_lines([long], columns=5)
+    assert row.endswith("x" * 9 + "…"), "at least 10 columns of command are kept"
+    [_, row] = output.table_lines([PG], columns=200)
+    assert row.endswith("sleep 300")
+
+
+# ---- key/value layouts -------------------------------------------------------------------
+
+
+def test_show_lists_every_field_in_one_value_column() -> None:
+    lines = output.show_lines({**PG, "tags": ["db", "web"]})
+    assert [line.split()[0] for line in lines] == list(PG)
+    width = max(map(len, PG)) + 2
+    values = {line.split()[0]: line[width:] for line in lines}
+    assert values["tags"] == "db,web" and values["groups"] == "prod"
+    assert values["exited_at"] == "-" and values["alive"] == "True"
+    assert values["cmd"] == "sleep 300"
+    assert output.show_lines(entry(tags=[], name=""))[4:7] == [
+        "name        -",
+        "alive       True",
+        "tags        -",
+    ]
+
+
+def test_status_aligns_keys() -> None:
+    info = {"version": "0.1.0", "pid": 42, "last_sweep_seconds": 0.5}
+    assert output.status_lines(info) == [
+        "version             0.1.0",
+        "pid                 42",
+        "last_sweep_seconds  0.5",
+    ]
+
+
+# ---- lines per entry ---------------------------------------------------------------------
+
+
+def test_entry_lines() -> None:
+    assert output.added_lines([PG, NAP]) == [
+        "Process 7091 registered with id 1",
+        "Process 123456 registered with id 12",
+    ]
+    assert output.started_lines(PG) == ["Started pid=7091 id=1"]
+    assert output.removed_lines([NAP]) == ["Removed id 12 (pid 123456, sleep 600 --long)"]
+    assert output.named_lines(PG) == ["id 1: named pg"]
+    assert output.named_lines(NAP) == ["id 12: name cleared"]
+
+
+def test_kill_outcome_lines() -> None:
+    results = [
+        {"id": 1, "pid": 10, "signal": "SIGTERM", "outcome": "exited"},
+        {"id": 2, "pid": 20, "signal": "SIGUSR1", "outcome": "signalled"},
+        {"id": 3, "pid": 30, "signal": "SIGTERM", "outcome": "killed"},
+        {"id": 4, "pid": 40, "signal": "SIGTERM", "outcome": "not alive"},
+        {"id": 5, "pid": 50, "signal": "SIGHUP", "outcome": "failed", "error": "gone"},
+        {"id": 6, "pid": 60, "signal": "SIGHUP", "outcome": "failed"},
+    ]
+    assert output.kill_lines(results) == [
+        "id 1 pid 10: exited",
+        "id 2 pid 20: signalled SIGUSR1",
+        "id 3 pid 30: still running after the timeout: escalated to KILL",
+        "id 4 pid 40: not alive",
+        "id 5 pid 50: failed: gone",
+        "id 6 pid 60: failed: ?",
+    ]
+    assert output.any_failed(results)
+    assert not output.any_failed(results[:4])
+
+
+def test_wait_lines() -> None:
+    assert output.exited_line(PG, False) == "id 1 pid 7091 exited (sleep 300)"
+    assert json.loads(output.exited_line(PG, True)) == PG
+    assert "\n" not in output.exited_line(PG, True)
+    assert output.timed_out_line("2s", [PG, NAP]) == (
+        "goproc: timed out after 2s; still alive: id 1 (pid 7091), id 12 (pid 123456)"
+    )
+
+
+def test_event_lines() -> None:
+    time = "2026-11-26T14:25:17.374239Z"
+    exited = {"kind": "exited", "time": time, "id": 1, "pid": 7091, "name": "pg", "proc": PG}
+    assert output.event_line(exited, False) == f"{time}  exited   id=1 pid=7091 name=pg"
+    added = {**exited, "kind": "added", "name": None}
+    assert output.event_line(added, False) == f"{time}  added    id=1 pid=7091"
+    overflow = {"kind": "overflow", "time": time}
+    assert output.event_line(overflow, False) == (
+        f"{time}  overflow: events were dropped; reconnect"
+    )
+    line = output.event_line(exited, True)
+    assert "\n" not in line and json.loads(line) == exited
+
+
+# ---- tags and groups ---------------------------------------------------------------------
+
+
+def test_label_counts_align_and_start_with_a_header() -> None:
+    assert output.label_count_lines("tag", []) == ["TAG  COUNT"]
+    rows = [{"name": "a-long-label", "count": 1}, {"name": "db", "count": 12}]
+    assert output.label_count_lines("group", rows) == [
+        "GROUP         COUNT",
+        "a-long-label  1",
+        "db            12",
+    ]
+
+
+def test_label_change_and_rename_lines() -> None:
+    assert output.labels_lines("tags", [PG, entry(id=2)]) == ["id 1: tags db", "id 2: tags -"]
+    assert output.labels_lines("groups", [PG]) == ["id 1: groups prod"]
+    assert output.renamed_lines("tag", "old", "new", {"changed": 2}) == [
+        "Renamed tag 'old' to 'new' on 2 entries"
+    ]
