@@ -19,6 +19,10 @@ from attrs import field, frozen
 
 from goproc.model import Proc, Selector
 
+# The CLI imports this module on every run, and each method attrs generates costs
+# start-up time: these values are built, read and encoded, never compared, hashed or
+# shown with repr, so those methods are not made (`@frozen(repr=False, eq=False)`).
+
 P = TypeVar("P")
 R = TypeVar("R")
 
@@ -40,7 +44,7 @@ def flat(cls: type[Any]) -> Any:
     return field(factory=cls, metadata={"flat": cls}, kw_only=True)
 
 
-@frozen
+@frozen(repr=False, eq=False)
 class Method(Generic[P, R]):
     """One JSON-RPC method: its name, its params type and its result's type."""
 
@@ -52,12 +56,12 @@ class Method(Generic[P, R]):
 # ---- params ----------------------------------------------------------------------------
 
 
-@frozen
+@frozen(repr=False, eq=False)
 class NoParams:
     pass
 
 
-@frozen
+@frozen(repr=False, eq=False)
 class AddParams:
     """`pid` for one process (the result is its entry) or `pids` for several, all or
     nothing (the result is the array of entries)."""
@@ -69,7 +73,7 @@ class AddParams:
     name: Name | None = None
 
 
-@frozen
+@frozen(repr=False, eq=False)
 class Targeted:
     """The entries a command changes or signals: matching more than one needs `all`."""
 
@@ -77,30 +81,30 @@ class Targeted:
     all: bool = False
 
 
-@frozen
+@frozen(repr=False, eq=False)
 class LabelParams:
     labels: tuple[Label, ...]
     target: Targeted = flat(Targeted)
 
 
-@frozen
+@frozen(repr=False, eq=False)
 class RenameParams:
     old: Label
     new: Label
 
 
-@frozen
+@frozen(repr=False, eq=False)
 class NameParams:
     name: Name | None
     select: Selector = flat(Selector)
 
 
-@frozen
+@frozen(repr=False, eq=False)
 class ResetParams:
     confirm: str
 
 
-@frozen
+@frozen(repr=False, eq=False)
 class KillParams:
     target: Targeted = flat(Targeted)
     signal: Signal = Signal(15)
@@ -109,14 +113,14 @@ class KillParams:
     rm: bool = False
 
 
-@frozen
+@frozen(repr=False, eq=False)
 class WaitParams:
     select: Selector = flat(Selector)
     timeout: Seconds = Seconds(30.0)
     any: bool = False
 
 
-@frozen
+@frozen(repr=False, eq=False)
 class UnsubscribeParams:
     subscription: ProcId
 
@@ -124,7 +128,7 @@ class UnsubscribeParams:
 # ---- results ---------------------------------------------------------------------------
 
 
-@frozen
+@frozen(repr=False, eq=False)
 class Status:
     version: str
     pid: int
@@ -143,7 +147,7 @@ class Status:
     fd_limit: int
 
 
-@frozen
+@frozen(repr=False, eq=False)
 class KillOutcome:
     """`outcome`: "signalled" (a signal other than TERM was sent), "exited" (it ended
     within the timeout), "killed" (escalated to SIGKILL), "not alive" (nothing sent),
@@ -156,35 +160,35 @@ class KillOutcome:
     error: str | None = None
 
 
-@frozen
+@frozen(repr=False, eq=False)
 class WaitResult:
     exited: list[Proc]
     alive: list[Proc]
     timed_out: bool
 
 
-@frozen
+@frozen(repr=False, eq=False)
 class Renamed:
     changed: int
 
 
-@frozen
+@frozen(repr=False, eq=False)
 class LabelCount:
     name: str
     count: int
 
 
-@frozen
+@frozen(repr=False, eq=False)
 class ResetResult:
     removed: int
 
 
-@frozen
+@frozen(repr=False, eq=False)
 class Subscribed:
     subscription: int
 
 
-@frozen
+@frozen(repr=False, eq=False)
 class Unsubscribed:
     unsubscribed: bool
 
@@ -207,7 +211,7 @@ UNSUBSCRIBE: Method[UnsubscribeParams, Unsubscribed] = Method(
 )
 
 
-@frozen
+@frozen(repr=False, eq=False)
 class LabelMethods:
     """tag.* or group.*: the same four methods over tags or over groups."""
 

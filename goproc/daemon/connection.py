@@ -101,17 +101,18 @@ class Connection:
         while True:
             nl = buf.find(b"\n", self._searched)
             if nl >= 0:
-                line = bytes(buf[:nl])
+                line = bytes(buf[:nl]).removesuffix(b"\r")  # the line end is not counted
                 del buf[: nl + 1]
                 self._searched = 0
                 if len(line) > limit:
                     return _TooLarge()
-                line = line.removesuffix(b"\r")
                 if line.strip():
                     return line
                 continue
             self._searched = len(buf)
-            if self._searched > limit:
+            if self._searched > limit and not (
+                self._searched == limit + 1 and buf.endswith(b"\r")  # a `\r\n` to come
+            ):
                 return _TooLarge()
             data = await self._receive()
             if data is None:
