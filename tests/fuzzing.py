@@ -344,5 +344,3 @@ def new_parts(procs: dict[int, ProcessFacts] = LIVE, probe: TableProbe | None = 
 def new_context(procs: dict[int, ProcessFacts] = LIVE) -> tuple[Ctx, MemoryJournal]:
     parts = new_parts(procs)
     return parts.ctx, parts.journal
-
-

@@ -139,7 +139,7 @@ def test_list_table_has_header_aligned_columns_and_no_ansi(daemon: Daemon, sleep
     assert header.split() == HEADER
     starts = [header.index(col) for col in HEADER]
     empty = None  # an empty cell: blank or a placeholder such as "-"
-    expected_rows = [
+    expected_rows: list[list[str | None]] = [
         ["1", str(short.pid), empty, "yes", "db", empty, "sleep 300"],
         [
             "2",

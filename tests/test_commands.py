@@ -292,6 +292,11 @@ def track(d: Daemon, procs: Procs, n: int = 1, **params: Any) -> list[dict[str, 
     return [d.call("add", {"pid": procs.start().pid, **params}) for _ in range(n)]
 
 
+def labelled(field: str, *labels: str) -> dict[str, Any]:
+    """`{field: [*labels]}` for `**params`: as `dict[str, Any]`, not taken for `n`."""
+    return {field: list(labels)}
+
+
 # ---- show ---------------------------------------------------------------------------------
 
 
@@ -626,7 +631,7 @@ KINDS = [("tag", "tags"), ("group", "groups")]
 
 @pytest.mark.parametrize(("kind", "field"), KINDS)
 def test_label_add_and_rm(d: Daemon, procs: Procs, kind: str, field: str) -> None:
-    a, _ = track(d, procs, 2, **{field: ["base"]})
+    a, _ = track(d, procs, 2, **labelled(field, "base"))
     out = ok(d.cli(kind, "add", "--id", str(a["id"]), "web", "db"))
     assert out == f"id {a['id']}: {field} base,db,web\n"
     out = ok(d.cli(kind, "rm", "--id", str(a["id"]), "web", "base"))
@@ -637,7 +642,7 @@ def test_label_add_and_rm(d: Daemon, procs: Procs, kind: str, field: str) -> Non
     assert "2 processes match (ids 1, 2)" in line, line
     out = ok(d.cli(kind, "add", flag, "base", flag, "db", "more", "--all"))
     assert out.splitlines() == [f"id 1: {field} db,more", f"id 2: {field} base,more"]
-    params = {f"{field}_any": ["more"], "labels": ["more", " db"]}
+    params: dict[str, Any] = {f"{field}_any": ["more"], "labels": ["more", " db"]}
     assert error_of(d, f"{kind}.remove", params)["code"] == AMBIGUOUS
     out = ok(d.cli(kind, "rm", "--all", flag, "more", "more", "db"))
     assert out.splitlines() == [f"id 1: {field} -", f"id 2: {field} base"]
@@ -652,9 +657,9 @@ def test_label_add_and_rm(d: Daemon, procs: Procs, kind: str, field: str) -> Non
 def test_label_rename_counts_and_renames_everywhere(
     d: Daemon, procs: Procs, kind: str, field: str
 ) -> None:
-    track(d, procs, **{field: ["old", "x"]})
-    track(d, procs, **{field: ["old", "new"]})
-    track(d, procs, **{field: ["x"]})
+    track(d, procs, **labelled(field, "old", "x"))
+    track(d, procs, **labelled(field, "old", "new"))
+    track(d, procs, **labelled(field, "x"))
     out = ok(d.cli(kind, "rename", "old", "new"))
     assert out == f"Renamed {kind} 'old' to 'new' on 2 entries\n"
     assert [x[field] for x in entries(d)] == [["new", "x"], ["new"], ["x"]]
@@ -672,8 +677,8 @@ def test_label_without_subcommand_lists_counts(
     d: Daemon, procs: Procs, kind: str, field: str
 ) -> None:
     assert ok(d.cli(kind)).splitlines() == [f"{kind.upper()}  COUNT"]
-    track(d, procs, **{field: ["web", "db"]})
-    track(d, procs, **{field: ["web", "a-long-label"]})
+    track(d, procs, **labelled(field, "web", "db"))
+    track(d, procs, **labelled(field, "web", "a-long-label"))
     width = len("a-long-label")
     assert ok(d.cli(kind)).splitlines() == [
         f"{kind.upper().ljust(width)}  COUNT",

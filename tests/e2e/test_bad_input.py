@@ -47,6 +47,7 @@ def served(shared: tuple[Daemon, list[int]]) -> Iterator[Daemon]:
     d, _ = shared
     before = d.call("list")
     yield d
+    assert d.proc is not None
     assert d.proc.poll() is None, f"the daemon died: {d.log()}"
     assert d.call("ping") == "pong"
     assert d.call("list") == before, "the registry changed"

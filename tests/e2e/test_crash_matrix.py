@@ -390,6 +390,7 @@ class Mutator:
     def attempt(self) -> dict[str, Any]:
         """One mutation: an add (every other time) or a tag.add; returns the reply."""
         self.n += 1
+        params: dict[str, Any]
         if self.n % 2 or not self.model.entries:
             pid = self.spare.pop() if self.spare else self.new_pid()
             method, params = "add", {"pid": pid, "tags": [f"t{self.n}"], "groups": []}

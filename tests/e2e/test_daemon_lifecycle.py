@@ -83,6 +83,7 @@ def test_socket_dir_0700_socket_0600_pid_file_holds_pid(daemon: Daemon) -> None:
     assert stat.S_ISSOCK(st.st_mode)
     assert stat.S_IMODE(st.st_mode) == 0o600
     pid_file = daemon.runtime_dir / "goproc.pid"
+    assert daemon.proc is not None
     assert pid_file.read_text().strip() == str(daemon.proc.pid)
 
 

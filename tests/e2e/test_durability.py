@@ -47,7 +47,12 @@ def add_many(d: Daemon, pids: list[int], **labels: Any) -> list[dict[str, Any]]:
     answered = []
     with d.connect() as s, s.makefile("rb") as f:
         for n, pid in enumerate(pids):
-            request = {"jsonrpc": "2.0", "id": n, "method": "add", "params": {"pid": pid}}
+            request: dict[str, Any] = {
+                "jsonrpc": "2.0",
+                "id": n,
+                "method": "add",
+                "params": {"pid": pid},
+            }
             request["params"].update(labels)
             s.sendall(json.dumps(request).encode() + b"\n")
             reply = json.loads(f.readline())

@@ -690,7 +690,7 @@ def fuzz_once(batch: list[bytes], run: FuzzRun) -> None:
     run.slowest = max(run.slowest, took)
 
 
-FUZZ_SETTINGS = {
+FUZZ_SETTINGS: dict[str, Any] = {
     "deadline": None,
     "database": None,
     "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],

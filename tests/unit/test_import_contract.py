@@ -109,7 +109,9 @@ def test_dependencies_point_one_way() -> None:
     assert violations() == {}
 
 
-@pytest.mark.parametrize("module", ["goproc.rpc.jsonrpc", "goproc.rpc.convert", "goproc.store.format"])
+@pytest.mark.parametrize(
+    "module", ["goproc.rpc.jsonrpc", "goproc.rpc.convert", "goproc.store.format"]
+)
 def test_pure_layers_load_without_trio(module: str) -> None:
     code = f"import sys, {module}; print('trio' in sys.modules, 'psutil' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -14,7 +14,7 @@ exactly.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import event, given, note, settings
@@ -226,7 +226,9 @@ class RegistryMachine(RuleBasedStateMachine):
 
     @initialize(target=pids, pid=st.sampled_from(PIDS), cmd=st.sampled_from(CMDS))
     def first_process(self, pid: int, cmd: str) -> int:
-        return self.start_process(pid, cmd, None)
+        # `start_process` is a rule too: its decorator types what a call returns as what
+        # a rule may give its bundle (`MultipleResults | Any`); it returns the pid.
+        return cast(int, self.start_process(pid, cmd, None))
 
     @initialize(
         target=ids,
@@ -483,7 +485,7 @@ class RegistryMachine(RuleBasedStateMachine):
         given the name it already has.  Names in use are drawn often, to clash."""
         proc_id = data.draw(st.sampled_from(sorted(self.model)))
         in_use = sorted(self.model_names())
-        pool = in_use if in_use and data.draw(st.booleans()) else NAMES
+        pool = in_use if bool(in_use) and data.draw(st.booleans()) else NAMES
         name = None if clear else data.draw(st.sampled_from(pool))
         before = registry_state(self.registry)
         holder = None if name is None else self.holder_of(name)

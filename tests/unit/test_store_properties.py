@@ -32,7 +32,7 @@ PID_MAX = 2**31 - 1
 
 # Text as a process's command line can hold it, but without lone surrogates: those are
 # the subject of their own test below (psutil reports non-UTF-8 argv bytes as surrogates).
-plain_text = st.text(st.characters(exclude_categories=("Cs",)), max_size=30)
+plain_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
 
 # A few pids and start times recur, so that re-adds (refused) and PID reuse happen.
 pids = st.sampled_from([11, 12, 13]) | st.integers(1, PID_MAX)
