@@ -63,9 +63,7 @@ class FlakySync:
         self.real(fds)
 
 
-def run_with_service(
-    state_dir: Path, body: Callable[[Service, Registry], Awaitable[None]]
-) -> None:
+def run_with_service(state_dir: Path, body: Callable[[Service, Registry], Awaitable[None]]) -> None:
     async def main() -> None:
         registry = Registry()
         loaded = load_state(state_dir, registry)
@@ -135,7 +133,7 @@ def test_concurrent_changes_refused_by_one_failed_sync_are_all_undone(
 
         async with trio.open_nursery() as n:
             n.start_soon(commit, lambda: reg.plan_labels([1], "tags", add=["x"])[1])
-            await trio.sleep(0)  # the first is applied and written before the second
+            await trio.lowlevel.checkpoint()  # the first is applied and written first
             n.start_soon(commit, lambda: reg.plan_set_name(1, "renamed")[1])
         assert len(errors) == 2
         assert view(reg) == original

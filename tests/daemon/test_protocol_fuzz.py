@@ -128,5 +128,3 @@ def test_add_of_a_process_with_non_utf8_argv_gets_a_valid_reply() -> None:
         check_reply(line, reply)
         assert reply is not None and "result" in strict_json(reply), reply
     assert len(journal.changes) == 1
-
-
