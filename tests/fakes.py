@@ -4,7 +4,9 @@ from them.  `tests/daemon/test_probe_contract.py` holds `TableProbe` to the real
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 import trio
@@ -12,11 +14,12 @@ import trio.testing
 
 from goproc.api import Status
 from goproc.daemon.events import EventBus
-from goproc.daemon.handlers import Ctx
+from goproc.daemon.handlers import Ctx, make_dispatch
 from goproc.daemon.service import Outlets, Pulse, Service, Vitals
 from goproc.errors import NoSuchProcess, PermissionDenied
-from goproc.model import Change, Proc, ProcessFacts
+from goproc.model import Change, Proc, ProcessFacts, same_start
 from goproc.registry import Registry
+from goproc.rpc.jsonrpc import respond_line
 
 FOREIGN_PID = 1  # the table probe's process of another user
 
@@ -40,11 +43,13 @@ class TableProbe:
 
     def is_alive(self, pid: int, started_at: float) -> bool:
         facts = self.procs.get(pid)
-        return facts is not None and facts.started_at == started_at
+        return facts is not None and same_start(facts.started_at, started_at)
 
     def send_signal(self, pid: int, started_at: float, signum: int, *, group: bool) -> None:
         if not self.is_alive(pid, started_at):
             raise NoSuchProcess(f"pid {pid} is no longer the tracked process")
+        if pid == FOREIGN_PID:
+            raise PermissionDenied(f"not allowed to signal pid {pid}")
         self.signals.append((pid, signum))
         if self.on_signal is not None:
             self.on_signal(pid, signum)
@@ -172,3 +177,26 @@ class MemoryListener(trio.abc.Listener[trio.abc.Stream]):
     async def aclose(self) -> None:
         self.closed = True
         await trio.lowlevel.checkpoint()
+
+
+class ErrorReply(Exception):
+    """A JSON-RPC error reply, as `call` raises it."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(error)
+        self.code: int = error["code"]
+        self.message: str = error["message"]
+
+
+async def call(ctx: Ctx, method: str, params: dict[str, Any] | None = None) -> Any:
+    """One request through the real method table (as the server passes it on); its
+    result as JSON, or ErrorReply."""
+    request: dict[str, Any] = {"jsonrpc": "2.0", "id": 1, "method": method}
+    if params is not None:
+        request["params"] = params
+    reply = await respond_line(json.dumps(request).encode(), make_dispatch(ctx))
+    assert reply is not None
+    answer = json.loads(reply)
+    if "error" in answer:
+        raise ErrorReply(answer["error"])
+    return answer["result"]
