@@ -44,6 +44,7 @@ from goproc.rpc.entries import (
     RawJSON,
     entries_json,
     entry_dict,
+    entry_from_dict,
     entry_json,
     format_time,
     parse_time,
@@ -138,7 +139,9 @@ def make_converter(*, detailed: bool = True) -> cattrs.Converter:
     - unknown keys in an object are refused (`forbid_extra_keys`);
     - params classes with flat fields (`goproc.api.flat`) read those fields' members
       from the same object;
-    - `KillOutcome.error` is left out when it is null.
+    - `KillOutcome.error` is left out when it is null;
+    - with `detailed=False`, entries are structured by `entries.entry_from_dict`, the
+      same rules checked by hand, several times faster (a snapshot's 100,000 entries).
     Structuring failures raise cattrs' ClassValidationError; `structure_params` words
     them.  `detailed=False` gives the same rules with terse errors, faster: for loading
     our own files, where a failure only needs to say "unreadable".
@@ -159,6 +162,9 @@ def make_converter(*, detailed: bool = True) -> cattrs.Converter:
     c.register_unstructure_hook(
         KillOutcome, make_dict_unstructure_fn(KillOutcome, c, error=override(omit_if_default=True))
     )
+    if not detailed:  # the same rules, checked by hand: how a snapshot loads fast
+        c.register_structure_hook(Proc, lambda obj, _: entry_from_dict(obj))
+        return c
     c.register_structure_hook(
         Proc,
         make_dict_structure_fn(

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
+import attrs
 from attrs import frozen
 
 from goproc.model import Proc
@@ -116,6 +118,72 @@ def _labels(labels: tuple[str, ...]) -> str:
             _label_text.clear()
         text = _label_text[labels] = _ENCODER.encode(list(labels))
     return text
+
+
+ENTRY_KEYS = frozenset(a.name for a in attrs.fields(Proc))
+ID_MAX = 2**63 - 1
+
+
+class BadEntry(ValueError):
+    """An entry object that is not one (the message names the field)."""
+
+
+def _int(obj: dict[str, Any], key: str) -> int:
+    value = obj[key]
+    if type(value) is not int or not -ID_MAX <= value <= ID_MAX:
+        raise BadEntry(f"{key}: must be an integer, got {_short(value)}")
+    return value
+
+
+def _text(obj: dict[str, Any], key: str) -> str:
+    value = obj[key]
+    if type(value) is not str:
+        raise BadEntry(f"{key}: must be a string, got {_short(value)}")
+    return value
+
+
+def _label_tuple(obj: dict[str, Any], key: str) -> tuple[str, ...]:
+    value = obj[key]
+    if type(value) is not list or not all(type(x) is str for x in value):
+        raise BadEntry(f"{key}: must be an array of strings, got {_short(value)}")
+    return tuple(map(sys.intern, value))  # labels repeat: one object each
+
+
+def _stamp(obj: dict[str, Any], key: str) -> float:
+    try:
+        return parse_time(obj[key])
+    except ValueError as e:
+        raise BadEntry(f"{key}: {e}") from None
+
+
+def entry_from_dict(obj: Any) -> Proc:
+    """An entry from its decoded wire form, checked as strictly as the converter's
+    detailed path (every key known, every required one there, exact JSON types), and
+    several times faster: how 100,000 entries of a snapshot load.  BadEntry otherwise."""
+    if type(obj) is not dict:
+        raise BadEntry(f"an entry must be an object, got {_short(obj)}")
+    keys = obj.keys()
+    if keys != ENTRY_KEYS:
+        unknown, missing = keys - ENTRY_KEYS, ENTRY_KEYS - keys - {"exited_at"}
+        if unknown or missing:
+            raise BadEntry(f"unknown keys {sorted(unknown)}, missing keys {sorted(missing)}")
+    pgid, name, exited, alive = obj["pgid"], obj["name"], obj.get("exited_at"), obj["alive"]
+    if type(alive) is not bool:
+        raise BadEntry(f"alive: must be true or false, got {_short(alive)}")
+    return Proc(
+        id=_int(obj, "id"),
+        pid=_int(obj, "pid"),
+        pgid=None if pgid is None else _int(obj, "pgid"),
+        cmd=_text(obj, "cmd"),
+        name=None if name is None else _text(obj, "name"),
+        alive=alive,
+        tags=_label_tuple(obj, "tags"),
+        groups=_label_tuple(obj, "groups"),
+        started_at=_stamp(obj, "started_at"),
+        added_at=_stamp(obj, "added_at"),
+        last_seen=_stamp(obj, "last_seen"),
+        exited_at=None if exited is None else _stamp(obj, "exited_at"),
+    )
 
 
 def entry_text(p: Proc) -> str:

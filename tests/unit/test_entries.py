@@ -6,12 +6,22 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 from hypothesis import example, given
 from hypothesis import strategies as st
 
 from goproc.model import Proc
-from goproc.rpc.entries import entry_dict, entry_json, entry_lines, format_time
+from goproc.rpc.convert import CONVERTER
+from goproc.rpc.entries import (
+    ENTRY_KEYS,
+    BadEntry,
+    entry_dict,
+    entry_from_dict,
+    entry_json,
+    entry_lines,
+    format_time,
+)
 
 ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 SURROGATES = st.sampled_from(["\ud800", "\udcff"])
@@ -61,3 +71,49 @@ def test_entry_lines_join_entries(ps: list[Proc]) -> None:
     assert json.loads(b"[" + joined + b"]") == [entry_dict(p) for p in ps]
     for chunk in entry_lines(ps, sep=b",\n"):
         assert all(json.loads(line.rstrip(b",")) for line in chunk.split(b"\n"))
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | texts,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+def mutated_entries() -> st.SearchStrategy[Any]:
+    """Entries' wire objects with one key dropped, added or given another value."""
+
+    def mutate(obj: dict[str, Any], how: int, key: str, value: Any) -> dict[str, Any]:
+        out = dict(obj)
+        if how == 0:
+            out.pop(key, None)
+        elif how == 1:
+            out[key] = value
+        else:
+            out[f"x{key}"] = value
+        return out
+
+    return st.builds(
+        mutate,
+        procs.map(lambda p: json.loads(entry_json(p))),
+        st.integers(0, 2),
+        st.sampled_from(sorted(ENTRY_KEYS)),
+        json_values,
+    )
+
+
+@given(mutated_entries())
+def test_the_fast_structure_accepts_and_refuses_what_the_detailed_one_does(obj: Any) -> None:
+    """`entry_from_dict` (how snapshots load) and the detailed converter agree on every
+    object: the same entry, or both refuse it."""
+    try:
+        expected: Proc | None = CONVERTER.structure(obj, Proc)
+    except Exception:
+        expected = None
+    try:
+        got: Proc | None = entry_from_dict(obj)
+    except BadEntry:
+        got = None
+    assert (got is None) == (expected is None), (obj, got, expected)
+    if got is not None and expected is not None:
+        assert entry_dict(got) == entry_dict(expected)
