@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import select
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING
 
 import trio
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 CHUNK = 65536
 SLICE = 1 << 20  # bytes of a large reply joined and sent at once
+CHECKPOINT_BYTES = 1 << 16  # a reply past this yields to other tasks between its parts
 PEER_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError)
 
 
@@ -56,41 +57,46 @@ class Connection:
                     limit = self.config.max_request_bytes
                     error = InvalidRequest(f"request too large (limit {limit} bytes); closing")
                     with trio.move_on_after(1):
-                        await self.send(encode(error_response(None, error)))
+                        await self.send((encode(error_response(None, error)),))
                     self.nursery.cancel_scope.cancel()
                     return
                 reply = await respond_parts(line, self._dispatch)
                 if reply is not None:
-                    await self.send(*reply)
+                    await self.send(reply)
         except PEER_GONE:
             self.nursery.cancel_scope.cancel()
 
-    async def send(self, *parts: bytes) -> None:
+    async def send(self, parts: Iterable[bytes]) -> None:
         """Send whole lines, given in parts; replies and event notifications never
         interleave (the lock is taken only while there are subscriptions: otherwise one
         task sends).  Parts go out joined a slice of about `SLICE` bytes at a time, so
-        a reply of 100,000 entries is never copied whole."""
+        a reply of 100,000 entries is never copied whole; parts made lazily (a long
+        list, encoded a chunk at a time) yield to other tasks between chunks, so one
+        client's big reply never holds the event loop for long."""
         if self.subscriptions or self._send_lock.locked():
             async with self._send_lock:
                 await self._send_parts(parts)
         else:
             await self._send_parts(parts)
 
-    async def _send_parts(self, parts: tuple[bytes, ...]) -> None:
-        with trio.fail_after(self.config.send_timeout):
-            if len(parts) == 1:
-                await self.stream.send_all(parts[0])
-                return
-            pending: list[bytes] = []
-            size = 0
-            for part in parts:
-                pending.append(part)
-                size += len(part)
+    async def _send_parts(self, parts: Iterable[bytes]) -> None:
+        pending: list[bytes] = []
+        size = 0
+        for part in parts:
+            pending.append(part)
+            size += len(part)
+            if size >= CHECKPOINT_BYTES:
                 if size >= SLICE:
-                    await self.stream.send_all(b"".join(pending))
+                    await self._send_all(b"".join(pending))
                     pending, size = [], 0
-            if pending:
-                await self.stream.send_all(b"".join(pending))
+                else:
+                    await trio.lowlevel.checkpoint()
+        if pending:
+            await self._send_all(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    async def _send_all(self, data: bytes) -> None:
+        with trio.fail_after(self.config.send_timeout):
+            await self.stream.send_all(data)
 
     async def _next_line(self) -> bytes | _TooLarge | None:
         """The next request line (without `\\n` or `\\r\\n`; blank lines skipped), or
@@ -201,7 +207,7 @@ class Connection:
             with trio.CancelScope() as scope:
                 sub.pump_scope = scope
                 while batch := await sub.next_batch():
-                    await self.send(b"".join(e.line(sub.id) for e in batch))
+                    await self.send((b"".join(e.line(sub.id) for e in batch),))
                     if sub.overflowed and not sub.queue:
                         break
         except PEER_GONE:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
@@ -30,10 +30,10 @@ _MINUTES_CACHE = 1 << 16  # about 6 MB at most
 
 @frozen
 class RawJSON:
-    """A result already encoded, in parts that the reply writer splices in as they are:
-    a reply of 100,000 entries is never copied whole."""
+    """A result already encoded, in parts that the reply writer splices in as they are
+    (possibly made lazily, as they are taken: then it can be sent once)."""
 
-    parts: tuple[bytes, ...]
+    parts: Iterable[bytes]
 
 
 def dumps(value: Any) -> bytes:
@@ -220,13 +220,16 @@ def entry_lines(procs: Sequence[Proc], sep: bytes = b",") -> list[bytes]:
 
 
 def entries_json(procs: Sequence[Proc]) -> RawJSON:
-    """An array of entries as parts `[`, chunk, `,`, chunk, ..., `]`."""
+    """An array of entries, encoded a chunk at a time as the parts are taken."""
+    return RawJSON(_array_parts(procs))
+
+
+def _array_parts(procs: Sequence[Proc]) -> Iterator[bytes]:
     if not procs:
-        return RawJSON((b"[]",))
-    parts = [b"["]
-    for n, chunk in enumerate(entry_lines(procs)):
-        if n:
-            parts.append(b",")
-        parts.append(chunk)
-    parts.append(b"]")
-    return RawJSON(tuple(parts))
+        yield b"[]"
+        return
+    yield b"["
+    for start in range(0, len(procs), _CHUNK):
+        text = ",".join(map(entry_text, procs[start : start + _CHUNK]))
+        yield (text if start == 0 else "," + text).encode()
+    yield b"]"

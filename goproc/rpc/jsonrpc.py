@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from attrs import frozen
@@ -138,27 +138,31 @@ def encode(message: Any) -> bytes:
     return b"".join(encode_parts(message))
 
 
-def encode_parts(message: Any) -> list[bytes]:
-    """`encode` in pieces whose concatenation is the line: a reply of 100,000 cached
-    entries can be sent a slice at a time, never copied whole."""
+def encode_parts(message: Any) -> Iterator[bytes]:
+    """`encode` in pieces whose concatenation is the line, made as they are taken: a
+    reply of 100,000 entries is encoded a chunk at a time while it is sent, never
+    held whole."""
     if isinstance(message, list):
-        parts = [b"["]
+        yield b"["
         for n, one in enumerate(message):
             if n:
-                parts.append(b",")
-            parts += _encode_one(one)
-        parts.append(b"]\n")
+                yield b","
+            yield from _encode_one(one)
+        yield b"]\n"
     else:
-        parts = [*_encode_one(message), b"\n"]
-    return parts
+        yield from _encode_one(message)
+        yield b"\n"
 
 
-def _encode_one(message: Any) -> list[bytes]:
+def _encode_one(message: Any) -> Iterator[bytes]:
     result = message.get("result") if isinstance(message, dict) else None
     if isinstance(result, RawJSON):
         head = dumps({k: v for k, v in message.items() if k != "result"})
-        return [head[:-1], b',"result":', *result.parts, b"}"]
-    return [dumps(message)]
+        yield head[:-1] + b',"result":'
+        yield from result.parts
+        yield b"}"
+    else:
+        yield dumps(message)
 
 
 Dispatch = Callable[[Request], Awaitable[Any]]
@@ -187,7 +191,7 @@ async def respond_line(line: bytes, dispatch: Dispatch) -> bytes | None:
     return None if parts is None else b"".join(parts)
 
 
-async def respond_parts(line: bytes, dispatch: Dispatch) -> list[bytes] | None:
+async def respond_parts(line: bytes, dispatch: Dispatch) -> Iterator[bytes] | None:
     """`respond_line` in pieces (see `encode_parts`)."""
     try:
         obj = decode_line(line)
