@@ -80,6 +80,9 @@ class Connection:
             await self._send_parts(parts)
 
     async def _send_parts(self, parts: Iterable[bytes]) -> None:
+        if isinstance(parts, tuple) and len(parts) == 1:  # most replies: one piece
+            await self._send_all(parts[0])
+            return
         pending: list[bytes] = []
         size = 0
         for part in parts:
@@ -95,8 +98,11 @@ class Connection:
             await self._send_all(pending[0] if len(pending) == 1 else b"".join(pending))
 
     async def _send_all(self, data: bytes) -> None:
-        with trio.fail_after(self.config.send_timeout):
+        # A bare scope, not `trio.fail_after`: this runs once per reply.
+        with trio.CancelScope(deadline=trio.current_time() + self.config.send_timeout) as scope:
             await self.stream.send_all(data)
+        if scope.cancelled_caught:
+            raise trio.TooSlowError
 
     async def _next_line(self) -> bytes | _TooLarge | None:
         """The next request line (without `\\n` or `\\r\\n`; blank lines skipped), or

@@ -25,6 +25,7 @@ import trio
 from goproc import paths
 from goproc.config import Config
 from goproc.daemon import wiring
+from goproc.daemon.sockets import LineListener
 from goproc.store.files import write_private
 
 log = logging.getLogger("goproc.daemon")
@@ -94,7 +95,7 @@ def _leaves(eg: BaseExceptionGroup[BaseException]) -> list[BaseException]:
 async def _serve(
     config: Config, sock: stdsocket.socket, socket_path: Path, state_dir: Path
 ) -> None:
-    listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+    listener = LineListener(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
     await wiring.serve(config, listener, socket_path, state_dir)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 from attrs import frozen
@@ -138,10 +138,16 @@ def encode(message: Any) -> bytes:
     return b"".join(encode_parts(message))
 
 
-def encode_parts(message: Any) -> Iterator[bytes]:
+def encode_parts(message: Any) -> Iterable[bytes]:
     """`encode` in pieces whose concatenation is the line, made as they are taken: a
     reply of 100,000 entries is encoded a chunk at a time while it is sent, never
-    held whole."""
+    held whole.  A reply with nothing encoded ahead is one piece (most are)."""
+    if isinstance(message, dict) and not isinstance(message.get("result"), RawJSON):
+        return (dumps(message) + b"\n",)
+    return _parts(message)
+
+
+def _parts(message: Any) -> Iterator[bytes]:
     if isinstance(message, list):
         yield b"["
         for n, one in enumerate(message):
@@ -191,7 +197,7 @@ async def respond_line(line: bytes, dispatch: Dispatch) -> bytes | None:
     return None if parts is None else b"".join(parts)
 
 
-async def respond_parts(line: bytes, dispatch: Dispatch) -> Iterator[bytes] | None:
+async def respond_parts(line: bytes, dispatch: Dispatch) -> Iterable[bytes] | None:
     """`respond_line` in pieces (see `encode_parts`)."""
     try:
         obj = decode_line(line)
