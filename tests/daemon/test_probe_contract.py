@@ -19,6 +19,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -59,6 +60,14 @@ def start() -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
     def spawn() -> subprocess.Popen[bytes]:
         p = subprocess.Popen(["sleep", "60"], start_new_session=True)
         started.append(p)
+        # Popen returns once exec(2) has begun; the new command line shows in /proc a
+        # moment later (the daemon's `add` asks again for it; this probe is raw).
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with open(f"/proc/{p.pid}/cmdline", "rb") as f:
+                if f.read():
+                    break
+            time.sleep(0.001)
         return p
 
     yield spawn
