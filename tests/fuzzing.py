@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from goproc import errors
 from goproc.api import METHODS
 from goproc.daemon.handlers import Ctx, make_dispatch
-from goproc.model import ProcessFacts
+from goproc.model import Proc, ProcessFacts
 from goproc.registry import Registry
 from goproc.rpc import jsonrpc
 from goproc.rpc.entries import entry_dict
@@ -344,3 +344,35 @@ def new_parts(procs: dict[int, ProcessFacts] = LIVE, probe: TableProbe | None = 
 def new_context(procs: dict[int, ProcessFacts] = LIVE) -> tuple[Ctx, MemoryJournal]:
     parts = new_parts(procs)
     return parts.ctx, parts.journal
+
+
+# ---- entries -------------------------------------------------------------------------
+
+entry_texts = st.text(st.characters(blacklist_categories=["Cs"]), max_size=12) | st.sampled_from(
+    ["a\nb", 'q"uote', "back\\slash", "\u2028", "tab\t"]
+)
+stamps = st.floats(1e9, 2e9).map(lambda x: round(x, 6))
+
+
+@st.composite
+def registries(draw: st.DrawFn) -> list[Proc]:
+    """Entries sorted by id as a registry holds them: any text in commands and tags
+    (newlines, quotes, backslashes included), any times to the microsecond."""
+    ids = draw(st.lists(st.integers(1, 400), unique=True, max_size=300).map(sorted))
+    return [
+        Proc(
+            id=i,
+            pid=draw(st.integers(1, 2**31 - 1)),
+            pgid=draw(st.none() | st.integers(0, 2**31 - 1)),
+            cmd=draw(entry_texts),
+            name=draw(st.none() | st.just(f"n{i}")),
+            alive=draw(st.booleans()),
+            tags=tuple(sorted(set(draw(st.lists(entry_texts, max_size=3))))),
+            groups=tuple(sorted(set(draw(st.lists(st.sampled_from(["g", "h"]), max_size=2))))),
+            started_at=draw(stamps),
+            added_at=draw(stamps),
+            last_seen=draw(stamps),
+            exited_at=draw(st.none() | stamps),
+        )
+        for i in ids
+    ]

@@ -20,6 +20,7 @@ import trio
 
 from goproc.daemon.events import Subscription
 from goproc.errors import InvalidRequest
+from goproc.rpc.entries import Part
 from goproc.rpc.jsonrpc import encode, error_response, respond_parts
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ class Connection:
         except PEER_GONE:
             self.nursery.cancel_scope.cancel()
 
-    async def send(self, parts: Iterable[bytes]) -> None:
+    async def send(self, parts: Iterable[Part]) -> None:
         """Send whole lines, given in parts; replies and event notifications never
         interleave (the lock is taken only while there are subscriptions: otherwise one
         task sends).  Parts go out joined a slice of about `SLICE` bytes at a time, so
@@ -79,15 +80,17 @@ class Connection:
         else:
             await self._send_parts(parts)
 
-    async def _send_parts(self, parts: Iterable[bytes]) -> None:
-        if isinstance(parts, tuple) and len(parts) == 1:  # most replies: one piece
-            await self._send_all(parts[0])
+    async def _send_parts(self, parts: Iterable[Part]) -> None:
+        if isinstance(parts, tuple) and len(parts) == 1 and isinstance(parts[0], bytes):
+            await self._send_all(parts[0])  # most replies: one piece
             return
         pending: list[bytes] = []
         size = 0
         for part in parts:
-            pending.append(part)
-            size += len(part)
+            # Bytes of a file (a `Deferred`) are read off the event loop.
+            data = part if isinstance(part, bytes) else await trio.to_thread.run_sync(part.read)
+            pending.append(data)
+            size += len(data)
             if size >= CHECKPOINT_BYTES:
                 if size >= SLICE:
                     await self._send_all(b"".join(pending))

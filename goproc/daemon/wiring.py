@@ -52,10 +52,11 @@ async def load(state_dir: Path) -> tuple[Registry, Loaded]:
         gc.enable()
     gc.freeze()  # the loaded entries are long-lived: keep them out of every collection
     log.info(
-        "loaded %d entries (%d journal records) in %.2fs",
+        "loaded %d entries (%d journal records) in %.2fs%s",
         len(registry),
         loaded.replayed,
         time.perf_counter() - started,
+        " (from the rows file)" if loaded.from_rows else "",
     )
     for warning in loaded.warnings:
         log.warning("%s", warning)
@@ -139,7 +140,12 @@ def build(
         sync_interval=config.journal_sync_interval,
     )
     writer = SnapshotWriter(
-        state_dir, lambda: snapshot_of(registry), journal, config.snapshot_delay, boot
+        state_dir,
+        lambda: snapshot_of(registry),
+        journal,
+        config.snapshot_delay,
+        boot,
+        loaded.on_disk,
     )
     outlets = Outlets(bus=EventBus(config.event_queue), pulse=Pulse(), mark_dirty=writer.mark_dirty)
     vitals = Vitals(registry, outlets)
@@ -173,6 +179,7 @@ def build(
         pulse=outlets.pulse,
         clock=outlets.clock,
         status=status,
+        entries_json=lambda procs: writer.on_disk.entries_json(procs),
     )
 
     def dispatch_for(session: Session) -> Dispatch:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import signal
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
 
 import attrs
 import cattrs
@@ -260,12 +260,24 @@ def structure_params(params: dict[str, Any] | list[Any], cls: type[T]) -> T:
     """Params object -> typed params; raises InvalidValue naming every bad field."""
     if isinstance(params, list):
         raise InvalidValue("params must be an object (by name), not an array")
+    if not params:  # most requests of some methods (ping, status, list): made once
+        empty = _EMPTY.get(cls)
+        if empty is not None:
+            return cast(T, empty)
     try:
-        return CONVERTER.structure(params, cls)
+        value = CONVERTER.structure(params, cls)
     except (ClassValidationError, IterableValidationError) as e:
         raise InvalidValue("; ".join(_describe(e))) from None
     except _Invalid as e:
         raise InvalidValue(str(e)) from None
+    if not params:
+        _EMPTY[cls] = value
+    return value
+
+
+# Params class -> its value for `{}`, made once: every params class is frozen, of
+# immutable fields (a test holds the contract to it), so one value serves every request.
+_EMPTY: dict[type, Any] = {}
 
 
 def _describe(exc: BaseException) -> list[str]:
@@ -287,13 +299,18 @@ def _describe(exc: BaseException) -> list[str]:
     return out
 
 
-def encode_result(value: Any, result_type: Any) -> Any:
+def encode_result(
+    value: Any,
+    result_type: Any,
+    encode_entries: Callable[[Sequence[Proc]], RawJSON] = entries_json,
+) -> Any:
     """A handler's result, of its method's declared result type, as JSON: entries as
-    their byte encoding spliced into the reply, anything else through the converter."""
+    their byte encoding spliced into the reply (an array of them by `encode_entries`),
+    anything else through the converter."""
     if result_type is Proc or (isinstance(value, Proc) and result_type == Proc | list[Proc]):
         return RawJSON((entry_json(value),))
     if result_type == list[Proc] or result_type == Proc | list[Proc]:
-        return entries_json(value)
+        return encode_entries(value)
     return CONVERTER.unstructure(value, result_type)
 
 

@@ -24,7 +24,7 @@ from goproc.errors import (
     MethodNotFound,
     ParseError,
 )
-from goproc.rpc.entries import RawJSON, dumps
+from goproc.rpc.entries import Part, RawJSON, dumps, read_parts
 
 log = logging.getLogger("goproc.rpc")
 
@@ -86,8 +86,8 @@ def parse_request(obj: Any) -> Request:
     request_id = obj.get("id")
     if "id" in obj and not _valid_id(request_id):
         raise InvalidRequest('invalid request: "id" must be a string, a number or null')
-    extra = sorted(set(obj) - _REQUEST_KEYS)
-    if extra:
+    if not obj.keys() <= _REQUEST_KEYS:
+        extra = sorted(set(obj) - _REQUEST_KEYS)
         raise InvalidRequest(f"invalid request: unknown member {', '.join(map(repr, extra))}")
     params = obj.get("params", {})
     if not isinstance(params, dict | list):
@@ -135,10 +135,10 @@ def encode(message: Any) -> bytes:
     """A response (or a batch of them) -> one line.  ASCII with escapes: any string a
     client sent (lone surrogates included) or a process reported (non-UTF-8 argv comes
     as surrogate escapes) has a valid encoding."""
-    return b"".join(encode_parts(message))
+    return read_parts(encode_parts(message))
 
 
-def encode_parts(message: Any) -> Iterable[bytes]:
+def encode_parts(message: Any) -> Iterable[Part]:
     """`encode` in pieces whose concatenation is the line, made as they are taken: a
     reply of 100,000 entries is encoded a chunk at a time while it is sent, never
     held whole.  A reply with nothing encoded ahead is one piece (most are)."""
@@ -147,7 +147,7 @@ def encode_parts(message: Any) -> Iterable[bytes]:
     return _parts(message)
 
 
-def _parts(message: Any) -> Iterator[bytes]:
+def _parts(message: Any) -> Iterator[Part]:
     if isinstance(message, list):
         yield b"["
         for n, one in enumerate(message):
@@ -160,7 +160,7 @@ def _parts(message: Any) -> Iterator[bytes]:
         yield b"\n"
 
 
-def _encode_one(message: Any) -> Iterator[bytes]:
+def _encode_one(message: Any) -> Iterator[Part]:
     result = message.get("result") if isinstance(message, dict) else None
     if isinstance(result, RawJSON):
         head = dumps({k: v for k, v in message.items() if k != "result"})
@@ -194,10 +194,10 @@ async def respond_line(line: bytes, dispatch: Dispatch) -> bytes | None:
     """Answer one request line (a request or a batch): the reply line, or None when
     nothing is to be sent (notifications only)."""
     parts = await respond_parts(line, dispatch)
-    return None if parts is None else b"".join(parts)
+    return None if parts is None else read_parts(parts)
 
 
-async def respond_parts(line: bytes, dispatch: Dispatch) -> Iterable[bytes] | None:
+async def respond_parts(line: bytes, dispatch: Dispatch) -> Iterable[Part] | None:
     """`respond_line` in pieces (see `encode_parts`)."""
     try:
         obj = decode_line(line)

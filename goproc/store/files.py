@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 from goproc.store.format import JOURNAL_RE, journal_name
 
@@ -29,19 +30,32 @@ def journal_generations(state_dir: Path) -> list[int]:
 def atomic_write(path: Path, chunks: Iterable[bytes]) -> None:
     """Replace `path` with the chunks' bytes, or leave it as it was (mode 0600): a temp
     file, fsync, rename, fsync of the directory."""
+    atomic_write_kept(path, chunks).close()
+
+
+def atomic_write_kept(path: Path, chunks: Iterable[bytes]) -> BinaryIO:
+    """`atomic_write`, keeping the new file open for reading (unbuffered; read-only, so
+    the file system can still be remounted read-only)."""
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    kept = None
     try:
         for chunk in chunks:
             write_all(fd, chunk)
         os.fsync(fd)
-    except BaseException:
+        kept = open(os.open(tmp, os.O_RDONLY | os.O_CLOEXEC), "rb", buffering=0)  # noqa: SIM115
         os.close(fd)
+        fd = -1
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        if kept is not None:
+            kept.close()
         tmp.unlink(missing_ok=True)
         raise
-    os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    return kept
 
 
 def write_all(fd: int, data: bytes) -> None:

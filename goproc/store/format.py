@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from array import array
 from collections.abc import Iterator, Sequence
 from typing import Any, BinaryIO
 
@@ -19,7 +20,7 @@ import attrs
 
 from goproc.model import Change, Proc
 from goproc.rpc.convert import CONVERTER, FAST_CONVERTER
-from goproc.rpc.entries import dumps, entry_lines
+from goproc.rpc.entries import dumps, entry_from_dict, entry_lines
 
 SNAPSHOT = "goproc.snapshot.json"
 SNAPSHOT_VERSION = 1
@@ -48,19 +49,28 @@ class Header:
 # ---- snapshot --------------------------------------------------------------------------
 
 
+def snapshot_head(next_id: int, journal_gen: int, boot: dict[str, Any] | None = None) -> bytes:
+    """A snapshot file's first line: its header fields and the opening of its entries."""
+    head: dict[str, Any] = {"version": SNAPSHOT_VERSION, "next_id": next_id}
+    head["journal"] = journal_gen
+    if boot is not None:
+        head["boot"] = boot
+    return dumps(head)[:-1] + _LINE_HEAD
+
+
+def snapshot_tail(empty: bool) -> bytes:
+    return b"]}\n" if empty else b"\n]}\n"
+
+
 def snapshot_chunks(
     procs: Sequence[Proc], next_id: int, journal_gen: int, boot: dict[str, Any] | None = None
 ) -> Iterator[bytes]:
     """The snapshot file in pieces, a chunk of entries at a time, so writing 100,000
     entries never holds their encoding whole."""
-    head: dict[str, Any] = {"version": SNAPSHOT_VERSION, "next_id": next_id}
-    head["journal"] = journal_gen
-    if boot is not None:
-        head["boot"] = boot
-    yield dumps(head)[:-1] + _LINE_HEAD
+    yield snapshot_head(next_id, journal_gen, boot)
     for n, chunk in enumerate(entry_lines(procs, sep=b",\n")):
         yield (b",\n" if n else b"") + chunk
-    yield b"\n]}\n" if procs else b"]}\n"
+    yield snapshot_tail(not procs)
 
 
 def snapshot_bytes(
@@ -69,27 +79,59 @@ def snapshot_bytes(
     return b"".join(snapshot_chunks(procs, next_id, journal_gen, boot))
 
 
+@attrs.frozen
+class Layout:
+    """Where each entry's encoding lies in a snapshot file: entry `i` is the bytes from
+    `starts[i]` to `starts[i + 1] - 2`; the entries at the indexes in `skip` are laid out
+    otherwise than goproc encodes them (their keys in another order)."""
+
+    starts: array[int]
+    skip: frozenset[int]
+
+
 def read_snapshot(f: BinaryIO) -> tuple[list[Proc], Header]:
     """A snapshot file -> (entries, header); raises SnapshotError."""
-    first = f.readline()
+    procs, header, _ = read_snapshot_laid_out(f)
+    return procs, header
+
+
+def header_of_line(first: bytes) -> Header:
+    """The header of a snapshot laid out one entry per line, from its first line;
+    raises SnapshotError."""
     if not first.endswith(_LINE_HEAD):
-        return _parse_whole(first + f.read())
+        raise SnapshotError("not laid out one entry per line")
     try:
         header = json.loads(first[: -len(_LINE_HEAD)] + b"}")
     except (ValueError, RecursionError) as e:
         raise SnapshotError(f"not valid JSON: {e}") from None
-    head = _check_header(header)
+    return _check_header(header)
+
+
+def read_snapshot_laid_out(f: BinaryIO) -> tuple[list[Proc], Header, Layout | None]:
+    """`read_snapshot`, and the file's `Layout` when it is laid out one entry per line
+    (as goproc writes it); raises SnapshotError."""
+    first = f.readline()
+    if not first.endswith(_LINE_HEAD):
+        return (*_parse_whole(first + f.read()), None)
+    head = header_of_line(first)
     procs: list[Proc] = []
     chunk: list[bytes] = []
+    starts = array("q")
+    skip: set[int] = set()
+    pos = len(first)
     for line in f:
         if line == b"]}\n":
             if f.read().strip():
                 raise SnapshotError("data after the end")
-            procs.extend(_structure_lines(chunk, len(procs)))
-            return procs, head
+            procs.extend(_structure_lines(chunk, len(procs), skip))
+            if procs:
+                starts.append(pos + 1)  # as if the last entry ended in ",\n" too
+            return procs, head, Layout(starts, frozenset(skip))
+        starts.append(pos)
+        pos += len(line)
         chunk.append(line[:-2] if line.endswith(b",\n") else line.rstrip(b"\n"))
         if len(chunk) == _CHUNK:
-            procs.extend(_structure_lines(chunk, len(procs)))
+            procs.extend(_structure_lines(chunk, len(procs), skip))
             chunk = []
     raise SnapshotError("truncated: no end of the entry list")
 
@@ -131,7 +173,10 @@ def _check_header(obj: Any) -> Header:
     return Header(next_id=next_id, journal=gen, boot=boot if valid_boot else None)
 
 
-def _structure_lines(lines: list[bytes], first: int) -> list[Proc]:
+_KEY_ORDER = tuple(a.name for a in attrs.fields(Proc))
+
+
+def _structure_lines(lines: list[bytes], first: int, skip: set[int]) -> list[Proc]:
     try:
         objs = json.loads(b"[" + b",".join(lines) + b"]")
     except (ValueError, RecursionError) as e:
@@ -141,9 +186,11 @@ def _structure_lines(lines: list[bytes], first: int) -> list[Proc]:
     procs = []
     for n, obj in enumerate(objs):
         try:
-            procs.append(FAST_CONVERTER.structure(obj, Proc))
-        except Exception as e:  # cattrs raises several kinds; all mean "not ours"
+            procs.append(entry_from_dict(obj))
+        except Exception as e:  # BadEntry, or whatever else: all mean "not ours"
             raise SnapshotError(f"bad entry #{first + n + 1}: {e}") from None
+        if tuple(obj) != _KEY_ORDER:
+            skip.add(first + n)
     return procs
 
 
@@ -166,4 +213,4 @@ def change_line(change: Change) -> bytes:
 
 def change_from_json(obj: Any) -> Change:
     """A decoded journal record -> Change; raises what cattrs raises for a bad one."""
-    return CONVERTER.structure(obj, Change)
+    return FAST_CONVERTER.structure(obj, Change)

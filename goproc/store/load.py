@@ -1,8 +1,10 @@
 """Loading the state dir at start: the snapshot, then the journal generations it has not
 folded in.  Blocking: run before serving (in a worker thread).
 
-A snapshot that cannot be read is moved aside, never deleted; the daemon then starts
-from the journal alone.  Stale temp files of torn snapshot writes are removed.
+The entries come from the snapshot's rows file when it is current (`goproc.store.rows`:
+several times faster), else from the snapshot's JSON.  A snapshot that cannot be read
+is moved aside, never deleted; the daemon then starts from the journal alone.  Stale
+temp files of torn snapshot (and rows) writes are removed.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import attrs
 
 from goproc.registry import Registry
 from goproc.store.files import journal_generations, journal_path
-from goproc.store.format import SNAPSHOT, SnapshotError, change_from_json, read_snapshot
+from goproc.store.format import SNAPSHOT, SnapshotError, change_from_json, read_snapshot_laid_out
+from goproc.store.rows import ROWS, read_rows
+from goproc.store.spans import OnDisk
 
 
 @attrs.frozen
@@ -27,21 +31,33 @@ class Loaded:
     warnings: tuple[str, ...]
     fresh: bool = False  # no snapshot was there
     boot: dict[str, Any] | None = None  # the snapshot's boot-time anchor
+    on_disk: OnDisk = attrs.field(factory=OnDisk.nothing)  # the snapshot file, held open
+    from_rows: bool = False  # the entries came from the rows file (`goproc.store.rows`)
 
 
 def load_state(state_dir: Path, registry: Registry) -> Loaded:
     """Fill `registry` from the snapshot and the journal."""
     warnings: list[str] = []
-    for tmp in state_dir.glob(f"{SNAPSHOT}.tmp-*"):
-        tmp.unlink(missing_ok=True)
+    for pattern in (f"{SNAPSHOT}.tmp-*", f"{ROWS}.tmp-*"):
+        for tmp in state_dir.glob(pattern):
+            tmp.unlink(missing_ok=True)
     path = state_dir / SNAPSHOT
     first_gen = 0
     boot = None
+    on_disk = OnDisk.nothing()
+    fast = None
     fresh = not path.exists()
     if not fresh:
         try:
             with path.open("rb") as f:
-                procs, header = read_snapshot(f)
+                fast = read_rows(state_dir, f)
+                if fast is not None:
+                    procs, header, on_disk = fast
+                else:
+                    procs, header, layout = read_snapshot_laid_out(f)
+                    if layout is not None:
+                        held = os.fdopen(os.dup(f.fileno()), "rb", buffering=0)
+                        on_disk = OnDisk(held, procs, layout.starts, layout.skip)
             registry.load(procs, header.next_id)
             first_gen, boot = header.journal, header.boot
         except SnapshotError as e:
@@ -60,6 +76,8 @@ def load_state(state_dir: Path, registry: Registry) -> Loaded:
         warnings=tuple(warnings),
         fresh=fresh,
         boot=boot,
+        on_disk=on_disk,
+        from_rows=fast is not None,
     )
 
 

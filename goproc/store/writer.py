@@ -6,7 +6,9 @@ the journal keeps the data meanwhile.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from array import array
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,9 +16,11 @@ from typing import Any
 import trio
 
 from goproc.model import Proc
-from goproc.store.files import atomic_write
-from goproc.store.format import SNAPSHOT, snapshot_chunks
+from goproc.store.files import atomic_write, atomic_write_kept
+from goproc.store.format import SNAPSHOT, snapshot_chunks, snapshot_head, snapshot_tail
 from goproc.store.journal import Journal
+from goproc.store.rows import ROWS, ROWS_MIN, write_rows
+from goproc.store.spans import OnDisk, snapshot_pieces
 
 log = logging.getLogger("goproc.writer")
 
@@ -32,9 +36,35 @@ def write_snapshot(
     atomic_write(state_dir / SNAPSHOT, snapshot_chunks(procs, next_id, journal_gen, boot))
 
 
+def write_snapshot_over(
+    state_dir: Path,
+    procs: Sequence[Proc],
+    next_id: int,
+    journal_gen: int,
+    boot: dict[str, Any] | None,
+    previous: OnDisk,
+    rows_min: int = ROWS_MIN,
+) -> OnDisk:
+    """`write_snapshot`, copying the entries unchanged since `previous` from its file,
+    and its rows file (`goproc.store.rows`); the new file as an `OnDisk` (blocking: run
+    it in a worker thread)."""
+    starts = array("q")
+    head, tail = snapshot_head(next_id, journal_gen, boot), snapshot_tail(not procs)
+    pieces = snapshot_pieces(procs, previous, head, tail, starts)
+    on_disk = OnDisk(atomic_write_kept(state_dir / SNAPSHOT, pieces), procs, starts)
+    try:
+        write_rows(state_dir, on_disk, rows_min)
+    except OSError as e:  # the rows are a cache: the snapshot is written, that counts
+        log.warning("could not write %s (start-up reads the snapshot instead): %s", ROWS, e)
+        with contextlib.suppress(OSError):
+            (state_dir / ROWS).unlink()
+    return on_disk
+
+
 class SnapshotWriter:
     """`contents` gives the registry's entries and next id as they are now (an
-    immutable copy: the file work runs in a thread)."""
+    immutable copy: the file work runs in a thread).  `on_disk` is the snapshot file
+    as loaded, then as last written (see `goproc.store.spans`)."""
 
     def __init__(
         self,
@@ -43,7 +73,11 @@ class SnapshotWriter:
         journal: Journal,
         delay: float,
         boot: dict[str, Any] | None = None,
+        on_disk: OnDisk | None = None,
+        rows_min: int = ROWS_MIN,
     ) -> None:
+        self.rows_min = rows_min
+        self.on_disk = OnDisk.nothing() if on_disk is None else on_disk
         self.state_dir = state_dir
         self.contents = contents
         self.journal = journal
@@ -74,8 +108,15 @@ class SnapshotWriter:
             self._dirty = trio.Event()
             procs, next_id = self.contents()
             gen = self.journal.rotate()
-            await trio.to_thread.run_sync(
-                write_snapshot, self.state_dir, procs, next_id, gen, self.boot
+            self.on_disk = await trio.to_thread.run_sync(
+                write_snapshot_over,
+                self.state_dir,
+                procs,
+                next_id,
+                gen,
+                self.boot,
+                self.on_disk,
+                self.rows_min,
             )
             self.writes += 1
             await self.journal.sync()

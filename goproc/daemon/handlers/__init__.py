@@ -49,7 +49,9 @@ def make_dispatch(ctx: Ctx) -> Dispatch:
         if bound is None:
             raise method_not_found(req.method)
         params = structure_params(req.params, bound.method.params)
-        return encode_result(await bound.handler(ctx, params), bound.method.result)
+        return encode_result(
+            await bound.handler(ctx, params), bound.method.result, ctx.entries_json
+        )
 
     return dispatch
 

@@ -3,7 +3,7 @@ with its `session`; and `resolve`, how a command finds the entries it acts on.""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -16,6 +16,7 @@ from goproc.daemon.service import Pulse, Service, Vitals
 from goproc.errors import Ambiguous, NoMatch
 from goproc.model import Proc, Selector
 from goproc.registry import Registry
+from goproc.rpc.entries import RawJSON, entries_json
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -43,6 +44,8 @@ class Ctx:
     pulse: Pulse
     clock: Callable[[], float]
     status: Callable[[], Status]
+    # An array of entries as JSON: the wiring's reads unchanged ones from the snapshot file.
+    entries_json: Callable[[Sequence[Proc]], RawJSON] = entries_json
     session: Session | None = None
 
 

@@ -1,0 +1,47 @@
+"""The `goproc` program's entry point: `goproc daemon` straight to the daemon program,
+everything else to the cyclopts app (`goproc.cli.app.main`).
+
+`goproc daemon` is how the daemon is started, so its start-up counts: its usual forms
+(`[--config FILE] daemon [--force|-f] [--config FILE]`) exec `python -m goproc.daemon`
+at once, without loading the command-line app.  Any other form (help, an unknown flag)
+goes through the app, which words its errors; the exec is the same either way.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+
+def main() -> None:
+    argv = daemon_argv(sys.argv[1:])
+    if argv is not None:
+        os.execv(sys.executable, [sys.executable, "-m", "goproc.daemon", *argv])
+    from goproc.cli.app import main as app_main
+
+    app_main()
+
+
+def daemon_argv(args: Sequence[str]) -> list[str] | None:
+    """The daemon program's arguments when `args` are a plain `daemon` command line;
+    None for anything else."""
+    config: str | None = None
+    force = False
+    rest = list(args)
+    seen_command = False
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--config" and rest:
+            config = rest.pop(0)
+        elif arg.startswith("--config=") and len(arg) > len("--config="):
+            config = arg.partition("=")[2]
+        elif arg == "daemon" and not seen_command:
+            seen_command = True
+        elif arg in ("--force", "-f") and seen_command:
+            force = True
+        else:
+            return None
+    if not seen_command:
+        return None
+    return (["--force"] if force else []) + ([f"--config={config}"] if config is not None else [])
