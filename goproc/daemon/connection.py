@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import select
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING
 
 import trio
@@ -44,6 +44,8 @@ class Connection:
         self.server = server
         self.config = server.config
         self.stream = stream
+        # A stream that can write without waiting (`goproc.daemon.sockets.LineStream`).
+        self._try_send: Callable[[bytes], int] | None = getattr(stream, "try_send", None)
         self.nursery = nursery
         self.subscriptions: dict[int, Subscription] = {}
         self._buf = bytearray()
@@ -101,9 +103,17 @@ class Connection:
             await self._send_all(pending[0] if len(pending) == 1 else b"".join(pending))
 
     async def _send_all(self, data: bytes) -> None:
+        # Most replies fit the socket's buffer: written at once, no timeout scope needed.
+        view: bytes | memoryview = data
+        if self._try_send is not None:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            sent = self._try_send(data)
+            if sent == len(data):
+                return
+            view = memoryview(data)[sent:]
         # A bare scope, not `trio.fail_after`: this runs once per reply.
         with trio.CancelScope(deadline=trio.current_time() + self.config.send_timeout) as scope:
-            await self.stream.send_all(data)
+            await self.stream.send_all(view)
         if scope.cancelled_caught:
             raise trio.TooSlowError
 

@@ -22,18 +22,22 @@ class LineStream(trio.abc.HalfCloseableStream):
         self.socket = stream.socket  # peer credentials, hang-up checks
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        sent = self.try_send(data)
+        if sent < len(data):
+            await self._stream.send_all(memoryview(data)[sent:])
+
+    def try_send(self, data: bytes | bytearray | memoryview) -> int:
+        """Write what the socket buffer takes now, without waiting: the bytes written."""
         fd = self.socket.fileno()  # -1 once closed: never write to a reused number
         if fd < 0:
             raise trio.ClosedResourceError("the stream is closed")
-        await trio.lowlevel.checkpoint_if_cancelled()
         try:
-            sent = os.write(fd, data)
+            return os.write(fd, data)
         except BlockingIOError:
-            sent = 0
+            return 0
         except OSError as e:
             raise trio.BrokenResourceError(f"the peer is gone: {e.strerror}") from e
-        if sent < len(data):
-            await self._stream.send_all(memoryview(data)[sent:])
 
     async def wait_send_all_might_not_block(self) -> None:
         await self._stream.wait_send_all_might_not_block()
