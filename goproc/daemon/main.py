@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import socket as stdsocket
+import stat
 import sys
 import time
 from pathlib import Path
@@ -158,9 +159,14 @@ def _signal(pid: int | None, sig: int) -> None:
 
 
 def _bind(path: Path) -> stdsocket.socket:
-    """A listening socket at `path`, mode 0600.  A leftover socket file is replaced,
-    unless a daemon still answers on it (one with another state dir)."""
+    """A listening socket at `path`, mode 0600.  A leftover socket is replaced, unless
+    a daemon still answers on it (one with another state dir); anything else at the
+    path (a file, a symlink) is left alone and refused."""
     if path.exists() or path.is_symlink():
+        kind = path.lstat().st_mode
+        if not stat.S_ISSOCK(kind):  # never delete what is not a socket: say so instead
+            what = "a symlink" if stat.S_ISLNK(kind) else "a file that is not a socket"
+            raise StartError(f"{path} is {what}; remove it or set GOPROC_SOCKET to another path")
         probe = stdsocket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM)
         try:
             probe.connect(str(path))

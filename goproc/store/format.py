@@ -11,6 +11,7 @@ files opened here (a snapshot is read from a file object the caller opened).
 from __future__ import annotations
 
 import json
+import math
 import re
 from array import array
 from collections.abc import Iterator, Sequence
@@ -27,6 +28,8 @@ SNAPSHOT_VERSION = 1
 JOURNAL_RE = re.compile(r"goproc\.journal\.(\d+)")
 _CHUNK = 1000  # entries parsed per json.loads: fast, without one huge value in memory
 _LINE_HEAD = b',"procs":[\n'
+ID_MAX = 2**63 - 1
+BOOT_TIME_MAX = 1e11  # seconds since the epoch: the year 5138
 
 
 def journal_name(gen: int) -> str:
@@ -165,12 +168,39 @@ def _check_header(obj: Any) -> Header:
     next_id, gen, boot = obj.get("next_id"), obj.get("journal", 0), obj.get("boot")
     if type(next_id) is not int or type(gen) is not int:
         raise SnapshotError("next_id or journal is missing or not an integer")
-    valid_boot = (
-        isinstance(boot, dict)
-        and isinstance(boot.get("id"), str)
-        and type(boot.get("time")) in (int, float)
-    )
-    return Header(next_id=next_id, journal=gen, boot=boot if valid_boot else None)
+    if not 1 <= next_id <= ID_MAX:
+        raise SnapshotError(f"next_id: {next_id} is not in 1..{ID_MAX}")
+    if not 0 <= gen <= ID_MAX:
+        raise SnapshotError(f"journal: {gen} is not in 0..{ID_MAX}")
+    if boot is not None:
+        anchor: Any = boot.get("time") if isinstance(boot, dict) else None
+        if not (
+            isinstance(boot, dict)
+            and isinstance(boot.get("id"), str)
+            and isinstance(anchor, int | float)
+            and not isinstance(anchor, bool)
+            and math.isfinite(anchor)
+            and 0 <= anchor <= BOOT_TIME_MAX
+        ):
+            raise SnapshotError(f"boot: not a boot id and a finite boot time, got {boot!r:.80}")
+    return Header(next_id=next_id, journal=gen, boot=boot)
+
+
+def check_entries(procs: Sequence[Proc], header: Header) -> None:
+    """The rules a loaded snapshot must keep, or SnapshotError: ids unique and below
+    next_id, names unique (the registry's indexes rest on both)."""
+    ids: set[int] = set()
+    names: set[str] = set()
+    for p in procs:
+        if not 1 <= p.id < header.next_id:
+            raise SnapshotError(f"entry id {p.id} is not in 1..next_id-1 ({header.next_id - 1})")
+        if p.id in ids:
+            raise SnapshotError(f"entry id {p.id} appears twice")
+        ids.add(p.id)
+        if p.name is not None:
+            if p.name in names:
+                raise SnapshotError(f"name {p.name!r} is given to two entries")
+            names.add(p.name)
 
 
 _KEY_ORDER = tuple(a.name for a in attrs.fields(Proc))

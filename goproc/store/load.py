@@ -19,7 +19,13 @@ import attrs
 
 from goproc.registry import Registry
 from goproc.store.files import journal_generations, journal_path
-from goproc.store.format import SNAPSHOT, SnapshotError, change_from_json, read_snapshot_laid_out
+from goproc.store.format import (
+    SNAPSHOT,
+    SnapshotError,
+    change_from_json,
+    check_entries,
+    read_snapshot_laid_out,
+)
 from goproc.store.rows import ROWS, read_rows
 from goproc.store.spans import OnDisk
 
@@ -58,6 +64,7 @@ def load_state(state_dir: Path, registry: Registry) -> Loaded:
                     if layout is not None:
                         held = os.fdopen(os.dup(f.fileno()), "rb", buffering=0)
                         on_disk = OnDisk(held, procs, layout.starts, layout.skip)
+            check_entries(procs, header)
             registry.load(procs, header.next_id)
             first_gen, boot = header.journal, header.boot
         except SnapshotError as e:

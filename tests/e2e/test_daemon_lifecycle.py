@@ -137,6 +137,33 @@ def test_stale_socket_file_does_not_block_start(spawn_daemon) -> None:
     assert stat.S_IMODE(d.socket.stat().st_mode) == 0o600
 
 
+@pytest.mark.parametrize("kind", ["file", "symlink"])
+def test_what_is_not_a_socket_at_the_socket_path_is_never_deleted(
+    spawn_daemon: Any, tmp_path: Path, kind: str
+) -> None:
+    """Only a leftover socket is replaced: a file or a symlink at the socket path is left
+    as it is, and the start is refused with one line naming the path (exit 1)."""
+    d = spawn_daemon(start=False)
+    d.socket.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    precious = tmp_path / "precious"
+    precious.write_text("keep me")
+    if kind == "file":
+        d.socket.write_text("keep me")
+    else:
+        d.socket.symlink_to(precious)
+    d.start(wait=False)
+    assert d.proc is not None
+    assert d.proc.wait(15) == 1
+    lines = [line for line in d.log().splitlines() if line.strip()]
+    assert lines[-1].startswith(f"goproc: {d.socket} is a "), d.log()
+    assert "GOPROC_SOCKET" in lines[-1] and "Traceback" not in d.log()
+    assert precious.read_text() == "keep me"
+    if kind == "file":
+        assert d.socket.read_text() == "keep me"
+    else:
+        assert d.socket.is_symlink() and d.socket.resolve() == precious
+
+
 def test_leftovers_of_kill9_do_not_block_restart(spawn_daemon, sleeper) -> None:
     d = spawn_daemon()
     entry = d.call("add", {"pid": sleeper().pid})

@@ -182,3 +182,76 @@ def test_burst_of_adds_causes_few_snapshot_writes(daemon: Daemon, sleeper) -> No
     )
     writes = daemon.call("status")["snapshot_writes"] - before
     assert 1 <= writes <= 10, f"{writes} snapshot writes for {n} adds"
+
+
+def _entry(i: int, name: str | None = None) -> dict[str, Any]:
+    stamp = "2026-01-01T00:00:00.000000Z"
+    return {
+        "id": i,
+        "pid": 4_000_000 + i,
+        "pgid": None,
+        "cmd": f"gone {i}",
+        "name": name,
+        "alive": False,
+        "tags": [],
+        "groups": [],
+        "started_at": stamp,
+        "added_at": stamp,
+        "last_seen": stamp,
+        "exited_at": stamp,
+    }
+
+
+def _snapshot(next_id: Any, procs: list[dict[str, Any]], boot: Any = None) -> bytes:
+    head: dict[str, Any] = {"version": 1, "next_id": next_id, "journal": 0}
+    if boot is not None:
+        head["boot"] = boot
+    lines = ",\n".join(json.dumps(p, separators=(",", ":")) for p in procs)
+    return json.dumps(head, separators=(",", ":"))[:-1].encode() + (
+        b',"procs":[\n' + lines.encode() + b"\n]}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (_snapshot(5, [_entry(1, "first"), _entry(1, "second")]), "entry id 1 appears twice"),
+        (_snapshot(5, [_entry(1, "same"), _entry(2, "same")]), "name 'same' is given to two"),
+        (_snapshot(2**63, [_entry(1)]), "next_id"),
+        (_snapshot(2, [_entry(1), _entry(3)]), "entry id 3 is not in 1..next_id-1"),
+        (_snapshot(0, []), "next_id"),
+        (_snapshot(5, [_entry(1)], {"id": "b", "time": float("nan")}), "boot"),
+        (_snapshot(5, [_entry(1)], {"id": "b", "time": 1e300}), "boot"),
+        (_snapshot(5, [_entry(1)], {"id": "b", "time": "x"}), "boot"),
+    ],
+    ids=[
+        "duplicate-id",
+        "duplicate-name",
+        "next-id-past-2^63",
+        "id-not-below-next-id",
+        "next-id-zero",
+        "nan-boot",
+        "huge-boot",
+        "text-boot",
+    ],
+)
+def test_a_snapshot_breaking_the_registry_rules_is_set_aside(
+    spawn_daemon: Any, sleeper: Any, data: bytes, why: str
+) -> None:
+    """A snapshot whose entries or header break the rules the registry rests on is set
+    aside like a corrupt one (never loaded half right), with a warning saying why; the
+    daemon then works: adds, names and restarts are sound."""
+    d = spawn_daemon(start=False)
+    d.state_dir.mkdir(mode=0o700)
+    (d.state_dir / SNAPSHOT).write_bytes(data)
+    d.start()
+    assert d.call("list") == []
+    [aside] = [p for p in d.state_dir.iterdir() if p.name.startswith(f"{SNAPSHOT}.corrupt-")]
+    assert aside.read_bytes() == data, "nothing is deleted"
+    warning = [line for line in d.log().splitlines() if str(aside) in line]
+    assert warning and why in warning[0], d.log()
+    added = d.call("add", {"pid": sleeper().pid, "name": "first"})
+    assert d.call("list", {"names": ["first"]}) == [added]
+    d.stop()
+    d.start()
+    assert d.call("list") == [added]

@@ -5,6 +5,8 @@ wrong in any way is ignored (the JSON is read), never trusted.
 
 from __future__ import annotations
 
+import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +26,8 @@ from goproc.store.format import SNAPSHOT
 ROWS_MIN = 1  # every snapshot gets its rows here
 
 
-def write(d: Path, procs: list[Proc], next_id: int = 500) -> spans.OnDisk:
+def write(d: Path, procs: list[Proc]) -> spans.OnDisk:
+    next_id = max((p.id for p in procs), default=0) + 1
     return writer.write_snapshot_over(d, procs, next_id, 2, None, spans.OnDisk.nothing(), ROWS_MIN)
 
 
@@ -160,8 +163,12 @@ def test_a_bad_rows_file_is_ignored_and_the_snapshot_read(kind: str, tmp_path: P
 def test_few_entries_get_no_rows_file(tmp_path: Path) -> None:
     writer.write_snapshot_over(tmp_path, big(20), 21, 0, None, spans.OnDisk.nothing(), 10_000)
     assert not (tmp_path / rows.ROWS).exists()
-    write(tmp_path, big(20))
-    assert (tmp_path / rows.ROWS).exists()
+    old_umask = os.umask(0)
+    try:
+        write(tmp_path, big(20))
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE((tmp_path / rows.ROWS).stat().st_mode) == 0o600, "private, any umask"
     writer.write_snapshot_over(tmp_path, big(20), 21, 0, None, spans.OnDisk.nothing(), 10_000)
     assert not (tmp_path / rows.ROWS).exists(), "a stale one is removed"
 

@@ -39,7 +39,7 @@ def changed(data: st.DataObject, procs: list[Proc]) -> list[Proc]:
             out.append(attrs.evolve(p))  # equal, but not the object the file was made of
     top = max((p.id for p in procs), default=0)
     extra = draw(st.integers(0, 3))
-    out += [attrs.evolve(procs[0], id=top + k + 1) for k in range(extra) if procs]
+    out += [attrs.evolve(procs[0], id=top + k + 1, name=None) for k in range(extra) if procs]
     return out
 
 
