@@ -9,6 +9,7 @@ or a number on the wire, is cast to `api.Signal`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar, cast
@@ -152,6 +153,19 @@ def seconds_of(flag: str, text: str) -> api.Seconds:
     if seconds < 0:
         raise UsageError(f"{flag}: must not be negative, got {text!r}")
     return api.Seconds(seconds)
+
+
+_BARE_SECONDS = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
+PING_TIMEOUT_MAX = 86400.0
+
+
+def timeout_of(flag: str, text: str) -> float:
+    """A timeout given to `flag`: a Go duration, or a bare number of seconds (as the
+    upstream goproc takes it); more than 0 and at most a day, else a usage error."""
+    seconds = float(text) if _BARE_SECONDS.fullmatch(text) else seconds_of(flag, text)
+    if not 0 < seconds <= PING_TIMEOUT_MAX:
+        raise UsageError(f"{flag}: must be more than 0 and at most 24h, got {text!r}")
+    return seconds
 
 
 T = TypeVar("T")

@@ -15,7 +15,7 @@ from cyclopts import Parameter
 from goproc import api
 from goproc.cli import output
 from goproc.cli.codes import ExitCode
-from goproc.cli.flags import Common, Json, call, connect
+from goproc.cli.flags import Common, Json, call, connect, timeout_of
 
 
 def daemon(
@@ -41,15 +41,16 @@ def daemon(
     os.execv(sys.executable, argv)
 
 
-def ping(*, timeout: float = 5.0, common: Common | None = None) -> ExitCode:
+def ping(*, timeout: str = "5s", common: Common | None = None) -> ExitCode:
     """Check that the daemon answers; prints pong.
 
     Parameters
     ----------
     timeout
-        Seconds to wait for the answer.
+        How long to wait for the answer: a duration (500ms, 2s) or seconds; more than 0.
     """
-    with connect(common, timeout) as client:
+    seconds = timeout_of("--timeout", timeout)
+    with connect(common, seconds) as client:
         print(client.call(api.PING, api.NoParams()))
     return ExitCode.OK
 

@@ -1,0 +1,29 @@
+"""`goproc ping --timeout` as a user types it: a Go duration or bare seconds, more than
+0; anything else is one line on stderr and exit 2 (never a traceback), and a good value
+gets `pong` from a running daemon."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+
+@pytest.mark.parametrize(
+    "value", ["-1", "nan", "inf", "1e308", "-0.5", "0", "0s", "-2s", "25h", "٣s", "²", "1 s"]
+)
+def test_a_bad_ping_timeout_is_a_usage_error(spawn_daemon: Any, value: str) -> None:
+    d = spawn_daemon()
+    r = d.cli("ping", f"--timeout={value}")  # the = form: a value may start with "-"
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert r.stdout == ""
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("goproc: --timeout: "), r.stderr
+    assert repr(value) in lines[0]
+
+
+@pytest.mark.parametrize("value", ["2", "0.5", "500ms", "1m", "1h30m", ".25"])
+def test_a_good_ping_timeout_gets_pong(spawn_daemon: Any, value: str) -> None:
+    d = spawn_daemon()
+    r = d.cli("ping", "--timeout", value)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "pong\n", "")
