@@ -33,6 +33,7 @@ log = logging.getLogger("goproc.daemon")
 
 FORCE_GRACE = 5.0  # seconds a running daemon gets to stop on --force before SIGKILL
 LOCK = "goproc.lock"
+SUN_PATH_MAX = 107  # bytes of a UNIX socket path (sockaddr_un.sun_path, less its NUL)
 
 
 class StartError(Exception):
@@ -182,8 +183,14 @@ def _bind(path: Path) -> stdsocket.socket:
         sock.bind(str(path))
     except OSError as e:
         sock.close()
-        hint = " (path too long for a UNIX socket)" if e.errno == errno.EINVAL else ""
-        raise StartError(f"cannot bind {path}: {e.strerror}{hint}") from None
+        size = len(os.fsencode(path))
+        if e.errno in (None, errno.EINVAL, errno.ENAMETOOLONG) and size > SUN_PATH_MAX:
+            raise StartError(
+                f"cannot bind {path}: the path is {size} bytes, and a UNIX socket path is "
+                f"at most {SUN_PATH_MAX}; set GOPROC_SOCKET (or GOPROC_RUNTIME_DIR) to a "
+                "shorter one"
+            ) from None
+        raise StartError(f"cannot bind {path}: {e.strerror or e}") from None
     finally:
         os.umask(old_umask)
     sock.listen(256)

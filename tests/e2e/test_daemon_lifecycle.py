@@ -283,3 +283,22 @@ def test_requests_in_flight_finish_on_sigterm(spawn_daemon) -> None:
     assert all(len(r["result"]) == 2000 for r in replies)
     assert d.stop() == 0
     assert not d.socket.exists()
+
+
+def test_a_socket_path_too_long_is_one_line_naming_the_limit_and_the_variable(
+    spawn_daemon: Any, tmp_path: Path
+) -> None:
+    d = spawn_daemon(start=False)
+    long_dir = tmp_path / ("x" * 120)
+    long_dir.mkdir(mode=0o700)
+    sock = long_dir / "goproc.sock"
+    d.env["GOPROC_SOCKET"] = str(sock)
+    d.start(wait=False)
+    assert d.proc is not None
+    assert d.proc.wait(15) == 1
+    lines = [line for line in d.log().splitlines() if line.strip()]
+    assert "Traceback" not in d.log() and "None" not in lines[-1], d.log()
+    assert lines[-1] == (
+        f"goproc: cannot bind {sock}: the path is {len(str(sock))} bytes, and a UNIX socket "
+        "path is at most 107; set GOPROC_SOCKET (or GOPROC_RUNTIME_DIR) to a shorter one"
+    )
