@@ -19,7 +19,7 @@ from pathlib import Path
 
 import attrs
 from cyclopts import App
-from cyclopts.exceptions import CycloptsError
+from cyclopts.exceptions import CycloptsError, RepeatArgumentError
 
 from goproc import __version__
 from goproc.cli.client import DaemonUnreachable, RemoteError
@@ -64,6 +64,18 @@ for _name, _target, _help in COMMANDS:
     app.command(f"goproc.cli.commands.{_target}", name=_name, help=_help)
 
 
+# Flags that are one parameter and its negation: given both, they exclude each other.
+EXCLUSIVE = (("--alive", "--dead"),)
+
+
+def _usage_message(e: CycloptsError, args: Sequence[str]) -> str:
+    if isinstance(e, RepeatArgumentError):
+        for a, b in EXCLUSIVE:
+            if e.token.keyword in (a, b) and a in args and b in args:
+                return f"{a} and {b} exclude each other: give one"
+    return _one_line(str(e))
+
+
 def leading_config(args: Sequence[str]) -> tuple[Path | None, list[str]]:
     """`--config FILE` (or `--config=FILE`) before the command applies to every command;
     the arguments without it."""
@@ -106,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         code = run(args, config)
     except CycloptsError as e:
-        print(f"goproc: {_one_line(str(e))} (see 'goproc --help')", file=sys.stderr)
+        print(f"goproc: {_usage_message(e, args)} (see 'goproc --help')", file=sys.stderr)
         code = ExitCode.USAGE
     except (ConfigError, UsageError) as e:
         print(f"goproc: {e}", file=sys.stderr)

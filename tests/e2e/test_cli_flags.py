@@ -1,6 +1,6 @@
-"""`goproc ping --timeout` as a user types it: a Go duration or bare seconds, more than
-0; anything else is one line on stderr and exit 2 (never a traceback), and a good value
-gets `pong` from a running daemon."""
+"""Flags as a user types them: `goproc ping --timeout` is a Go duration or bare
+seconds, more than 0, and anything else is one line on stderr and exit 2 (never a
+traceback); `--alive` with `--dead` says they exclude each other."""
 
 from __future__ import annotations
 
@@ -27,3 +27,15 @@ def test_a_good_ping_timeout_gets_pong(spawn_daemon: Any, value: str) -> None:
     d = spawn_daemon()
     r = d.cli("ping", "--timeout", value)
     assert (r.returncode, r.stdout, r.stderr) == (0, "pong\n", "")
+
+
+@pytest.mark.parametrize("command", [["list"], ["rm"], ["kill"], ["wait"]])
+def test_alive_and_dead_together_say_they_exclude_each_other(
+    spawn_daemon: Any, command: list[str]
+) -> None:
+    d = spawn_daemon()
+    r = d.cli(*command, "--alive", "--dead")
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert r.stderr == (
+        "goproc: --alive and --dead exclude each other: give one (see 'goproc --help')\n"
+    )
