@@ -39,3 +39,21 @@ def test_alive_and_dead_together_say_they_exclude_each_other(
     assert r.stderr == (
         "goproc: --alive and --dead exclude each other: give one (see 'goproc --help')\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("command", "hint"),
+    [
+        (["show", "--tag", "two"], "narrow the selection (it acts on one)"),
+        (["rm", "--tag", "two"], "narrow the selection or use --all"),
+    ],
+)
+def test_an_ambiguous_selection_suggests_all_only_where_there_is_one(
+    spawn_daemon: Any, sleeper: Any, command: list[str], hint: str
+) -> None:
+    d = spawn_daemon()
+    ids = [d.call("add", {"pid": sleeper().pid, "tags": ["two"]})["id"] for _ in range(2)]
+    r = d.cli(*command)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert r.stderr == f"goproc: 2 processes match (ids {ids[0]}, {ids[1]}); {hint}\n"
+    assert len(d.call("list")) == 2, "nothing changed"

@@ -64,8 +64,9 @@ def bind(method: Method[P, R], handler: Callable[[Ctx, P], Awaitable[R]]) -> Bou
     return Bound(method, handler)
 
 
-def resolve(ctx: Ctx, selector: Selector, *, many: bool) -> list[Proc]:
-    """The entries a command acts on: at least one, and several only when `many`."""
+def resolve(ctx: Ctx, selector: Selector, *, many: bool, can_all: bool = True) -> list[Proc]:
+    """The entries a command acts on: at least one, and several only when `many`
+    (`can_all`: the method takes `all`, so the refusal may suggest it)."""
     procs = ctx.registry.select(selector)
     if not procs:
         raise NoMatch("no process matches")
@@ -74,7 +75,7 @@ def resolve(ctx: Ctx, selector: Selector, *, many: bool) -> list[Proc]:
         more = ", ..." if len(procs) > 5 else ""
         raise Ambiguous(
             f"{len(procs)} processes match (ids {', '.join(map(str, ids))}{more}); "
-            "narrow the selection or use --all",
+            "narrow the selection" + (" or use --all" if can_all else " (it acts on one)"),
             {"count": len(procs), "ids": ids},
         )
     return procs

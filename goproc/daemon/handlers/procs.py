@@ -61,7 +61,7 @@ async def list_procs(ctx: Ctx, selector: Selector) -> list[Proc]:
 
 
 async def show(ctx: Ctx, selector: Selector) -> Proc:
-    return resolve(ctx, selector, many=False)[0]
+    return resolve(ctx, selector, many=False, can_all=False)[0]
 
 
 async def remove(ctx: Ctx, params: Targeted) -> list[Proc]:
@@ -71,7 +71,7 @@ async def remove(ctx: Ctx, params: Targeted) -> list[Proc]:
 
 
 async def set_name(ctx: Ctx, params: NameParams) -> Proc:
-    target = resolve(ctx, params.select, many=False)[0]
+    target = resolve(ctx, params.select, many=False, can_all=False)[0]
     proc, change = ctx.registry.plan_set_name(target.id, params.name)
     await ctx.service.commit(change)
     return proc
