@@ -40,11 +40,11 @@ from goproc.api import (
 )
 from goproc.errors import InvalidValue
 from goproc.model import NAME_RE, NAME_RULE, Proc
+from goproc.rpc.decoding import entry_from_dict
 from goproc.rpc.entries import (
     RawJSON,
     entries_json,
     entry_dict,
-    entry_from_dict,
     entry_json,
     format_time,
     parse_time,
@@ -140,7 +140,7 @@ def make_converter(*, detailed: bool = True) -> cattrs.Converter:
     - params classes with flat fields (`goproc.api.flat`) read those fields' members
       from the same object;
     - `KillOutcome.error` is left out when it is null;
-    - with `detailed=False`, entries are structured by `entries.entry_from_dict`, the
+    - with `detailed=False`, entries are structured by `decoding.entry_from_dict`, the
       same rules checked by hand, several times faster (a snapshot's 100,000 entries).
     Structuring failures raise cattrs' ClassValidationError; `structure_params` words
     them.  `detailed=False` gives the same rules with terse errors, faster: for loading

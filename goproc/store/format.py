@@ -21,7 +21,8 @@ import attrs
 
 from goproc.model import Change, Proc
 from goproc.rpc.convert import CONVERTER, FAST_CONVERTER
-from goproc.rpc.entries import dumps, entry_from_dict, entry_lines
+from goproc.rpc.decoding import entry_from_dict
+from goproc.rpc.entries import dumps, entry_lines
 
 SNAPSHOT = "goproc.snapshot.json"
 SNAPSHOT_VERSION = 1

@@ -13,11 +13,9 @@ from hypothesis import strategies as st
 
 from goproc.model import Proc
 from goproc.rpc.convert import CONVERTER
+from goproc.rpc.decoding import ENTRY_KEYS, BadEntry, entry_from_dict
 from goproc.rpc.entries import (
-    ENTRY_KEYS,
-    BadEntry,
     entry_dict,
-    entry_from_dict,
     entry_json,
     entry_lines,
     format_time,
