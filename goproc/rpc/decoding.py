@@ -76,6 +76,22 @@ _fields_of = operator.itemgetter(*_ENTRY_ORDER)
 _utc_time = datetime.fromisoformat
 
 
+def plain_fields_ok(i: Any, pid: Any, pgid: Any, cmd: Any, name: Any, alive: Any) -> bool:
+    """Whether an entry's id, pid, pgid, command, name and alive flag have the exact
+    types and ranges an entry's do (the fast paths of every entry decoder)."""
+    return (
+        type(i) is int
+        and type(pid) is int
+        and (pgid is None or type(pgid) is int)
+        and type(cmd) is str
+        and (name is None or type(name) is str)
+        and type(alive) is bool
+        and -ID_MAX <= i <= ID_MAX
+        and -ID_MAX <= pid <= ID_MAX
+        and (pgid is None or -ID_MAX <= pgid <= ID_MAX)
+    )
+
+
 def entry_from_dict(obj: Any) -> Proc:
     """An entry from its decoded wire form, checked as strictly as the converter's
     detailed path (every key known, every required one there, exact JSON types), and
@@ -88,12 +104,7 @@ def entry_from_dict(obj: Any) -> Proc:
         if type(obj) is dict and len(obj) == len(_ENTRY_ORDER):
             i, pid, pgid, cmd, name, alive, tags, groups, st, ad, ls, ex = _fields_of(obj)
             if (
-                type(i) is int
-                and type(pid) is int
-                and (pgid is None or type(pgid) is int)
-                and type(cmd) is str
-                and (name is None or type(name) is str)
-                and type(alive) is bool
+                plain_fields_ok(i, pid, pgid, cmd, name, alive)
                 and type(tags) is list
                 and type(groups) is list
                 and type(st) is str
@@ -101,9 +112,6 @@ def entry_from_dict(obj: Any) -> Proc:
                 and type(ls) is str
                 and (ex is None or (type(ex) is str and ex[-1:] == "Z"))
                 and st[-1:] == ad[-1:] == ls[-1:] == "Z"  # UTC: aware, as parse_time asks
-                and -ID_MAX <= i <= ID_MAX
-                and -ID_MAX <= pid <= ID_MAX
-                and (pgid is None or -ID_MAX <= pgid <= ID_MAX)
             ):
                 tag_tuple = _label_tuples.get(tuple(tags))
                 group_tuple = _label_tuples.get(tuple(groups))

@@ -21,7 +21,7 @@ import attrs
 
 from goproc.model import Change, Proc
 from goproc.rpc.convert import CONVERTER, FAST_CONVERTER
-from goproc.rpc.decoding import entry_from_dict
+from goproc.rpc.decoding import ID_MAX, entry_from_dict
 from goproc.rpc.entries import dumps, entry_lines
 
 SNAPSHOT = "goproc.snapshot.json"
@@ -29,7 +29,6 @@ SNAPSHOT_VERSION = 1
 JOURNAL_RE = re.compile(r"goproc\.journal\.(\d+)")
 _CHUNK = 1000  # entries parsed per json.loads: fast, without one huge value in memory
 _LINE_HEAD = b',"procs":[\n'
-ID_MAX = 2**63 - 1
 BOOT_TIME_MAX = 1e11  # seconds since the epoch: the year 5138
 
 

@@ -26,6 +26,7 @@ from typing import Any, BinaryIO
 import attrs
 
 from goproc.model import Proc
+from goproc.rpc.decoding import plain_fields_ok
 from goproc.store.files import write_all
 from goproc.store.format import Header, SnapshotError, header_of_line
 from goproc.store.spans import OnDisk, file_identity
@@ -35,7 +36,6 @@ ROWS_MIN = 5000  # entries: below this the rows file is not worth its disk space
 _MAGIC = "goproc rows 1"
 _END = "end of rows"
 _CHUNK = 1000  # rows a marshal record
-_ID_MAX = 2**63 - 1
 _row_of = operator.attrgetter(*(a.name for a in attrs.fields(Proc)))
 
 
@@ -150,12 +150,8 @@ def _entry(row: Any, labels: dict[tuple[str, ...], tuple[str, ...]]) -> Proc | N
         return None
     i, pid, pgid, cmd, name, alive, tags, groups, st, ad, ls, ex = row
     if not (
-        type(i) is int
-        and type(pid) is int
-        and (pgid is None or type(pgid) is int)
-        and type(cmd) is str
-        and (name is None or type(name) is str)
-        and type(alive) is bool
+        plain_fields_ok(i, pid, pgid, cmd, name, alive)
+        and i > 0
         and type(tags) is tuple
         and type(groups) is tuple
         and type(st) is float
@@ -165,9 +161,6 @@ def _entry(row: Any, labels: dict[tuple[str, ...], tuple[str, ...]]) -> Proc | N
         and math.isfinite(st)
         and math.isfinite(ad)
         and math.isfinite(ls)
-        and 0 < i <= _ID_MAX
-        and -_ID_MAX <= pid <= _ID_MAX
-        and (pgid is None or -_ID_MAX <= pgid <= _ID_MAX)
     ):
         return None
     shared_tags, shared_groups = labels.get(tags), labels.get(groups)
