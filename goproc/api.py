@@ -164,6 +164,7 @@ class KillOutcome:
 class WaitResult:
     exited: list[Proc]
     alive: list[Proc]
+    removed: list[Proc]  # forgotten while waited for (removed, reset): as they were
     timed_out: bool
 
 

@@ -60,6 +60,12 @@ class Proc:
     exited_at: float | None = None  # when the death was detected; None while alive
 
 
+def same_entry(a: Proc, b: Proc) -> bool:
+    """Whether two versions of an entry are one entry: ids start again at 1 after a
+    `reset`, so an id alone does not say it (the versions' tags or liveness may differ)."""
+    return a.id == b.id and a.added_at == b.added_at and a.pid == b.pid
+
+
 @frozen
 class Selector:
     """Which entries a request is about.  Every given filter must hold (AND);

@@ -45,7 +45,9 @@ class TableProbe:
         facts = self.procs.get(pid)
         return facts is not None and same_start(facts.started_at, started_at)
 
-    def send_signal(self, pid: int, started_at: float, signum: int, *, group: bool) -> None:
+    def send_signal(
+        self, pid: int, started_at: float, signum: int, *, group: bool, pidfd: int | None = None
+    ) -> None:
         if not self.is_alive(pid, started_at):
             raise NoSuchProcess(f"pid {pid} is no longer the tracked process")
         if pid == FOREIGN_PID:

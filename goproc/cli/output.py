@@ -177,6 +177,12 @@ def timed_out_line(timeout: str, alive: Sequence[Entry]) -> str:
     return f"goproc: timed out after {timeout}; still alive: {still}"
 
 
+def removed_line(removed: Sequence[Entry]) -> str:
+    """`wait`'s error line for entries forgotten while waited for: not an exit."""
+    gone = ", ".join(f"id {p['id']} (pid {p['pid']})" for p in removed)
+    return f"goproc: removed while waited for, not seen to exit: {gone}"
+
+
 # ---- events ------------------------------------------------------------------------------
 
 

@@ -10,7 +10,9 @@ Delivery (the socket side) is the connection's: it drains `Subscription.next_bat
 from __future__ import annotations
 
 import itertools
+import math
 from collections import deque
+from collections.abc import Iterable
 
 import trio
 from attrs import frozen
@@ -64,11 +66,37 @@ class Overflow:
 _NOTIFICATION_HEAD = b'{"jsonrpc":"2.0","method":"' + EVENT_METHOD.encode() + b'","params":'
 
 
+class Held:
+    """The entries a subscription by `ids` means: those the ids named when it was made,
+    and any later given an id not handed out before it.  After a `reset` ids start
+    again at 1, so an id alone could name another process: entries are told apart by
+    when they were added."""
+
+    def __init__(self, present: Iterable[Proc], next_id: int) -> None:
+        self.added = {p.id: p.added_at for p in present}
+        self.first_new: float = next_id
+
+    def holds(self, p: Proc) -> bool:
+        added = self.added.get(p.id)
+        if added is None:
+            if p.id < self.first_new:
+                return False  # the id was someone else's (gone) when we subscribed
+            self.added[p.id] = added = p.added_at  # a new entry: the first to get its id
+        return added == p.added_at
+
+    def reset(self) -> None:
+        """Every id is handed out again from 1: none is new to this subscription."""
+        self.first_new = math.inf
+
+
 class Subscription:
-    def __init__(self, sub_id: int, selector: Selector, limit: int) -> None:
+    def __init__(
+        self, sub_id: int, selector: Selector, limit: int, held: Held | None = None
+    ) -> None:
         self.id = sub_id
         self.selector = selector
         self.limit = limit
+        self.held = held
         self.queue: deque[Event | Overflow] = deque()
         self.overflowed = False
         self.closed = False
@@ -107,10 +135,17 @@ class EventBus:
         self.subscriptions: dict[int, Subscription] = {}
         self._ids = itertools.count(1)
 
-    def subscribe(self, selector: Selector) -> Subscription:
-        sub = Subscription(next(self._ids), selector, self.queue_limit)
+    def subscribe(self, selector: Selector, held: Held | None = None) -> Subscription:
+        """A new subscription; `held`: the entries its `ids` mean (see `Held`)."""
+        sub = Subscription(next(self._ids), selector, self.queue_limit, held)
         self.subscriptions[sub.id] = sub
         return sub
+
+    def reset(self) -> None:
+        """After a `reset` (its `removed` events published): ids are handed out anew."""
+        for sub in self.subscriptions.values():
+            if sub.held is not None:
+                sub.held.reset()
 
     def unsubscribe(self, sub_id: int) -> bool:
         sub = self.subscriptions.pop(sub_id, None)
@@ -126,7 +161,11 @@ class EventBus:
             return
         event: Event | None = None
         for sub in list(self.subscriptions.values()):
-            if sub.selector.matches(proc) or (before is not None and sub.selector.matches(before)):
+            if not (
+                sub.selector.matches(proc) or (before is not None and sub.selector.matches(before))
+            ):
+                continue
+            if sub.held is None or sub.held.holds(proc):
                 if event is None:  # made once, shared by every subscriber
                     event = Event(kind, now, proc)
                 sub.offer(event)

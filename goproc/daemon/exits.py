@@ -3,7 +3,10 @@
 Linux only (`os.pidfd_open`); elsewhere, when disabled (`exit_watch: "poll"`), or when a
 pidfd cannot be opened (old kernel, EMFILE, EPERM) the entry is left to the liveness
 ticker's poll, with one warning per kind of failure.  The pidfd is opened before the
-identity check, so it refers to the very process that was checked.
+identity check, so it refers to the very process that was checked, and it is held for
+as long as the entry is watched: `kill` signals through it (`pidfd`), so a signal can
+never reach a process that took the pid over, and waits on it (`wait_exit`) instead of
+probing.
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ import os
 import resource
 from collections.abc import Callable, Iterable
 
+import attrs
 import trio
 
 from goproc.daemon.probe import Probe
-from goproc.model import Proc
+from goproc.model import Proc, same_entry
 
 log = logging.getLogger("goproc.exits")
 
@@ -36,6 +40,16 @@ def raise_fd_limit() -> int:
     return soft
 
 
+@attrs.define
+class _Held:
+    """A watched entry: the process it was checked to be, its pidfd, and its waiter."""
+
+    proc: Proc
+    pidfd: int
+    scope: trio.CancelScope
+    ended: trio.Event  # set once the exit was seen or the entry forgotten
+
+
 class ExitWatcher:
     """Watches alive entries given to `watch`; an exit calls `on_exit(entry)`."""
 
@@ -51,13 +65,13 @@ class ExitWatcher:
         self.on_exit = on_exit
         self.initial = initial
         self.enabled = enabled and AVAILABLE
-        self._scopes: dict[int, trio.CancelScope] = {}
+        self._held: dict[int, _Held] = {}
         self._nursery: trio.Nursery | None = None
         self._warned: set[int] = set()
 
     @property
     def watched(self) -> int:
-        return len(self._scopes)
+        return len(self._held)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -69,7 +83,7 @@ class ExitWatcher:
 
     def watch(self, proc: Proc) -> None:
         """Start watching an alive entry (no-op when watched already or disabled)."""
-        if not self.enabled or self._nursery is None or not proc.alive or proc.id in self._scopes:
+        if not self.enabled or self._nursery is None or not proc.alive or proc.id in self._held:
             return
         try:
             pidfd = os.pidfd_open(proc.pid)
@@ -89,23 +103,46 @@ class ExitWatcher:
             os.close(pidfd)
             self.on_exit(proc)
             return
-        scope = trio.CancelScope()
-        self._scopes[proc.id] = scope
-        self._nursery.start_soon(self._wait, proc, pidfd, scope)
+        held = _Held(proc, pidfd, trio.CancelScope(), trio.Event())
+        self._held[proc.id] = held
+        self._nursery.start_soon(self._wait, held)
 
     def forget(self, proc_id: int) -> None:
-        scope = self._scopes.pop(proc_id, None)
-        if scope is not None:
-            scope.cancel()
+        held = self._held.pop(proc_id, None)
+        if held is not None:
+            held.scope.cancel()
+            held.ended.set()
 
-    async def _wait(self, proc: Proc, pidfd: int, scope: trio.CancelScope) -> None:
+    def _holding(self, proc: Proc) -> _Held | None:
+        held = self._held.get(proc.id)
+        return held if held is not None and same_entry(held.proc, proc) else None
+
+    def pidfd(self, proc: Proc) -> int | None:
+        """The pidfd held for this entry, as that very process; None when it is not
+        watched (gone, polled, or another entry has its id now).  Valid until the next
+        checkpoint: use it at once, on the trio thread."""
+        held = self._holding(proc)
+        return None if held is None else held.pidfd
+
+    async def wait_exit(self, proc: Proc) -> bool:
+        """Wait until this entry's process has exited (or the entry was forgotten);
+        False at once when it is not watched, for the caller to probe instead."""
+        held = self._holding(proc)
+        if held is None:
+            return False
+        await held.ended.wait()
+        return True
+
+    async def _wait(self, held: _Held) -> None:
+        proc = held.proc
         try:
-            with scope:
-                await trio.lowlevel.wait_readable(pidfd)
-                if self._scopes.get(proc.id) is scope:  # not forgotten meanwhile
-                    del self._scopes[proc.id]
+            with held.scope:
+                await trio.lowlevel.wait_readable(held.pidfd)
+                if self._held.get(proc.id) is held:  # not forgotten meanwhile
+                    del self._held[proc.id]
                     self.on_exit(proc)
         finally:
-            if self._scopes.get(proc.id) is scope:
-                del self._scopes[proc.id]
-            os.close(pidfd)
+            if self._held.get(proc.id) is held:
+                del self._held[proc.id]
+            held.ended.set()
+            os.close(held.pidfd)

@@ -9,6 +9,7 @@ daemon's handlers, exit watcher and liveness ticker do.  `OsProbe` asks the kern
 from __future__ import annotations
 
 import os
+import select
 import signal
 import sys
 from typing import Protocol
@@ -29,9 +30,12 @@ class Probe(Protocol):
         and its pid not taken over by another process."""
         ...
 
-    def send_signal(self, pid: int, started_at: float, signum: int, *, group: bool) -> None:
+    def send_signal(
+        self, pid: int, started_at: float, signum: int, *, group: bool, pidfd: int | None = None
+    ) -> None:
         """Signal the process (pid, started_at), or its process group, only if it is
-        still that very process; raises NoSuchProcess or PermissionDenied."""
+        still that very process; raises NoSuchProcess or PermissionDenied.  `pidfd`:
+        one held since that process was checked (see `goproc.daemon.exits`), which pins it."""
         ...
 
 
@@ -153,29 +157,54 @@ class OsProbe:
             started += self.boot_time - psutil.boot_time()
         return started
 
-    def send_signal(self, pid: int, started_at: float, signum: int, *, group: bool) -> None:
-        # A pidfd pins the process that holds the pid when it is opened; checking the
-        # identity after opening it proves the pidfd is ours, so the signal cannot reach
-        # a process that took the pid over.  Without pidfds the check-then-kill window
-        # is as small as we can make it.
+    def send_signal(
+        self, pid: int, started_at: float, signum: int, *, group: bool, pidfd: int | None = None
+    ) -> None:
+        # A held pidfd (opened before the entry's identity was checked, kept since) pins
+        # that very process: a signal through it cannot reach another, even one that got
+        # the pid within the same clock tick (start times have 10 ms resolution).  Without
+        # one, a pidfd opened now and checked by start time is the best there is; without
+        # pidfds at all, the check-then-kill window is as small as we can make it.
+        if pidfd is not None:
+            _signal_held(pid, pidfd, signum, group=group)
+            return
         pidfd = _pidfd_open(pid)
         try:
             if not self.is_alive(pid, started_at):
                 raise NoSuchProcess(f"pid {pid} is no longer the tracked process")
-            try:
-                if group:
-                    os.killpg(os.getpgid(pid), signum)
-                elif pidfd is not None:
-                    signal.pidfd_send_signal(pidfd, signum)
-                else:
-                    os.kill(pid, signum)
-            except ProcessLookupError:
-                raise NoSuchProcess(f"pid {pid} has exited") from None
-            except PermissionError:
-                raise PermissionDenied(f"not allowed to signal pid {pid}") from None
+            _deliver(pid, pidfd, signum, group=group)
         finally:
             if pidfd is not None:
                 os.close(pidfd)
+
+
+def _signal_held(pid: int, pidfd: int, signum: int, *, group: bool) -> None:
+    """Signal through a held pidfd.  For the group, the pid is read while the pidfd
+    says the process has not exited: until then the pid cannot be anyone else's."""
+    if group and _has_exited(pidfd):
+        raise NoSuchProcess(f"pid {pid} has exited")
+    _deliver(pid, pidfd, signum, group=group)
+
+
+def _has_exited(pidfd: int) -> bool:
+    """A pidfd polls readable once its process has exited (poll: any fd number)."""
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+def _deliver(pid: int, pidfd: int | None, signum: int, *, group: bool) -> None:
+    try:
+        if group:
+            os.killpg(os.getpgid(pid), signum)
+        elif pidfd is not None:
+            signal.pidfd_send_signal(pidfd, signum)
+        else:
+            os.kill(pid, signum)
+    except ProcessLookupError:
+        raise NoSuchProcess(f"pid {pid} has exited") from None
+    except PermissionError:
+        raise PermissionDenied(f"not allowed to signal pid {pid}") from None
 
 
 def boot_id() -> str | None:

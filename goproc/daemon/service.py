@@ -179,6 +179,7 @@ class Service:
             for p in undo.put:
                 self.watcher.forget(p.id)
                 out.bus.publish("removed", p, t)
+            out.bus.reset()
         for proc_id in change.deleted:
             self.watcher.forget(proc_id)
             if proc_id in before:

@@ -180,6 +180,7 @@ def build(
         clock=outlets.clock,
         status=status,
         entries_json=lambda procs: writer.on_disk.entries_json(procs),
+        exits=watcher,
     )
 
     def dispatch_for(session: Session) -> Dispatch:

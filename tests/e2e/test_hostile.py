@@ -634,8 +634,10 @@ class DyingProbe(TableProbe):
     """The table probe, where TERM, KILL and INT end the process (as they do by default),
     so that a `kill` does not wait out its timeout for a process that cannot die."""
 
-    def send_signal(self, pid: int, started_at: float, signum: int, *, group: bool) -> None:
-        super().send_signal(pid, started_at, signum, group=group)
+    def send_signal(
+        self, pid: int, started_at: float, signum: int, *, group: bool, pidfd: int | None = None
+    ) -> None:
+        super().send_signal(pid, started_at, signum, group=group, pidfd=pidfd)
         if signum in (signal.SIGTERM, signal.SIGKILL, signal.SIGINT):
             self.procs.pop(pid, None)
 
@@ -821,19 +823,21 @@ class Strace:
 def test_kill_signals_through_a_pidfd(
     daemon: Daemon, sleeper: Callable[..., Any], tmp_path: Path
 ) -> None:
-    """The signal goes to the pidfd opened (and identity-checked) for the tracked
-    process, not to a bare pid number that another process may hold by then."""
+    """The signal goes to the pidfd opened (and identity-checked) when the process was
+    added and held since, not to a bare pid number another process may hold by then:
+    no pidfd is opened for the kill itself."""
     p = sleeper()
-    entry = daemon.call("add", {"pid": p.pid})
     assert daemon.proc is not None
     trace = Strace(daemon.proc.pid, "pidfd_open,pidfd_send_signal,kill,tgkill", tmp_path / "st")
     try:
+        entry = daemon.call("add", {"pid": p.pid})
         result = daemon.call("kill", {"ids": [entry["id"]]})
     finally:
         calls = trace.stop()
     assert [r["outcome"] for r in result] == ["exited"], result
-    assert re.search(rf"pidfd_open\({p.pid},", calls), calls
-    assert re.search(r"pidfd_send_signal\(\d+, SIGTERM,", calls), calls
+    opened = re.findall(rf"pidfd_open\({p.pid}, 0\)\s*= (\d+)", calls)
+    assert len(opened) == 1, calls
+    assert re.search(rf"pidfd_send_signal\({opened[0]}, SIGTERM,", calls), calls
     assert not re.search(rf"\bkill\({p.pid}, SIG(TERM|KILL)\)", calls), calls
 
 

@@ -80,7 +80,8 @@ def wait(
     common: Common | None = None,
 ) -> ExitCode:
     """Block until every matching entry has exited (or, with --any, the first); print
-    each as it exits.  Exit 0 when they exited, 1 on timeout (naming those still alive).
+    each as it exits.  Exit 0 when they exited, 1 on timeout (naming those still alive)
+    or when some were removed meanwhile (a removal is not an exit).
 
     Parameters
     ----------
@@ -103,10 +104,14 @@ def wait(
         result = _wait(client, selector_of(select, target), seconds, any_, exited)
     for proc in result["exited"]:
         exited(proc)
+    code = ExitCode.OK
+    if result["removed"]:
+        print(output.removed_line(result["removed"]), file=sys.stderr)
+        code = ExitCode.REMOTE
     if result["timed_out"]:
         print(output.timed_out_line(timeout, result["alive"]), file=sys.stderr)
-        return ExitCode.REMOTE
-    return ExitCode.OK
+        code = ExitCode.REMOTE
+    return code
 
 
 def _wait(

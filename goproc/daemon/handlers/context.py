@@ -32,6 +32,27 @@ class Session(Protocol):
     def cancel_on_hangup(self) -> AbstractAsyncContextManager[None]: ...
 
 
+class Exits(Protocol):
+    """The exit watcher's pidfds (`goproc.daemon.exits.ExitWatcher`), for `kill`."""
+
+    def pidfd(self, proc: Proc) -> int | None: ...
+
+    async def wait_exit(self, proc: Proc) -> bool: ...
+
+
+class Unwatched:
+    """No pidfds held: every entry is probed (`exit_watch: "poll"`, or no pidfds)."""
+
+    def pidfd(self, proc: Proc) -> int | None:
+        return None
+
+    async def wait_exit(self, proc: Proc) -> bool:
+        return False
+
+
+UNWATCHED = Unwatched()
+
+
 @frozen
 class Ctx:
     """The parts a handler may use; each is built once (see `goproc.daemon.wiring`)."""
@@ -46,6 +67,7 @@ class Ctx:
     status: Callable[[], Status]
     # An array of entries as JSON: the wiring's reads unchanged ones from the snapshot file.
     entries_json: Callable[[Sequence[Proc]], RawJSON] = entries_json
+    exits: Exits = UNWATCHED
     session: Session | None = None
 
 

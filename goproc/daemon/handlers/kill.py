@@ -1,5 +1,8 @@
-"""The kill handler: signal every matching alive entry at once, through the probe's
-identity-checked path, TERM then KILL after the timeout."""
+"""The kill handler: signal every matching alive entry at once, TERM then KILL after the
+timeout.  Signals go through the pidfd the exit watcher holds for the entry, so they
+reach that very process or nobody; exits are awaited on that pidfd too.  Entries with
+no pidfd (`exit_watch: "poll"`, no pidfds) are identity-checked before each signal and
+probed every 20 ms while awaited."""
 
 from __future__ import annotations
 
@@ -9,12 +12,14 @@ import trio
 
 from goproc.api import KillOutcome, KillParams
 from goproc.daemon.handlers.context import Ctx, resolve
-from goproc.errors import GoprocError
-from goproc.model import Proc
+from goproc.errors import GoprocError, NoSuchProcess
+from goproc.model import Proc, same_entry
 
 
 async def kill(ctx: Ctx, params: KillParams) -> list[KillOutcome]:
-    """Signal every matching alive entry at once; see `_kill_one` for each outcome."""
+    """Signal every matching alive entry at once; see `_kill_one` for each outcome.
+    With `rm`, the entries it acted on are forgotten after, those still there as
+    those entries (never one that got the id after a `reset`)."""
     target = params.target
     procs = resolve(ctx, target.select, many=target.all)
     results: list[KillOutcome | None] = [None] * len(procs)
@@ -26,14 +31,17 @@ async def kill(ctx: Ctx, params: KillParams) -> list[KillOutcome]:
         for n, p in enumerate(procs):
             nursery.start_soon(one, n, p)
     if params.rm:
-        await ctx.service.commit(ctx.registry.plan_remove(p.id for p in procs))
+        still = [p.id for p in procs if _current(ctx, p) is not None]
+        if still:
+            await ctx.service.commit(ctx.registry.plan_remove(still))
     return [r for r in results if r is not None]
 
 
 async def _kill_one(ctx: Ctx, p: Proc, params: KillParams) -> KillOutcome:
     """Outcomes: "signalled" (a signal other than TERM was sent), "exited" (it ended
-    within the timeout), "killed" (still running after the timeout: escalated to
-    SIGKILL), "not alive" (nothing sent), "failed" (with `error`)."""
+    within the timeout, or before a signal reached it), "killed" (still running after
+    the timeout: escalated to SIGKILL), "not alive" (nothing sent), "failed" (with
+    `error`)."""
     name = signal_name(params.signal)
 
     def outcome(what: str, error: str | None = None) -> KillOutcome:
@@ -42,21 +50,22 @@ async def _kill_one(ctx: Ctx, p: Proc, params: KillParams) -> KillOutcome:
     if not p.alive:
         return outcome("not alive")
     try:
-        ctx.probe.send_signal(p.pid, p.started_at, params.signal, group=params.group)
+        _send(ctx, p, params.signal, params.group)
         if int(params.signal) != signal.SIGTERM or float(params.timeout) == 0.0:
             return outcome("signalled")
         with trio.move_on_after(params.timeout):
             await _exited(ctx, p)
             return outcome("exited")
-        ctx.probe.send_signal(p.pid, p.started_at, signal.SIGKILL, group=params.group)
+        _send(ctx, p, signal.SIGKILL, params.group)
         with trio.move_on_after(1.0):
             await _exited(ctx, p)
         return outcome("killed")
+    except NoSuchProcess:  # it ended by itself before the signal could reach it
+        return outcome("exited")
     except GoprocError as e:
         return outcome("failed", e.message)
     finally:
-        if not ctx.probe.is_alive(p.pid, p.started_at):
-            ctx.vitals.mark_dead(p)
+        _settle(ctx, p)
 
 
 def signal_name(signum: int) -> str:
@@ -66,9 +75,28 @@ def signal_name(signum: int) -> str:
         return f"SIG{signum}"
 
 
+def _current(ctx: Ctx, p: Proc) -> Proc | None:
+    """The registry's version of this entry, if it is still there as this entry."""
+    current = ctx.registry.get(p.id)
+    return current if current is not None and same_entry(current, p) else None
+
+
+def _send(ctx: Ctx, p: Proc, signum: int, group: bool) -> None:
+    ctx.probe.send_signal(p.pid, p.started_at, signum, group=group, pidfd=ctx.exits.pidfd(p))
+
+
 async def _exited(ctx: Ctx, p: Proc) -> None:
-    """Return once the process has ended: woken by an exit watcher, or found by
-    probing every 20 ms."""
+    """Return once the process has ended: told by the exit watcher's pidfd, or (when it
+    has none for the entry, or the entry was forgotten while alive) found by probing
+    every 20 ms."""
+    await ctx.exits.wait_exit(p)
     while ctx.probe.is_alive(p.pid, p.started_at):
         with trio.move_on_after(0.02):
             await ctx.pulse.wait()
+
+
+def _settle(ctx: Ctx, p: Proc) -> None:
+    """Record an exit the watcher has not (yet) seen; probes only entries still alive."""
+    current = _current(ctx, p)
+    if current is not None and current.alive and not ctx.probe.is_alive(p.pid, p.started_at):
+        ctx.vitals.mark_dead(current)

@@ -1,5 +1,7 @@
 """The wait handler: answer once the matching entries have exited (or one, with `any`),
-or at the timeout."""
+or at the timeout.  It holds the entries it resolved, not their ids: one removed
+meanwhile (or forgotten by a `reset`, after which its id may name another process) is
+reported as removed, never as exited, and no later entry is mistaken for it."""
 
 from __future__ import annotations
 
@@ -7,22 +9,29 @@ import trio
 
 from goproc.api import WaitParams, WaitResult
 from goproc.daemon.handlers.context import Ctx, resolve
-from goproc.model import Proc
+from goproc.model import Proc, same_entry
 
 
 async def wait(ctx: Ctx, params: WaitParams) -> WaitResult:
-    """The entries are those matching when the request arrives; one removed meanwhile
-    counts as ended."""
-    ids = [p.id for p in resolve(ctx, params.select, many=True)]
+    """The entries are those matching when the request arrives; it ends when none is
+    alive any more (or, with `any`, when one has exited or been removed)."""
+    held = resolve(ctx, params.select, many=True)
 
-    def split() -> tuple[list[Proc], list[Proc]]:
-        procs = [p for i in ids if (p := ctx.registry.get(i)) is not None]
-        return [p for p in procs if not p.alive], [p for p in procs if p.alive]
+    def split() -> tuple[list[Proc], list[Proc], list[Proc]]:
+        exited: list[Proc] = []
+        alive: list[Proc] = []
+        removed: list[Proc] = []
+        for p in held:
+            current = ctx.registry.get(p.id)
+            if current is None or not same_entry(current, p):
+                removed.append(p)
+            else:
+                (alive if current.alive else exited).append(current)
+        return exited, alive, removed
 
     def done() -> bool:
-        ended, alive = split()
-        gone = len(ids) - len(ended) - len(alive)
-        return not alive or (params.any and (bool(ended) or gone > 0))
+        exited, alive, removed = split()
+        return not alive or (params.any and bool(exited or removed))
 
     async def until_done() -> None:
         while not done():
@@ -34,5 +43,5 @@ async def wait(ctx: Ctx, params: WaitParams) -> WaitResult:
         else:
             async with ctx.session.cancel_on_hangup():
                 await until_done()
-    ended, alive = split()
-    return WaitResult(exited=ended, alive=alive, timed_out=scope.cancelled_caught)
+    exited, alive, removed = split()
+    return WaitResult(exited=exited, alive=alive, removed=removed, timed_out=scope.cancelled_caught)
