@@ -150,14 +150,16 @@ class Status:
 @frozen(repr=False, eq=False)
 class KillOutcome:
     """`outcome`: "signalled" (a signal other than TERM was sent), "exited" (it ended
-    within the timeout), "killed" (escalated to SIGKILL), "not alive" (nothing sent),
-    "failed" (with `error`, present only then)."""
+    within the timeout, or before the signal reached it), "killed" (escalated to
+    SIGKILL), "not alive" (nothing sent), "failed" (with `error`, present only then).
+    `removed` (only with `rm`): whether the entry is forgotten now."""
 
     id: int
     pid: int
     signal: str
     outcome: str
     error: str | None = None
+    removed: bool | None = None
 
 
 @frozen(repr=False, eq=False)

@@ -492,7 +492,8 @@ def test_kill_rm_forgets_the_entries(d: Daemon, procs: Procs) -> None:
     track(d, procs, 2, tags=["t"])
     [keep] = track(d, procs)
     out = ok(d.cli("kill", "--tag", "t", "--all", "--rm"))
-    assert len(out.splitlines()) == 2 and all(x.endswith(": exited") for x in out.splitlines())
+    assert len(out.splitlines()) == 2
+    assert all(x.endswith(": exited (removed)") for x in out.splitlines()), out
     assert entries(d) == [keep]
     assert [p.poll() for p in procs.children[:2]] == [-signal.SIGTERM] * 2
 

@@ -156,12 +156,30 @@ def kill_outcome(r: Mapping[str, Any]) -> str:
     return KILL_OUTCOMES.get(outcome, outcome)
 
 
+ENDED = ("exited", "killed", "not alive")
+
+
 def kill_lines(results: Sequence[Mapping[str, Any]]) -> Lines:
-    return [f"id {r['id']} pid {r['pid']}: {kill_outcome(r)}" for r in results]
+    """One line per entry; with `--rm`, whether it was forgotten or stays."""
+    return [f"id {r['id']} pid {r['pid']}: {kill_outcome(r)}{_removal(r)}" for r in results]
+
+
+def _removal(r: Mapping[str, Any]) -> str:
+    if "removed" not in r:
+        return ""
+    if r["removed"]:
+        return " (removed)"
+    if r["outcome"] in ENDED:
+        return " (not removed: the removal could not be saved)"
+    return " (kept: still running)" if r["outcome"] != "failed" else " (kept)"
 
 
 def any_failed(results: Sequence[Mapping[str, Any]]) -> bool:
-    return any(r["outcome"] == "failed" for r in results)
+    """A signal failed, or an ended entry could not be removed (`--rm`)."""
+    return any(
+        r["outcome"] == "failed" or (r.get("removed") is False and r["outcome"] in ENDED)
+        for r in results
+    )
 
 
 def exited_line(proc: Entry, json_: bool) -> str:

@@ -139,7 +139,7 @@ def make_converter(*, detailed: bool = True) -> cattrs.Converter:
     - unknown keys in an object are refused (`forbid_extra_keys`);
     - params classes with flat fields (`goproc.api.flat`) read those fields' members
       from the same object;
-    - `KillOutcome.error` is left out when it is null;
+    - `KillOutcome.error` and `KillOutcome.removed` are left out when null;
     - with `detailed=False`, entries are structured by `decoding.entry_from_dict`, the
       same rules checked by hand, several times faster (a snapshot's 100,000 entries).
     Structuring failures raise cattrs' ClassValidationError; `structure_params` words
@@ -160,7 +160,13 @@ def make_converter(*, detailed: bool = True) -> cattrs.Converter:
     c.register_structure_hook_factory(_has_flat_fields, lambda cls: _flat_hook(c, cls))
     c.register_unstructure_hook(Proc, entry_dict)
     c.register_unstructure_hook(
-        KillOutcome, make_dict_unstructure_fn(KillOutcome, c, error=override(omit_if_default=True))
+        KillOutcome,
+        make_dict_unstructure_fn(
+            KillOutcome,
+            c,
+            error=override(omit_if_default=True),
+            removed=override(omit_if_default=True),
+        ),
     )
     if not detailed:  # the same rules, checked by hand: how a snapshot loads fast
         c.register_structure_hook(Proc, lambda obj, _: entry_from_dict(obj))

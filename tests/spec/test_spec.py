@@ -1052,7 +1052,6 @@ def _unchanged(ctx: Ctx, method: str, params: Callable[[Broken], Any]) -> Any:
 STORAGE_PARAMS: dict[str, Callable[[Broken], Any]] = {
     "add": lambda b: {"pid": b.spawn().pid},
     "remove": lambda b: {"ids": [b.e1["id"]]},
-    "kill": lambda b: {"ids": [b.e2["id"]], "signal": "CONT", "rm": True},
     "tag.add": lambda b: {"ids": [b.e1["id"]], "labels": ["new"]},
     "tag.remove": lambda b: {"ids": [b.e1["id"]], "labels": ["s"]},
     "tag.rename": lambda b: {"old": "s", "new": "t"},

@@ -93,11 +93,16 @@ def resolve(ctx: Ctx, selector: Selector, *, many: bool, can_all: bool = True) -
     if not procs:
         raise NoMatch("no process matches")
     if len(procs) > 1 and not many:
-        ids = [p.id for p in procs[:5]]
-        more = ", ..." if len(procs) > 5 else ""
-        raise Ambiguous(
-            f"{len(procs)} processes match (ids {', '.join(map(str, ids))}{more}); "
-            "narrow the selection" + (" or use --all" if can_all else " (it acts on one)"),
-            {"count": len(procs), "ids": ids},
-        )
+        raise ambiguous(procs, can_all=can_all)
     return procs
+
+
+def ambiguous(procs: Sequence[Proc], *, can_all: bool = True) -> Ambiguous:
+    """The refusal of a selection that names several entries where one was meant."""
+    ids = [p.id for p in procs[:5]]
+    more = ", ..." if len(procs) > 5 else ""
+    return Ambiguous(
+        f"{len(procs)} processes match (ids {', '.join(map(str, ids))}{more}); "
+        "narrow the selection" + (" or use --all" if can_all else " (it acts on one)"),
+        {"count": len(procs), "ids": ids},
+    )

@@ -6,22 +6,29 @@ probed every 20 ms while awaited."""
 
 from __future__ import annotations
 
+import logging
 import signal
 
+import attrs
 import trio
 
 from goproc.api import KillOutcome, KillParams
-from goproc.daemon.handlers.context import Ctx, resolve
-from goproc.errors import GoprocError, NoSuchProcess
+from goproc.daemon.handlers.context import Ctx, ambiguous, resolve
+from goproc.errors import GoprocError, NoSuchProcess, StorageError
 from goproc.model import Proc, same_entry
+
+log = logging.getLogger("goproc.kill")
 
 
 async def kill(ctx: Ctx, params: KillParams) -> list[KillOutcome]:
     """Signal every matching alive entry at once; see `_kill_one` for each outcome.
-    With `rm`, the entries it acted on are forgotten after, those still there as
-    those entries (never one that got the id after a `reset`)."""
+    Without `all`, at most one match may be alive (dead ones are answered "not alive":
+    nothing is sent to them anyway)."""
     target = params.target
-    procs = resolve(ctx, target.select, many=target.all)
+    procs = resolve(ctx, target.select, many=True)
+    alive = [p for p in procs if p.alive]
+    if len(alive) > 1 and not target.all:
+        raise ambiguous(alive)
     results: list[KillOutcome | None] = [None] * len(procs)
 
     async def one(n: int, p: Proc) -> None:
@@ -30,11 +37,35 @@ async def kill(ctx: Ctx, params: KillParams) -> list[KillOutcome]:
     async with trio.open_nursery() as nursery:
         for n, p in enumerate(procs):
             nursery.start_soon(one, n, p)
-    if params.rm:
-        still = [p.id for p in procs if _current(ctx, p) is not None]
-        if still:
-            await ctx.service.commit(ctx.registry.plan_remove(still))
-    return [r for r in results if r is not None]
+    outcomes = [r for r in results if r is not None]
+    return await _remove_ended(ctx, procs, outcomes) if params.rm else outcomes
+
+
+async def _remove_ended(
+    ctx: Ctx, procs: list[Proc], outcomes: list[KillOutcome]
+) -> list[KillOutcome]:
+    """`rm`: forget the entries whose process has ended; one still running (it survived,
+    or its signal failed) is kept.  Only entries still there as those entries are
+    removed, never one that got the id after a `reset`.  The signals went out whatever
+    happens here, so a removal that cannot be saved is answered per entry
+    (`removed: false`), not as an error."""
+    ended: set[int] = set()  # forgotten once this is done
+    present: list[int] = []  # of those, the ones to remove now
+    for p, r in zip(procs, outcomes, strict=True):
+        current = _current(ctx, p)
+        if r.outcome == "failed" or (current is not None and current.alive):
+            continue
+        ended.add(p.id)
+        if current is not None:
+            present.append(p.id)
+    saved = True
+    if present:
+        try:
+            await ctx.service.commit(ctx.registry.plan_remove(present))
+        except StorageError as e:
+            log.error("kill --rm: %s", e.message)
+            saved = False
+    return [attrs.evolve(r, removed=r.id in ended and saved) for r in outcomes]
 
 
 async def _kill_one(ctx: Ctx, p: Proc, params: KillParams) -> KillOutcome:
@@ -52,6 +83,9 @@ async def _kill_one(ctx: Ctx, p: Proc, params: KillParams) -> KillOutcome:
     try:
         _send(ctx, p, params.signal, params.group)
         if int(params.signal) != signal.SIGTERM or float(params.timeout) == 0.0:
+            if params.rm and int(params.signal) == signal.SIGKILL:
+                with trio.move_on_after(1.0):  # it dies at once: let `rm` see it gone
+                    await _exited(ctx, p)
             return outcome("signalled")
         with trio.move_on_after(params.timeout):
             await _exited(ctx, p)

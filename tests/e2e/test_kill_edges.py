@@ -1,0 +1,93 @@
+"""`kill`'s edges, through the CLI against a real daemon and real processes: the
+"needs --all" guard counts alive matches only, `--rm` forgets only entries whose
+process has ended, and a removal that cannot be saved after the signals went out is
+reported per entry (never "the change was not made" for processes already killed)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+
+from conftest import Daemon
+from helpers import wait_until
+
+Sleeper = Callable[..., subprocess.Popen[bytes]]
+
+
+def add(d: Daemon, p: subprocess.Popen[bytes], *tags: str) -> int:
+    proc_id: int = d.call("add", {"pid": p.pid, "tags": list(tags)})["id"]
+    return proc_id
+
+
+def dead(d: Daemon, proc_id: int) -> bool:
+    return bool(d.call("list", {"ids": [proc_id], "alive": False}))
+
+
+def test_the_needs_all_guard_counts_alive_matches_only(daemon: Daemon, sleeper: Sleeper) -> None:
+    gone, running = sleeper(), sleeper()
+    gone_id, running_id = add(daemon, gone, "t"), add(daemon, running, "t")
+    gone.kill()
+    gone.wait()
+    wait_until(lambda: dead(daemon, gone_id), what="the exit to be seen")
+    out = daemon.cli("kill", "--tag", "t")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        f"id {gone_id} pid {gone.pid}: not alive",
+        f"id {running_id} pid {running.pid}: exited",
+    ]
+    assert running.wait(5) is not None
+
+    a, b = sleeper(), sleeper()
+    add(daemon, a, "u")
+    add(daemon, b, "u")
+    out = daemon.cli("kill", "--tag", "u")
+    assert out.returncode == 1
+    assert "2 processes match" in out.stderr and "--all" in out.stderr
+    assert a.poll() is None and b.poll() is None
+
+
+def test_kill_rm_keeps_an_entry_whose_process_still_runs(daemon: Daemon, sleeper: Sleeper) -> None:
+    p = sleeper()
+    proc_id = add(daemon, p)
+    out = daemon.cli("kill", str(proc_id), "--signal", "CONT", "--rm")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == f"id {proc_id} pid {p.pid}: signalled SIGCONT (kept: still running)\n"
+    assert [e["id"] for e in daemon.call("list")] == [proc_id]
+    assert p.poll() is None
+
+
+def test_kill_rm_with_sigkill_removes_the_entry_it_killed(daemon: Daemon, sleeper: Sleeper) -> None:
+    p = sleeper()
+    proc_id = add(daemon, p)
+    out = daemon.cli("kill", str(proc_id), "--signal", "KILL", "--rm", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == [
+        {"id": proc_id, "pid": p.pid, "signal": "SIGKILL", "outcome": "signalled", "removed": True}
+    ]
+    assert daemon.call("list") == []
+
+
+def test_a_removal_that_cannot_be_saved_still_reports_each_kill(
+    spawn_daemon: Callable[..., Daemon], sleeper: Sleeper
+) -> None:
+    d = spawn_daemon(config={"snapshot_delay": "10ms", "last_seen_interval": "1h"})
+    p = sleeper()
+    proc_id = add(d, p)
+    snapshot = d.state_dir / "goproc.snapshot.json"
+
+    def folded() -> int | None:
+        data = json.loads(snapshot.read_text()) if snapshot.exists() else {}
+        return data.get("journal") if len(data.get("procs", [])) == 1 else None
+
+    generation = wait_until(folded, what="the snapshot to hold the entry")
+    for g in range(generation, generation + 20):  # the journal cannot be opened any more
+        (d.state_dir / f"goproc.journal.{g}").mkdir()
+    out = d.cli("kill", str(proc_id), "--rm")
+    assert out.returncode == 1
+    assert out.stdout == (
+        f"id {proc_id} pid {p.pid}: exited (not removed: the removal could not be saved)\n"
+    )
+    assert p.wait(5) is not None, "the process was killed all the same"
+    [entry] = d.call("list")
+    assert (entry["id"], entry["alive"]) == (proc_id, False), "and stays, marked dead"
