@@ -22,6 +22,7 @@ from cyclopts import App
 from cyclopts.exceptions import CycloptsError, RepeatArgumentError
 
 from goproc import __version__
+from goproc.cli import output
 from goproc.cli.client import DaemonUnreachable, RemoteError
 from goproc.cli.codes import ExitCode
 from goproc.cli.flags import Common
@@ -117,17 +118,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     config, args = leading_config(sys.argv[1:] if argv is None else argv)
     try:
         code = run(args, config)
-    except CycloptsError as e:
-        print(f"goproc: {_usage_message(e, args)} (see 'goproc --help')", file=sys.stderr)
+    except CycloptsError as e:  # its message may echo what was typed, escapes and all
+        output.error(f"{_usage_message(e, args)} (see 'goproc --help')")
         code = ExitCode.USAGE
     except (ConfigError, UsageError) as e:
-        print(f"goproc: {e}", file=sys.stderr)
+        output.error(str(e))
         code = ExitCode.USAGE
     except DaemonUnreachable as e:
-        print(f"goproc: {e}", file=sys.stderr)
+        output.error(str(e))
         code = ExitCode.UNREACHABLE
-    except RemoteError as e:
-        print(f"goproc: {_one_line(e.message)}", file=sys.stderr)
+    except RemoteError as e:  # the daemon's message may quote a hostile name or label
+        output.error(_one_line(e.message))
         code = ExitCode.REMOTE
     except KeyboardInterrupt:
         code = ExitCode.INTERRUPTED

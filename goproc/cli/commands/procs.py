@@ -69,7 +69,7 @@ def run(
         try:
             child = subprocess.Popen(list(command), process_group=0)
         except OSError as e:
-            print(f"goproc: cannot run {command[0]!r}: {e.strerror or e}", file=sys.stderr)
+            output.error(f"cannot run {command[0]!r}: {e.strerror or e}")
             return ExitCode.CANNOT_RUN
         proc = _track(client, child, labels or Labels())
     child.returncode = 0  # it runs on: keep Popen's finalizer from warning about it
@@ -101,7 +101,7 @@ def list_(
             return ExitCode.OK
         procs = client.call(api.LIST, selector)
     colour, columns = _terminal()
-    print("\n".join(output.table_lines(procs, colour=colour, columns=columns)))
+    output.print_lines(output.table_lines(procs, colour=colour, columns=columns))
     return ExitCode.OK
 
 

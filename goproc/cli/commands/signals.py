@@ -97,14 +97,14 @@ def wait(
     def exited(proc: dict[str, Any]) -> None:
         if proc["id"] not in shown:
             shown.add(proc["id"])
-            print(output.exited_line(proc, json_), flush=True)
+            output.print_lines([output.exited_line(proc, json_)], flush=True)
 
     with connect(common, None) as client:
         result = _wait(client, selector_of(select, target), seconds, any_, exited)
     for proc in result["exited"]:
         exited(proc)
     if result["timed_out"]:
-        print(output.timed_out_line(timeout, result["alive"]), file=sys.stderr)
+        output.print_lines([output.timed_out_line(timeout, result["alive"])], sys.stderr)
         return ExitCode.REMOTE
     return ExitCode.OK
 
