@@ -18,6 +18,7 @@ from goproc.cli.flags import (
     Flag,
     Json,
     Labels,
+    PidArgs,
     Select,
     call,
     connect,
@@ -28,7 +29,7 @@ from goproc.errors import UsageError
 
 
 def add(
-    *pids: int,
+    *pids: PidArgs,
     labels: Labels | None = None,
     json_: Json = False,
     common: Common | None = None,
