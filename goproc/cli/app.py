@@ -16,6 +16,7 @@ import contextlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 from cyclopts import App
@@ -25,7 +26,7 @@ from goproc import __version__
 from goproc.cli import output
 from goproc.cli.client import DaemonUnreachable, RemoteError
 from goproc.cli.codes import ExitCode
-from goproc.cli.flags import Common
+from goproc.cli.flags import DIGITS_MAX, Common, ascii_int
 from goproc.errors import ConfigError, UsageError
 
 __all__ = ["ExitCode", "app", "main", "run"]
@@ -91,10 +92,72 @@ def leading_config(args: Sequence[str]) -> tuple[Path | None, list[str]]:
     return config, rest
 
 
+# The repeatable flags whose later occurrences `lift_repeats` takes out of argv, and the
+# field of their flag group (`Select`, `Labels`) each fills; the int ones are ASCII digits.
+LIFTED = {
+    "--tag": "tag",
+    "--group": "group",
+    "--tag-all": "tag_all",
+    "--group-all": "group_all",
+    "--id": "id",
+    "--pid": "pid",
+}
+LIFTED_INTS = ("id", "pid")
+
+
+def lift_repeats(args: Sequence[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """The arguments with each repeatable flag's later `--flag VALUE` pairs taken out,
+    and the values taken, by field.  cyclopts reads every token after each occurrence of
+    a flag, and checks each value against those before it: n `--tag` flags cost n**2
+    (2,000 took half a minute).  It still sees each flag's first occurrence, so help and
+    errors are its own; a value it would not take as it is (one that starts with "-",
+    an id that is not ASCII digits) stays for it to word the error.  Nothing after `--`
+    is touched: that is `run`'s command."""
+    kept: list[str] = []
+    lifted: dict[str, list[str]] = {}
+    seen: set[str] = set()
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            kept.extend(args[i:])
+            break
+        field = LIFTED.get(arg)
+        if field is not None and arg in seen and i + 1 < len(args):
+            value = args[i + 1]
+            if _liftable(field, value):
+                lifted.setdefault(field, []).append(value)
+                i += 2
+                continue
+        seen.add(arg.partition("=")[0])
+        kept.append(arg)
+        i += 1
+    return kept, lifted
+
+
+def _liftable(field: str, value: str) -> bool:
+    if field in LIFTED_INTS:
+        return value.isascii() and value.isdigit() and len(value) <= DIGITS_MAX
+    return not value.startswith("-")
+
+
+def _append_lifted(arguments: dict[str, Any], lifted: dict[str, list[str]]) -> None:
+    """Append the lifted values to the flag group cyclopts bound them to."""
+    for field, values in lifted.items():
+        extra: list[Any] = list(map(ascii_int, values)) if field in LIFTED_INTS else values
+        for name, group in arguments.items():
+            if attrs.has(type(group)) and field in attrs.fields_dict(type(group)):
+                given = getattr(group, field) or []
+                arguments[name] = attrs.evolve(group, **{field: [*given, *extra]})
+                break
+
+
 def run(args: Sequence[str], config: Path | None = None) -> int:
     """Parse `args` and run the command they name.  `config` (the leading --config)
     applies unless the command is given its own; the completion command gets the app."""
+    args, lifted = lift_repeats(args)
     command, bound, ignored = app.parse_args(args, exit_on_error=False, print_error=False)
+    _append_lifted(bound.arguments, lifted)
     if config is not None and "common" in bound.signature.parameters:
         given = bound.arguments.get("common")
         if given is None:
