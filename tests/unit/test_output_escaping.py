@@ -22,7 +22,10 @@ from goproc.cli import output
 
 # An argv, a tag and a label as hostile as they come: a window title, a screen clear,
 # a forged table row, a right-to-left override, an 8-bit CSI, DEL, zero-width chars.
-EVIL = "\x1b]0;pwned\x07\x1b[2J\n1   1  root  yes  -  -  /bin/ok\r\t\u202egnp.exe\u009b31m\x7f\u200b\u2066\ufeff\u2028"
+EVIL = (
+    "\x1b]0;pwned\x07\x1b[2J\n1   1  root  yes  -  -  /bin/ok\r\t\u202egnp.exe"
+    "\u009b31m\x7f\u200b\u2066\ufeff\u2028"
+)
 EVIL_SHOWN = (
     "\\x1b]0;pwned\\x07\\x1b[2J\\n1   1  root  yes  -  -  /bin/ok\\r\\t\\u202egnp.exe"
     "\\x9b31m\\x7f\\u200b\\u2066\\ufeff\\u2028"
@@ -62,7 +65,9 @@ def clean(lines: list[str]) -> bool:
 def test_shown_escapes_every_non_printable_character_and_keeps_the_rest() -> None:
     assert output.shown(EVIL) == EVIL_SHOWN
     assert output.shown("café ünïcode 名前 \\x1b as typed") == "café ünïcode 名前 \\x1b as typed"
-    assert output.shown("\x00\x01\x1f\x7f\x80\x9f\xa0\xad") == "\\x00\\x01\\x1f\\x7f\\x80\\x9f\\xa0\\xad"
+    assert output.shown("\x00\x01\x1f\x7f\x80\x9f\xa0\xad") == (
+        "\\x00\\x01\\x1f\\x7f\\x80\\x9f\\xa0\\xad"
+    )
     assert output.shown("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069") == (
         "\\u202a\\u202b\\u202c\\u202d\\u202e\\u2066\\u2067\\u2068\\u2069"
     )
@@ -165,7 +170,8 @@ def test_json_is_the_exact_value_with_controls_as_escapes(value: Any) -> None:
         assert json.loads(text) == value
         assert all(line.isprintable() for line in text.split("\n"))
     assert "名前" in output.json_text({"x": "名前"}), "non-ASCII text is kept as it was"
-    assert output.json_text({"x": "名前"}) == json.dumps({"x": "名前"}, indent=2, ensure_ascii=False)
+    kept = {"x": "名前"}
+    assert output.json_text(kept) == json.dumps(kept, indent=2, ensure_ascii=False)
 
 
 def test_emit_as_json_or_text_never_prints_a_control() -> None:
