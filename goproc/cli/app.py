@@ -122,23 +122,28 @@ def lift_repeats(args: Sequence[str]) -> tuple[list[str], dict[str, list[str]]]:
         if arg == "--":
             kept.extend(args[i:])
             break
-        field = LIFTED.get(arg)
-        if field is not None and arg in seen and i + 1 < len(args):
-            value = args[i + 1]
-            if _liftable(field, value):
+        flag, equals, value = arg.partition("=")
+        field = LIFTED.get(flag)
+        if field is not None and flag in seen:
+            if equals and _liftable(field, value, attached=True):
                 lifted.setdefault(field, []).append(value)
+                i += 1
+                continue
+            if not equals and i + 1 < len(args) and _liftable(field, args[i + 1]):
+                lifted.setdefault(field, []).append(args[i + 1])
                 i += 2
                 continue
-        seen.add(arg.partition("=")[0])
+        seen.add(flag)
         kept.append(arg)
         i += 1
     return kept, lifted
 
 
-def _liftable(field: str, value: str) -> bool:
+def _liftable(field: str, value: str, attached: bool = False) -> bool:
+    """Whether cyclopts would take `value` as it is (`attached`: given as `--flag=value`)."""
     if field in LIFTED_INTS:
         return value.isascii() and value.isdigit() and len(value) <= DIGITS_MAX
-    return not value.startswith("-")
+    return attached or not value.startswith("-")
 
 
 def _append_lifted(arguments: dict[str, Any], lifted: dict[str, list[str]]) -> None:

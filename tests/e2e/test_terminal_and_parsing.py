@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Daemon
 
 from goproc.durations import parse_duration
-from tests.conftest import Daemon
 
 # A window title, a screen clear, a forged `list` row, a right-to-left override, an
 # 8-bit CSI and DEL.
@@ -274,3 +274,31 @@ def test_repeated_flags_combine_and_keep_their_errors(
     assert "--name specified multiple times" in line
     line = usage_error(daemon.cli("ping", "--tag", "a", "--tag", "b"))
     assert "--tag" in line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "sleep", "1", "--tag", "a", "--tag", "b"],
+        ["run", "--tag", "a", "--tag", "b", "--", "sh", "-c", "x", "--tag", "c", "--tag", "d"],
+        ["add", "1", "2", "--tag", "a", "--group", "g", "--tag", "b", "--group", "h"],
+        ["list", "--id", "1", "--pid", "2", "--id", "3", "--pid", "4", "--tag-all", "x"],
+        ["list", "--tag-all", "x", "--tag-all", "y", "--group-all", "p", "--group-all", "q"],
+        ["tag", "add", "--tag", "a", "lab1", "--tag", "b", "lab2"],
+        ["kill", "web", "--tag", "a", "--tag", "b", "--all", "--signal", "HUP"],
+        ["list", "--tag=a", "--tag", "b", "--tag=c", "--tag=-x", "--tag=", "--tag", "d"],
+        ["list", "--id=1", "--id", "2", "--id=3", "--group=", "--group=x=y"],
+    ],
+)
+def test_repeated_flags_bind_what_cyclopts_binds(args: list[str]) -> None:
+    """Taking later occurrences out of argv (`lift_repeats`) binds the same values, in
+    the same order, as cyclopts reading them all."""
+    from goproc.cli.app import _append_lifted, app, lift_repeats
+
+    _, whole, _ = app.parse_args(args, exit_on_error=False, print_error=False)
+    kept, lifted = lift_repeats(args)
+    _, bound, _ = app.parse_args(kept, exit_on_error=False, print_error=False)
+    _append_lifted(bound.arguments, lifted)
+    assert repr(bound.arguments) == repr(whole.arguments)
+    flags = kept[: kept.index("--")] if "--" in kept else kept
+    assert flags.count("--tag") <= 1 and flags.count("--id") <= 1
