@@ -94,6 +94,8 @@ def _read_file(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise ConfigError(f"config {path}: cannot read: {e.strerror}") from None
+    except RecursionError:
+        raise ConfigError(f"config {path}: not valid JSON: nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise ConfigError(f"config {path}: not valid JSON: {e}") from None
     if not isinstance(data, dict):

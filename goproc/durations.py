@@ -14,6 +14,7 @@ _UNITS = {
     "m": 60.0,
     "h": 3600.0,
 }
+_ASCII_SPACE = " \t\n\r\f\v"
 _PART = re.compile(r"([0-9]+\.?[0-9]*|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h)")  # ASCII digits only
 
 
@@ -23,7 +24,7 @@ def parse_duration(text: str) -> float:
     As in Go: a sequence of decimal numbers each with a unit (ns, us, ms, s, m, h),
     an optional sign, and "0" alone.  Whether 0 or negative is allowed is the caller's.
     """
-    s = text.strip()
+    s = text.strip(_ASCII_SPACE)  # `strip()` would also take U+3000 and the like
     sign = -1.0 if s.startswith("-") else 1.0
     body = s[1:] if s[:1] in "+-" and s else s
     if body == "0":

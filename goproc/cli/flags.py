@@ -5,17 +5,23 @@
 `goproc.api` params objects here, so no command spells a wire name.  What the daemon
 validates (labels, names, signals) is passed on as the user typed it: a signal, a name
 or a number on the wire, is cast to `api.Signal`.
+
+A number (an id, a pid, a signal) is ASCII digits and nothing else: `int` also reads
+U+0661 (an Arabic-Indic one), "1_0" and " 1", and cyclopts' own int conversion "0x1" and "1.6",
+none of which anyone means as id 1.  A positional ID|NAME that is not ASCII digits is a
+name, so "²" asks the daemon for the name "²", which no entry can have.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar, cast
 
 from attrs import define
-from cyclopts import Parameter
+from cyclopts import Parameter, Token
+from cyclopts.exceptions import CoercionError
 
 from goproc import api, paths
 from goproc.cli.client import Client
@@ -26,8 +32,41 @@ from goproc.model import Selector
 
 P = TypeVar("P")
 
+DIGITS_MAX = 20  # more digits than any id or pid: refused here, not converted
+
+
+def ascii_int(text: str) -> int:
+    """A whole number written in ASCII digits; ValueError otherwise."""
+    if not _is_number(text):
+        raise ValueError(f"must be a number in ASCII digits 0-9, got {text!r}")
+    if len(text) > DIGITS_MAX:
+        raise ValueError(f"must be a number of at most {DIGITS_MAX} digits, got {len(text)}")
+    return int(text)
+
+
+def ascii_ints(label: str) -> Callable[[Any, Sequence[Token]], Any]:
+    """A cyclopts converter of `ascii_int`s (a list of them, or one for an element of
+    `*args`); `label` names a positional argument in its error, as cyclopts would."""
+
+    def convert(type_: Any, tokens: Sequence[Token]) -> Any:
+        values = []
+        for token in tokens:
+            try:
+                values.append(ascii_int(token.value))
+            except ValueError as e:  # a keyword gets "Invalid value for --id: " from cyclopts
+                msg = str(e) if token.keyword else f"Invalid value for {label}: {e}"
+                raise CoercionError(msg=msg, token=token, target_type=int) from None
+        return values if getattr(type_, "__origin__", None) is list else values[0]
+
+    return convert
+
+
 Repeat = Annotated[list[str] | None, Parameter(negative=(), consume_multiple=False)]
-RepeatInt = Annotated[list[int] | None, Parameter(negative=(), consume_multiple=False)]
+RepeatInt = Annotated[
+    list[int] | None,
+    Parameter(negative=(), consume_multiple=False, converter=ascii_ints("the value")),
+]
+PidArgs = Annotated[int, Parameter(converter=ascii_ints("PIDS"))]
 Flag = Annotated[bool, Parameter(negative=())]
 AllFlag = Annotated[
     bool, Parameter(name="--all", negative=(), help="Allow acting on more than one entry.")
@@ -107,7 +146,10 @@ class Select:
         NAME given as a positional argument."""
         ids, names = list(self.id or []), list(self.name or [])
         if target is not None and _is_number(target):
-            ids.append(int(target))
+            try:
+                ids.append(ascii_int(target))
+            except ValueError as e:
+                raise UsageError(f"ID|NAME: {e}") from None
         elif target is not None:
             names.append(target)
         return Selector(
@@ -141,7 +183,12 @@ def label_tuple(labels: Iterable[str]) -> tuple[api.Label, ...]:
 
 def signal_of(text: str) -> api.Signal:
     """A signal as typed: a number, or a name the daemon resolves (TERM, SIGUSR1)."""
-    return cast(api.Signal, int(text) if _is_number(text) else text)
+    if not _is_number(text):
+        return cast(api.Signal, text)
+    try:
+        return api.Signal(ascii_int(text))
+    except ValueError as e:
+        raise UsageError(f"--signal: {e}") from None
 
 
 def seconds_of(flag: str, text: str) -> api.Seconds:

@@ -4,11 +4,23 @@ Each formatter takes plain data (entries, outcomes, events as the daemon sends t
 and returns lines; nothing here reads the environment or talks to the daemon, so all of
 it is tested without one.  `emit` is the one place a result is printed, as JSON or as
 its formatter's lines; `entries_json` prints a big entry array without decoding it.
+
+Nothing the daemon sends reaches the terminal raw.  A command line, a tag or an error
+message may hold escape sequences or line breaks (a process picks its own argv), so
+every formatter passes the text it shows through `shown`, which escapes each character
+`str.isprintable` refuses: C0 and C1 controls, DEL, bidi overrides and isolates
+(U+202A-U+202E, U+2066-U+2069), zero-width and other format characters, line and
+paragraph separators, unassigned code points.  The escapes are Python's: `\\t`, `\\n`,
+`\\r`, then `\\xHH`, `\\uHHHH`, `\\UHHHHHHHH` (systemd's `cescape` style); a backslash is
+left as it is, so ordinary commands print as typed.  JSON keeps the exact value: what
+`json.dumps` leaves raw of those characters is written as a `\\u` escape (`json_text`).
+The commands print only through this module (`emit`, `print_lines`, `say`, `error`).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, BinaryIO, TextIO, TypeVar
 
@@ -21,13 +33,53 @@ KILL_OUTCOMES = {"killed": "still running after the timeout: escalated to KILL"}
 GREEN, RED, PLAIN = "\x1b[32m", "\x1b[31m", "\x1b[0m"
 
 
+_NAMED_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def _escape(char: str) -> str:
+    named = _NAMED_ESCAPES.get(char)
+    if named is not None:
+        return named
+    code = ord(char)
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def shown(value: object) -> str:
+    """`value` as text that is safe on a terminal: every non-printable character
+    escaped (see the module doc), everything else as it is."""
+    text = value if isinstance(value, str) else str(value)
+    if text.isprintable():  # nearly always: one pass in C
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def _json_escape(char: str) -> str:
+    code = ord(char)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000  # beyond the BMP: JSON spells it as a surrogate pair
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
+def _json_safe(text: str) -> str:
+    """JSON text with each non-printable character `json.dumps` left raw (DEL, C1,
+    bidi controls...) as a `\\u` escape: the same value, nothing a terminal obeys.
+    Such characters can only stand inside strings, where an escape means the same."""
+    if all(line.isprintable() for line in text.split("\n")):
+        return text
+    return "".join(c if c.isprintable() or c == "\n" else _json_escape(c) for c in text)
+
+
 def json_text(value: Any) -> str:
-    """A result as `--json` prints it: indented, non-ASCII kept."""
-    return json.dumps(value, indent=2, ensure_ascii=False)
+    """A result as `--json` prints it: indented, printable non-ASCII kept."""
+    return _json_safe(json.dumps(value, indent=2, ensure_ascii=False))
 
 
 def json_line(value: Any) -> str:
-    """A streamed value (an event, an exited entry): one JSON object per line."""
+    """A streamed value (an event, an exited entry): one JSON object per line (ASCII:
+    `json.dumps` escapes every control and non-ASCII character)."""
     return json.dumps(value)
 
 
@@ -39,8 +91,23 @@ def emit(
     if json_:
         print(json_text(result), file=out)
         return
-    for line in text(result):
-        print(line, file=out)
+    print_lines(text(result), out)
+
+
+def print_lines(lines: Iterable[str], out: TextIO | None = None, flush: bool = False) -> None:
+    """Lines a formatter made (their daemon text already `shown`), as they are."""
+    for line in lines:
+        print(line, file=out, flush=flush)
+
+
+def say(lines: Iterable[str], out: TextIO | None = None) -> None:
+    """Lines of plain text (not from a formatter), each `shown`."""
+    print_lines(map(shown, lines), out)
+
+
+def error(message: str, err: TextIO | None = None) -> None:
+    """One `goproc: ...` line on standard error (or `err`), the message `shown`."""
+    print(f"goproc: {shown(message)}", file=sys.stderr if err is None else err)
 
 
 def entries_json(raw: bytes) -> bytes:
@@ -64,13 +131,15 @@ def write_entries_json(raw: bytes, out: TextIO) -> None:
 def _cell(value: Any) -> str:
     """A `show` value: lists joined with commas, a dash for nothing."""
     text = ",".join(value) if isinstance(value, list) else value
-    return "-" if text in (None, "") else str(text)
+    return "-" if text in (None, "") else shown(text)
 
 
-def key_values(pairs: Mapping[str, Any], cell: Callable[[Any], str] = str) -> Lines:
+def key_values(pairs: Mapping[str, Any], cell: Callable[[Any], str] = shown) -> Lines:
     """One `key  value` line per pair, the values in one column."""
-    width = max(map(len, pairs), default=0)
-    return [f"{key.ljust(width)}  {cell(value)}" for key, value in pairs.items()]
+    keys = [shown(key) for key in pairs]
+    width = max(map(len, keys), default=0)
+    values = pairs.values()
+    return [f"{key.ljust(width)}  {cell(value)}" for key, value in zip(keys, values, strict=True)]
 
 
 def status_lines(info: Mapping[str, Any]) -> Lines:
@@ -108,13 +177,13 @@ def table_lines(
 
 def _row(p: Entry) -> tuple[str, ...]:
     return (
-        str(p["id"]),
-        str(p["pid"]),
-        p["name"] or "-",
+        shown(p["id"]),
+        shown(p["pid"]),
+        shown(p["name"] or "-"),
         "yes" if p["alive"] else "no",
-        ",".join(p["tags"]) or "-",
-        ",".join(p["groups"]) or "-",
-        p["cmd"],
+        shown(",".join(p["tags"]) or "-"),
+        shown(",".join(p["groups"]) or "-"),
+        shown(p["cmd"]),
     )
 
 
@@ -122,25 +191,29 @@ def _row(p: Entry) -> tuple[str, ...]:
 
 
 def added_lines(procs: Sequence[Entry]) -> Lines:
-    return [f"Process {p['pid']} registered with id {p['id']}" for p in procs]
+    return [f"Process {shown(p['pid'])} registered with id {shown(p['id'])}" for p in procs]
 
 
 def started_lines(proc: Entry) -> Lines:
-    return [f"Started pid={proc['pid']} id={proc['id']}"]
+    return [f"Started pid={shown(proc['pid'])} id={shown(proc['id'])}"]
 
 
 def removed_lines(procs: Sequence[Entry]) -> Lines:
-    return [f"Removed id {p['id']} (pid {p['pid']}, {p['cmd']})" for p in procs]
+    return [f"Removed {_id_pid(p)}, {shown(p['cmd'])})" for p in procs]
+
+
+def _id_pid(p: Entry) -> str:
+    return f"id {shown(p['id'])} (pid {shown(p['pid'])}"
 
 
 def named_lines(proc: Entry) -> Lines:
     if proc["name"] is None:
-        return [f"id {proc['id']}: name cleared"]
-    return [f"id {proc['id']}: named {proc['name']}"]
+        return [f"id {shown(proc['id'])}: name cleared"]
+    return [f"id {shown(proc['id'])}: named {shown(proc['name'])}"]
 
 
 def reset_lines(result: Mapping[str, Any]) -> Lines:
-    return [f"Forgot {result['removed']} entries; ids start at 1 again"]
+    return [f"Forgot {shown(result['removed'])} entries; ids start at 1 again"]
 
 
 # ---- kill and wait -----------------------------------------------------------------------
@@ -149,11 +222,11 @@ def reset_lines(result: Mapping[str, Any]) -> Lines:
 def kill_outcome(r: Mapping[str, Any]) -> str:
     """What happened to one entry: exited, signalled SIG..., escalated, not alive, failed."""
     if r["outcome"] == "signalled":
-        return f"signalled {r['signal']}"
+        return f"signalled {shown(r['signal'])}"
     if r["outcome"] == "failed":
-        return f"failed: {r.get('error', '?')}"
+        return f"failed: {shown(r.get('error', '?'))}"
     outcome = str(r["outcome"])
-    return KILL_OUTCOMES.get(outcome, outcome)
+    return KILL_OUTCOMES.get(outcome, shown(outcome))
 
 
 ENDED = ("exited", "killed", "not alive")
@@ -161,7 +234,10 @@ ENDED = ("exited", "killed", "not alive")
 
 def kill_lines(results: Sequence[Mapping[str, Any]]) -> Lines:
     """One line per entry; with `--rm`, whether it was forgotten or stays."""
-    return [f"id {r['id']} pid {r['pid']}: {kill_outcome(r)}{_removal(r)}" for r in results]
+    return [
+        f"id {shown(r['id'])} pid {shown(r['pid'])}: {kill_outcome(r)}{_removal(r)}"
+        for r in results
+    ]
 
 
 def _removal(r: Mapping[str, Any]) -> str:
@@ -186,18 +262,18 @@ def exited_line(proc: Entry, json_: bool) -> str:
     """`wait`: one entry that has exited."""
     if json_:
         return json_line(proc)
-    return f"id {proc['id']} pid {proc['pid']} exited ({proc['cmd']})"
+    return f"id {shown(proc['id'])} pid {shown(proc['pid'])} exited ({shown(proc['cmd'])})"
 
 
 def timed_out_line(timeout: str, alive: Sequence[Entry]) -> str:
     """`wait`'s error line: the timeout as given and the entries still alive."""
-    still = ", ".join(f"id {p['id']} (pid {p['pid']})" for p in alive)
-    return f"goproc: timed out after {timeout}; still alive: {still}"
+    still = ", ".join(f"{_id_pid(p)})" for p in alive)
+    return f"goproc: timed out after {shown(timeout)}; still alive: {still}"
 
 
 def removed_line(removed: Sequence[Entry]) -> str:
     """`wait`'s error line for entries forgotten while waited for: not an exit."""
-    gone = ", ".join(f"id {p['id']} (pid {p['pid']})" for p in removed)
+    gone = ", ".join(f"{_id_pid(p)})" for p in removed)
     return f"goproc: removed while waited for, not seen to exit: {gone}"
 
 
@@ -208,10 +284,12 @@ def event_line(event: Mapping[str, Any], json_: bool) -> str:
     """One event: time, kind, id, pid and name (JSON with --json)."""
     if json_:
         return json_line(event)
+    time = shown(event["time"])
     if event["kind"] == "overflow":
-        return f"{event['time']}  overflow: events were dropped; reconnect"
-    name = f" name={event['name']}" if event.get("name") else ""
-    return f"{event['time']}  {event['kind']:<8} id={event['id']} pid={event['pid']}{name}"
+        return f"{time}  overflow: events were dropped; reconnect"
+    name = f" name={shown(event['name'])}" if event.get("name") else ""
+    ids = f"id={shown(event['id'])} pid={shown(event['pid'])}"
+    return f"{time}  {shown(event['kind']):<8} {ids}{name}"
 
 
 # ---- tags and groups ---------------------------------------------------------------------
@@ -219,17 +297,21 @@ def event_line(event: Mapping[str, Any], json_: bool) -> str:
 
 def label_count_lines(kind: str, rows: Sequence[Mapping[str, Any]]) -> Lines:
     """`goproc tag`: every label in use and its number of entries."""
-    width = max([len(kind.upper()), *(len(r["name"]) for r in rows)])
+    names = [shown(r["name"]) for r in rows]
+    width = max([len(kind.upper()), *map(len, names)])
     return [
         f"{kind.upper().ljust(width)}  COUNT",
-        *(f"{r['name'].ljust(width)}  {r['count']}" for r in rows),
+        *(f"{name.ljust(width)}  {shown(r['count'])}" for name, r in zip(names, rows, strict=True)),
     ]
 
 
 def labels_lines(plural: str, procs: Sequence[Entry]) -> Lines:
     """After `tag add|rm`: each changed entry's labels now."""
-    return [f"id {p['id']}: {plural} {','.join(p[plural]) or '-'}" for p in procs]
+    return [f"id {shown(p['id'])}: {plural} {shown(','.join(p[plural]) or '-')}" for p in procs]
 
 
 def renamed_lines(kind: str, old: str, new: str, result: Mapping[str, Any]) -> Lines:
-    return [f"Renamed {kind} {old!r} to {new!r} on {result['changed']} entries"]
+    return [
+        f"Renamed {kind} {shown(repr(old))} to {shown(repr(new))} "
+        f"on {shown(result['changed'])} entries"
+    ]

@@ -93,7 +93,9 @@ def _signal(value: Any, _: Any) -> int:
             return value
         raise _Invalid(f"must be a signal number or name, got {value}")
     if isinstance(value, str):
-        name = value.strip().upper()
+        # ASCII only: `upper` makes "KILL" of "k\u0131ll" (a dotless i) and "SIGKILL" of
+        # "\u017figkill" (a long s), and `strip` takes U+3000 away.
+        name = value.strip(" \t\n\r\f\v").upper() if value.isascii() else ""
         name = name if name.startswith("SIG") else "SIG" + name
         sig = getattr(signal.Signals, name, None) if name.isidentifier() else None
         if isinstance(sig, signal.Signals):
@@ -135,7 +137,8 @@ def make_converter(*, detailed: bool = True) -> cattrs.Converter:
     - tuples: JSON arrays, and only arrays are accepted (a string is not a list of chars);
     - int, str, bool: exactly that JSON type (no `true` for 1, no `1.5` for 1);
     - Pid: 1..2**31-1; ProcId: 1..2**63-1; Name: `NAME_RE`; Label (tag/group): a string;
-    - Signal: a name ("TERM", "SIGKILL", any case) or a valid number; Seconds: 0..86400;
+    - Signal: a name in ASCII ("TERM", "SIGKILL", any case) or a valid number;
+      Seconds: 0..86400;
     - unknown keys in an object are refused (`forbid_extra_keys`);
     - params classes with flat fields (`goproc.api.flat`) read those fields' members
       from the same object;

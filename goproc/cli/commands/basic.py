@@ -51,7 +51,7 @@ def ping(*, timeout: str = "5s", common: Common | None = None) -> ExitCode:
     """
     seconds = timeout_of("--timeout", timeout)
     with connect(common, seconds) as client:
-        print(client.call(api.PING, api.NoParams()))
+        output.say([client.call(api.PING, api.NoParams())])
     return ExitCode.OK
 
 

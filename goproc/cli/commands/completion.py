@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from cyclopts import App, Parameter
 
+from goproc.cli import output as printing
 from goproc.cli.codes import ExitCode
 
 
@@ -31,5 +32,5 @@ def install_completion(
     if app is None:  # `goproc.cli.app.run` passes the app the completion is of
         raise TypeError("install_completion needs the app")
     path = app.install_completion(shell=shell, output=output, add_to_startup=add_to_startup)
-    print(f"Completion installed in {path}; start a new shell to use it")
+    printing.say([f"Completion installed in {path}; start a new shell to use it"])
     return ExitCode.OK

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from goproc import api
@@ -18,10 +17,10 @@ def events(
     until interrupted; --json prints one JSON object per line."""
 
     def show_event(event: dict[str, Any]) -> None:
-        print(output.event_line(event, json_), flush=True)
+        output.print_lines([output.event_line(event, json_)], flush=True)
 
     with connect(common, None) as client:
         client.call(api.SUBSCRIBE, selector_of(select))
         client.listen(show_event)
-    print("goproc: the daemon closed the connection", file=sys.stderr)
+    output.error("the daemon closed the connection")
     return ExitCode.UNREACHABLE

@@ -18,6 +18,7 @@ from goproc.cli.flags import (
     Flag,
     Json,
     Labels,
+    PidArgs,
     Select,
     call,
     connect,
@@ -28,7 +29,7 @@ from goproc.errors import UsageError
 
 
 def add(
-    *pids: int,
+    *pids: PidArgs,
     labels: Labels | None = None,
     json_: Json = False,
     common: Common | None = None,
@@ -69,7 +70,7 @@ def run(
         try:
             child = subprocess.Popen(list(command), process_group=0)
         except OSError as e:
-            print(f"goproc: cannot run {command[0]!r}: {e.strerror or e}", file=sys.stderr)
+            output.error(f"cannot run {command[0]!r}: {e.strerror or e}")
             return ExitCode.CANNOT_RUN
         proc = _track(client, child, labels or Labels())
     child.returncode = 0  # it runs on: keep Popen's finalizer from warning about it
@@ -101,7 +102,7 @@ def list_(
             return ExitCode.OK
         procs = client.call(api.LIST, selector)
     colour, columns = _terminal()
-    print("\n".join(output.table_lines(procs, colour=colour, columns=columns)))
+    output.print_lines(output.table_lines(procs, colour=colour, columns=columns))
     return ExitCode.OK
 
 

@@ -98,7 +98,7 @@ def wait(
     def exited(proc: dict[str, Any]) -> None:
         if proc["id"] not in shown:
             shown.add(proc["id"])
-            print(output.exited_line(proc, json_), flush=True)
+            output.print_lines([output.exited_line(proc, json_)], flush=True)
 
     with connect(common, None) as client:
         result = _wait(client, selector_of(select, target), seconds, any_, exited)
@@ -106,10 +106,10 @@ def wait(
         exited(proc)
     code = ExitCode.OK
     if result["removed"]:
-        print(output.removed_line(result["removed"]), file=sys.stderr)
+        output.print_lines([output.removed_line(result["removed"])], sys.stderr)
         code = ExitCode.REMOTE
     if result["timed_out"]:
-        print(output.timed_out_line(timeout, result["alive"]), file=sys.stderr)
+        output.print_lines([output.timed_out_line(timeout, result["alive"])], sys.stderr)
         code = ExitCode.REMOTE
     return code
 
