@@ -8,10 +8,12 @@ becomes a JSON-RPC error, and the one place that writes the `invalid params: ` p
 
 from __future__ import annotations
 
+import errno
+import itertools
 import json
 import logging
 import math
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 from attrs import frozen
@@ -23,6 +25,7 @@ from goproc.errors import (
     InvalidRequest,
     MethodNotFound,
     ParseError,
+    TooManyConnections,
 )
 from goproc.rpc.entries import Part, RawJSON, dumps, read_parts
 
@@ -119,6 +122,9 @@ def error_object(exc: BaseException) -> dict[str, Any]:
         if exc.data is not None:
             err["data"] = exc.data
         return err
+    if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+        # Out of descriptors for a moment (see the `fd_reserve` setting): not a bug.
+        return error_object(TooManyConnections("out of file descriptors; try again later"))
     log.error("internal error", exc_info=exc)
     return {"code": INTERNAL_ERROR, "message": f"internal error: {type(exc).__name__}"}
 
@@ -190,27 +196,58 @@ async def respond(obj: Any, dispatch: Dispatch) -> dict[str, Any] | None:
     return None if req.notification else response
 
 
-async def respond_line(line: bytes, dispatch: Dispatch) -> bytes | None:
+DEFAULT_MAX_BATCH = 1000
+
+
+async def respond_line(
+    line: bytes, dispatch: Dispatch, *, max_batch: int = DEFAULT_MAX_BATCH
+) -> bytes | None:
     """Answer one request line (a request or a batch): the reply line, or None when
     nothing is to be sent (notifications only)."""
-    parts = await respond_parts(line, dispatch)
+    parts = await respond_parts(line, dispatch, max_batch=max_batch)
     return None if parts is None else read_parts(parts)
 
 
-async def respond_parts(line: bytes, dispatch: Dispatch) -> Iterable[Part] | None:
+async def respond_parts(
+    line: bytes, dispatch: Dispatch, *, max_batch: int = DEFAULT_MAX_BATCH
+) -> Iterable[Part] | None:
     """`respond_line` in pieces (see `encode_parts`)."""
+    pieces = [p async for p in respond_stream(line, dispatch, max_batch=max_batch)]
+    if not pieces:
+        return None
+    return pieces[0] if len(pieces) == 1 else itertools.chain.from_iterable(pieces)
+
+
+async def respond_stream(
+    line: bytes, dispatch: Dispatch, *, max_batch: int = DEFAULT_MAX_BATCH
+) -> AsyncGenerator[Iterable[Part]]:
+    """The reply to one line as it is made: one piece for a request; for a batch, one
+    piece per reply, each yielded once its request is answered and before the next is
+    dispatched, so a batch is never held whole (its pieces joined are the one line).
+    Nothing is yielded for notifications only.  A batch of more than `max_batch`
+    requests is refused whole (-32600), none of it dispatched."""
     try:
         obj = decode_line(line)
     except ParseError as e:
-        return encode_parts(error_response(None, e))
-    if isinstance(obj, list):
-        if not obj:
-            empty = InvalidRequest("invalid request: empty batch")
-            return encode_parts(error_response(None, empty))
-        replies = [r for item in obj if (r := await respond(item, dispatch)) is not None]
-        return encode_parts(replies) if replies else None
-    reply = await respond(obj, dispatch)
-    return None if reply is None else encode_parts(reply)
+        yield encode_parts(error_response(None, e))
+        return
+    if not isinstance(obj, list):
+        reply = await respond(obj, dispatch)
+        if reply is not None:
+            yield encode_parts(reply)
+        return
+    if not obj or len(obj) > max_batch:
+        why = "empty batch" if not obj else f"batch of {len(obj)} requests (limit {max_batch})"
+        yield encode_parts(error_response(None, InvalidRequest(f"invalid request: {why}")))
+        return
+    opened = False
+    for item in obj:
+        reply = await respond(item, dispatch)
+        if reply is not None:
+            yield itertools.chain((b"," if opened else b"[",), _encode_one(reply))
+            opened = True
+    if opened:
+        yield (b"]\n",)
 
 
 def method_not_found(method: str) -> MethodNotFound:

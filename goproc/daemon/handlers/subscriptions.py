@@ -12,6 +12,7 @@ async def subscribe(ctx: Ctx, selector: Selector) -> Subscribed:
     """Events matching the selector follow on this connection as `event` notifications."""
     if ctx.session is None:
         raise InvalidValue("subscribe needs a connection")
+    ctx.session.room_for_subscription()
     sub = ctx.bus.subscribe(selector)
     ctx.session.start_subscription(sub)
     return Subscribed(subscription=sub.id)
