@@ -16,14 +16,13 @@ closed by the server, which opened the task; this module closes only what it sta
 from __future__ import annotations
 
 import contextlib
-import math
-import select
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING
 
 import trio
 
 from goproc.daemon.events import Subscription
+from goproc.daemon.sockets import peer_hung_up
 from goproc.errors import InvalidRequest, ShuttingDown, TooManySubscriptions
 from goproc.rpc.entries import Part
 from goproc.rpc.jsonrpc import encode, error_response, respond_stream
@@ -185,39 +184,31 @@ class Connection:
         stop of the server, an idle timeout (counted from `idle_since`; never while
         subscribed), or being closed to make room for a new connection."""
         server = self.server
-        if server.stopping:
-            return None
-        deadline = math.inf if self.subscriptions else self.idle_since + self.config.idle_timeout
-        with trio.CancelScope(deadline=deadline) as idle:
-            server.idle[self] = idle
-            try:
-                data = bytes(await self.stream.receive_some(CHUNK))
-            except PEER_GONE:
-                data = b""
-            finally:
-                server.idle.pop(self, None)
-        if idle.cancelled_caught:
-            if not server.stopping:
-                self.nursery.cancel_scope.cancel()  # idle too long, or evicted: close
-            return None
+        deadline = self.idle_since + self.config.idle_timeout
+        while True:
+            if server.stopping:
+                return None
+            with trio.CancelScope(deadline=deadline) as idle:
+                server.idle[self] = idle
+                try:
+                    data = bytes(await self.stream.receive_some(CHUNK))
+                except PEER_GONE:
+                    data = b""
+                finally:
+                    server.idle.pop(self, None)
+            if not idle.cancelled_caught:
+                break
+            if server.stopping:
+                return None
+            if self.evicted or not self.subscriptions:
+                self.nursery.cancel_scope.cancel()  # idle too long, or making room: close
+                return None
+            deadline = trio.current_time() + self.config.idle_timeout  # quiet, but subscribed
         if not data:
-            if self.subscriptions and self._hung_up():
+            if self.subscriptions and peer_hung_up(self.stream):
                 self.nursery.cancel_scope.cancel()  # gone: nobody reads the events
             return None
         return data
-
-    def _hung_up(self) -> bool:
-        """Whether the peer closed its end entirely (POLLHUP), not only its writing side.
-        Only a socket can tell; any other stream counts as still reading."""
-        sock = getattr(self.stream, "socket", None)
-        if sock is None:
-            return False
-        try:
-            poller = select.poll()
-            poller.register(sock.fileno(), select.POLLIN)
-            return any(ev & select.POLLHUP for _, ev in poller.poll(0))
-        except (OSError, ValueError):
-            return True
 
     # ---- Session: what handlers may ask of the connection ----------------------------
 
@@ -264,7 +255,7 @@ class Connection:
         still read) or the buffer is full, a hang-up is polled for."""
         limit = self.config.max_request_bytes
         eof = False
-        while not self._hung_up():
+        while not peer_hung_up(self.stream):
             if eof or len(self._buf) > limit:
                 await trio.sleep(HANGUP_POLL)
                 continue
