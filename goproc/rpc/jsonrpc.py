@@ -13,6 +13,7 @@ import itertools
 import json
 import logging
 import math
+import re
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
@@ -61,20 +62,60 @@ def _finite_float(text: str) -> float:
 
 
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+_WHITESPACE = re.compile(r"[ \t\n\r]*")  # JSON's own
 
 
-def decode_line(line: bytes) -> Any:
-    """One request line -> a JSON value; raises ParseError (-32700)."""
+def _skip_space(text: str, idx: int) -> int:
+    match = _WHITESPACE.match(text, idx)
+    return idx if match is None else match.end()
+
+
+def decode_line(line: bytes, max_batch: int | None = None) -> Any:
+    """One request line -> a JSON value; raises ParseError (-32700), or InvalidRequest
+    (-32600) for a batch of more than `max_batch` requests, found before the rest of
+    the line is decoded (24,000 small requests in 1 MiB take 50 ms or more to decode)."""
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ParseError(f"parse error: request is not valid UTF-8 (byte {e.start})") from None
     try:
+        start = _skip_space(text, 0)
+        if max_batch is not None and text.startswith("[", start):
+            return _decode_batch(text, start + 1, max_batch)
         return _DECODER.decode(text)
     except RecursionError:
         raise ParseError("parse error: JSON nested too deeply") from None
     except ValueError as e:
         raise ParseError(f"parse error: {e}") from None
+
+
+def _decode_batch(text: str, idx: int, max_batch: int) -> list[Any]:
+    """The array that starts just before `idx`, one element at a time, as the decoder
+    would read it; stops at element `max_batch + 1`."""
+    items: list[Any] = []
+    idx = _skip_space(text, idx)
+    if text.startswith("]", idx):
+        idx += 1
+    else:
+        while True:
+            if len(items) == max_batch:
+                raise InvalidRequest(f"invalid request: batch too large (limit {max_batch})")
+            try:
+                # The decoder's own element reader: the same values and errors.
+                item, idx = _DECODER.scan_once(text, idx)  # type: ignore[attr-defined]
+            except StopIteration as e:
+                raise json.JSONDecodeError("Expecting value", text, e.value) from None
+            items.append(item)
+            idx = _skip_space(text, idx)
+            if text.startswith("]", idx):
+                idx += 1
+                break
+            if not text.startswith(",", idx):
+                raise json.JSONDecodeError("Expecting ',' delimiter", text, idx)
+            idx = _skip_space(text, idx + 1)
+    if _skip_space(text, idx) != len(text):
+        raise json.JSONDecodeError("Extra data", text, idx)
+    return items
 
 
 def parse_request(obj: Any) -> Request:
@@ -227,8 +268,8 @@ async def respond_stream(
     Nothing is yielded for notifications only.  A batch of more than `max_batch`
     requests is refused whole (-32600), none of it dispatched."""
     try:
-        obj = decode_line(line)
-    except ParseError as e:
+        obj = decode_line(line, max_batch)
+    except (ParseError, InvalidRequest) as e:
         yield encode_parts(error_response(None, e))
         return
     if not isinstance(obj, list):
@@ -236,9 +277,8 @@ async def respond_stream(
         if reply is not None:
             yield encode_parts(reply)
         return
-    if not obj or len(obj) > max_batch:
-        why = "empty batch" if not obj else f"batch of {len(obj)} requests (limit {max_batch})"
-        yield encode_parts(error_response(None, InvalidRequest(f"invalid request: {why}")))
+    if not obj:
+        yield encode_parts(error_response(None, InvalidRequest("invalid request: empty batch")))
         return
     opened = False
     for item in obj:

@@ -32,6 +32,11 @@ from typing import Any
 import pytest
 from conftest import GOPROC, Daemon
 from helpers import wait_until as shared_wait_until
+from hypothesis import given
+from hypothesis import strategies as st
+
+from goproc.errors import GoprocError
+from goproc.rpc.jsonrpc import decode_line
 
 TOO_MANY, INVALID_REQUEST, SHUTTING_DOWN = -32008, -32600, -32009
 
@@ -247,7 +252,7 @@ def test_batch_over_max_batch_is_refused_whole_with_32600(
             "id": None,
             "error": {
                 "code": INVALID_REQUEST,
-                "message": "invalid request: batch of 11 requests (limit 10)",
+                "message": "invalid request: batch too large (limit 10)",
             },
         }
         assert conn.call("list") == [], "nothing of a refused batch was done"
@@ -255,6 +260,37 @@ def test_batch_over_max_batch_is_refused_whole_with_32600(
         replies = conn.line()
         assert [r["id"] for r in replies] == list(range(1, 11))
         assert all(r["result"] == "pong" for r in replies)
+
+
+def _decoded(line: bytes, max_batch: int | None) -> tuple[str, Any]:
+    try:
+        return "value", decode_line(line, max_batch)
+    except GoprocError as e:
+        return type(e).__name__, e.message
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+SPACE = st.sampled_from(["", " ", "\n", "\t ", "\r\n"])
+
+
+@given(
+    st.one_of(
+        st.builds(lambda v, a, b: (a + json.dumps(v) + b).encode(), JSON_VALUES, SPACE, SPACE),
+        st.builds(lambda v, cut: json.dumps(v).encode()[:cut], JSON_VALUES, st.integers(0, 50)),
+        st.binary(max_size=40).map(lambda b: b"[" + b),
+    )
+)
+def test_a_batch_is_decoded_item_by_item_as_the_whole_line_would_be(line: bytes) -> None:
+    """The element-by-element reading that stops at `max_batch` gives the same value,
+    or the same parse error, as decoding the whole line."""
+    assert _decoded(line, 10**6) == _decoded(line, None)
+    whole = _decoded(line, None)
+    if whole[0] == "value" and isinstance(whole[1], list) and len(whole[1]) > 2:
+        assert _decoded(line, 2) == ("InvalidRequest", "invalid request: batch too large (limit 2)")
 
 
 def test_one_mib_batch_of_list_requests_is_refused_at_once(tmp_path: Path) -> None:
@@ -272,7 +308,7 @@ def test_one_mib_batch_of_list_requests_is_refused_at_once(tmp_path: Path) -> No
             reply = conn.line()
             assert reply["error"] == {
                 "code": INVALID_REQUEST,
-                "message": f"invalid request: batch of {n} requests (limit 1000)",
+                "message": "invalid request: batch too large (limit 1000)",
             }
             assert time.monotonic() - t0 < 2
             assert conn.call("ping") == "pong", "the connection stays open"
