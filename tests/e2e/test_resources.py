@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import os
@@ -29,13 +30,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
+import trio
 from conftest import GOPROC, Daemon
+from fakes import TableProbe, make_parts
 from helpers import wait_until as shared_wait_until
 from hypothesis import given
 from hypothesis import strategies as st
 
+from goproc.daemon.liveness import Liveness
 from goproc.errors import GoprocError
+from goproc.model import ProcessFacts
+from goproc.registry import Registry
 from goproc.rpc.jsonrpc import decode_line
 
 TOO_MANY, INVALID_REQUEST, SHUTTING_DOWN = -32008, -32600, -32009
@@ -505,3 +512,44 @@ def test_sigterm_answers_waits_in_flight_with_shutting_down(
         for conn in waiting:
             conn.sock.close()
     assert os.path.exists(d.state_dir / "goproc.snapshot.json")
+
+
+# ---- a probe out of descriptors --------------------------------------------------------
+
+
+def test_a_probe_out_of_descriptors_leaves_the_entry_to_the_next_sweep() -> None:
+    """EMFILE while probing (in a sweep's worker thread) is no verdict: the sweep goes
+    on, and the entry is probed again next time (in-process, a table probe)."""
+
+    @attrs.define
+    class EmfileProbe(TableProbe):
+        failing: bool = True
+
+        def is_alive(self, pid: int, started_at: float) -> bool:
+            if self.failing:
+                raise OSError(errno.EMFILE, "Too many open files")
+            return super().is_alive(pid, started_at)
+
+    reg = Registry()
+    _, change = reg.plan_add([ProcessFacts(pid=4242, started_at=1.0, cmd="x", pgid=None)], now=2.0)
+    reg.apply(change)
+    probe = EmfileProbe({})  # the process has ended: no longer in the table
+    parts = make_parts(reg, probe)
+    liveness = Liveness(
+        lambda: reg,
+        probe,
+        parts.ctx.vitals,
+        interval=1.0,
+        last_seen_interval=1.0,
+        clock=lambda: 3.0,
+    )
+
+    async def main() -> None:
+        assert await liveness.sweep() == 0, "out of descriptors: no verdict"
+        entry = reg.get(1)
+        assert entry is not None and entry.alive
+        probe.failing = False
+        assert await liveness.sweep() == 1, "the next sweep finds it dead"
+
+    trio.run(main)
+    assert liveness.sweeps == 2
