@@ -215,18 +215,23 @@ def attack_lingering_waits(server: Server) -> str:
     with LineClient(server.socket) as c, sleep_processes(1) as (pid,):
         entry = c.call("add", {"pid": pid})
         wait = json.dumps(request("wait", {"ids": [entry["id"]], "timeout": 3600})).encode()
+        cut = 0  # clients whose connection the daemon ended first (refused: no slot)
         for _ in range(20):
-            with raw(server) as s:
-                s.sendall(wait + b"\n")
-                time.sleep(0.01)
-                s.sendall(b"xyz")
+            with raw(server) as s:  # the wait, more bytes a moment later, a close
+                try:
+                    s.sendall(wait + b"\n")
+                    time.sleep(0.05)
+                    s.sendall(b"xyz")
+                    time.sleep(0.05)
+                except OSError:
+                    cut += 1
         time.sleep(1.5)
         left = c.call("status")["connections"] - 2  # less this client and the pinger
     with raw(server, timeout=5.0) as s:
         s.sendall(json.dumps(request("ping")).encode() + b"\n")
         reply = json.loads(read_line(s) or b"{}")
     verdict = "served" if "result" in reply else f"got {reply.get('error', 'nothing')}"
-    return f"{left} of the 20 waits still open 1.5 s later; a new client {verdict}"
+    return f"{cut} of the 20 refused; {left} waits still open 1.5 s later; a new client {verdict}"
 
 
 def attack_idle_sockets(server: Server) -> str:
