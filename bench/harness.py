@@ -141,13 +141,28 @@ class Server:
 
 
 @contextlib.contextmanager
-def running_daemon(runner: Runner) -> Iterator[Server]:
+def running_daemon(
+    runner: Runner,
+    *,
+    config: dict[str, Any] | None = None,
+    snapshot: dict[str, Any] | None = None,
+    prefix: tuple[str, ...] = (),
+) -> Iterator[Server]:
     """A `goproc daemon` with its own GOPROC_RUNTIME_DIR and GOPROC_STATE_DIR in a temp
-    dir, on the default config; stopped with SIGTERM (SIGKILL if it hangs) at the end."""
+    dir, on the default config (or `config`, as its config file), starting from
+    `snapshot` when given, its command behind `prefix` (e.g. `prlimit --nofile=64 --`);
+    stopped with SIGTERM (SIGKILL if it hangs) at the end."""
     with tempfile.TemporaryDirectory(prefix="goproc-bench-") as tmp:
         root = Path(tmp)
         env = clean_env(GOPROC_RUNTIME_DIR=str(root / "run"), GOPROC_STATE_DIR=str(root / "state"))
-        with _server([*runner.argv, "daemon"], root / "run" / "goproc.sock", env, root) as s:
+        argv = [*prefix, *runner.argv, "daemon"]
+        if config is not None:
+            (root / "config.json").write_text(json.dumps(config))
+            argv += ["--config", str(root / "config.json")]
+        if snapshot is not None:
+            (root / "state").mkdir(mode=0o700)
+            (root / "state" / "goproc.snapshot.json").write_text(json.dumps(snapshot))
+        with _server(argv, root / "run" / "goproc.sock", env, root) as s:
             yield s
 
 

@@ -32,6 +32,13 @@ class Config:
     send_timeout: float = 10.0  # a client that reads no reply this long is dropped
     exit_watch: str = "auto"  # "auto": pidfd per process where the OS has it; "poll": ticker only
     event_queue: int = 1024  # events a subscriber may have pending before it is dropped
+    max_batch: int = 1000  # requests in one batch; a longer batch is refused whole
+    max_subscriptions: int = 64  # subscriptions one connection may hold
+    max_subscriptions_total: int = 1024  # subscriptions all connections together may hold
+    # Descriptors below the fd limit that pidfds never take (the entries beyond are
+    # polled), half of them also kept from client connections: the listener, the
+    # journal, snapshots and probes always have descriptors to work with.
+    fd_reserve: int = 64
     # When the journal is fdatasync'ed: "interval" (at most every `journal_sync_interval`)
     # or "always" (before each change is answered).  Either way an answered change is
     # written to the kernel first, so it survives a crash of the daemon.

@@ -24,7 +24,8 @@ NAME_IN_USE = -32004
 STORAGE_ERROR = -32005
 NO_MATCH = -32006
 AMBIGUOUS = -32007
-TOO_MANY_CONNECTIONS = -32008
+TOO_MANY_CONNECTIONS = -32008  # also: subscriptions, descriptors (a limit is reached)
+SHUTTING_DOWN = -32009
 
 
 class GoprocError(Exception):
@@ -93,7 +94,20 @@ class Ambiguous(GoprocError):
 
 
 class TooManyConnections(GoprocError):
+    """A limit of the daemon is reached: connections, subscriptions or descriptors."""
+
     code = TOO_MANY_CONNECTIONS
+
+
+class TooManySubscriptions(TooManyConnections):
+    """`max_subscriptions` on this connection, or `max_subscriptions_total` in all."""
+
+
+class ShuttingDown(GoprocError):
+    """The daemon is stopping: a request that would block (`wait`) is ended unanswered
+    by its result."""
+
+    code = SHUTTING_DOWN
 
 
 class UsageError(Exception):

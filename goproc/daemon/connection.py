@@ -2,26 +2,30 @@
 
 Limits: a request line longer than `max_request_bytes` is refused (-32600) and the
 connection closed, so no line is read unbounded into memory; while a request is being
-answered nothing more is read (a client that pipelines blocks in its writes); a client
-that leaves a reply unread for `send_timeout` is dropped, one that sends nothing for
-`idle_timeout` (with no subscription) is closed.  On a socket, a client that hangs up
-entirely during a request that blocks (`wait`) has it cancelled at once.  The stream is
+answered nothing more is read (a client that pipelines blocks in its writes), except
+during a request that blocks (`wait`), up to one line's limit, to see a hang-up; a
+batch's replies go out one request at a time (`max_batch` requests at most, checked by
+`goproc.rpc.jsonrpc`); a client that leaves a reply unread for `send_timeout` is
+dropped, one that sends no whole request for `idle_timeout` (with no subscription) is
+closed, and so is the one idle longest when the server needs room.  At most
+`max_subscriptions` per connection.  On a socket, a client that hangs up entirely
+during a `wait` has it cancelled at once; a stop of the server ends it with -32009.  The stream is
 closed by the server, which opened the task; this module closes only what it starts.
 """
 
 from __future__ import annotations
 
 import contextlib
-import select
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING
 
 import trio
 
 from goproc.daemon.events import Subscription
-from goproc.errors import InvalidRequest
+from goproc.daemon.sockets import peer_hung_up
+from goproc.errors import InvalidRequest, ShuttingDown, TooManySubscriptions
 from goproc.rpc.entries import Part
-from goproc.rpc.jsonrpc import encode, error_response, respond_parts
+from goproc.rpc.jsonrpc import encode, error_response, respond_stream
 
 if TYPE_CHECKING:
     from goproc.daemon.server import Server
@@ -30,6 +34,7 @@ CHUNK = 65536
 SLICE = 1 << 20  # bytes of a large reply joined and sent at once
 CHECKPOINT_BYTES = 1 << 16  # a reply past this yields to other tasks between its parts
 PEER_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError)
+HANGUP_POLL = 0.5  # seconds between hang-up checks once a waiting client sent all it will
 
 
 class _TooLarge:
@@ -52,6 +57,11 @@ class Connection:
         self._searched = 0
         self._send_lock = trio.Lock()
         self._dispatch = server.dispatch_for(self)
+        # When the last whole request came or was answered: the idle timer counts from
+        # here, so bytes that make no request do not keep a connection open.
+        self.idle_since = trio.current_time()
+        self.evicted = False  # closed to make room for a new connection
+        self._gone = False  # the peer hung up (seen during a blocking request)
 
     async def serve(self) -> None:
         try:
@@ -63,11 +73,36 @@ class Connection:
                         await self.send((encode(error_response(None, error)),))
                     self.nursery.cancel_scope.cancel()
                     return
-                reply = await respond_parts(line, self._dispatch)
-                if reply is not None:
-                    await self.send(reply)
+                self.idle_since = trio.current_time()
+                await self._answer(line)
+                self.idle_since = trio.current_time()
         except PEER_GONE:
             self.nursery.cancel_scope.cancel()
+
+    async def _answer(self, line: bytes) -> None:
+        """Send the reply to one line.  A batch's replies go out one request at a time
+        (with a checkpoint between requests, so a long batch does not hold the event
+        loop), under the send lock for the whole line: events wait for its end."""
+        pieces = respond_stream(line, self._dispatch, max_batch=self.config.max_batch)
+        try:
+            first = await anext(pieces, None)
+            if first is None:
+                return
+            second = await anext(pieces, None)
+            if second is None:  # one request: one piece
+                await self.send(first)
+                return
+            async with self._send_lock:
+                await self._send_parts(first)
+                await self._send_parts(second)
+                while True:
+                    await trio.lowlevel.checkpoint()
+                    piece = await anext(pieces, None)
+                    if piece is None:
+                        break
+                    await self._send_parts(piece)
+        finally:
+            await pieces.aclose()
 
     async def send(self, parts: Iterable[Part]) -> None:
         """Send whole lines, given in parts; replies and event notifications never
@@ -146,45 +181,34 @@ class Connection:
 
     async def _receive(self) -> bytes | None:
         """More bytes from the client, or None when the connection is to end: EOF, a
-        stop of the server, or an idle timeout (not while subscribed)."""
+        stop of the server, an idle timeout (counted from `idle_since`; never while
+        subscribed), or being closed to make room for a new connection."""
         server = self.server
+        deadline = self.idle_since + self.config.idle_timeout
         while True:
             if server.stopping:
                 return None
-            with trio.CancelScope(deadline=trio.current_time() + self.config.idle_timeout) as idle:
-                server.idle_scopes.add(idle)
+            with trio.CancelScope(deadline=deadline) as idle:
+                server.idle[self] = idle
                 try:
                     data = bytes(await self.stream.receive_some(CHUNK))
                 except PEER_GONE:
                     data = b""
                 finally:
-                    server.idle_scopes.discard(idle)
+                    server.idle.pop(self, None)
             if not idle.cancelled_caught:
                 break
             if server.stopping:
                 return None
-            if not self.subscriptions:
-                self.nursery.cancel_scope.cancel()  # idle too long: close
+            if self.evicted or not self.subscriptions:
+                self.nursery.cancel_scope.cancel()  # idle too long, or making room: close
                 return None
-            # quiet, but not idle: subscribed
+            deadline = trio.current_time() + self.config.idle_timeout  # quiet, but subscribed
         if not data:
-            if self.subscriptions and self._hung_up():
+            if self.subscriptions and peer_hung_up(self.stream):
                 self.nursery.cancel_scope.cancel()  # gone: nobody reads the events
             return None
         return data
-
-    def _hung_up(self) -> bool:
-        """Whether the peer closed its end entirely (POLLHUP), not only its writing side.
-        Only a socket can tell; any other stream counts as still reading."""
-        sock = getattr(self.stream, "socket", None)
-        if sock is None:
-            return False
-        try:
-            poller = select.poll()
-            poller.register(sock.fileno(), select.POLLIN)
-            return any(ev & select.POLLHUP for _, ev in poller.poll(0))
-        except (OSError, ValueError):
-            return True
 
     # ---- Session: what handlers may ask of the connection ----------------------------
 
@@ -192,31 +216,57 @@ class Connection:
         self.subscriptions[sub.id] = sub
         self.nursery.start_soon(self._pump, sub)
 
+    def room_for_subscription(self) -> None:
+        limit = self.config.max_subscriptions
+        if len(self.subscriptions) >= limit:
+            raise TooManySubscriptions(f"too many subscriptions on this connection (limit {limit})")
+
     def owns(self, sub_id: int) -> bool:
         return sub_id in self.subscriptions
 
     @contextlib.asynccontextmanager
     async def cancel_on_hangup(self) -> AsyncIterator[None]:
         """Run the body (a request that may block long) but cancel it if the client
-        hangs up meanwhile: nobody would read its answer."""
+        hangs up meanwhile (nobody would read its answer), or end it with
+        `ShuttingDown` when the server stops."""
         sock = getattr(self.stream, "socket", None)
-        if sock is None:
-            yield
-            return
+        blocking = self.server.blocking
         with trio.CancelScope() as body:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._watch_hangup, sock, body)
-                try:
-                    yield
-                finally:
-                    nursery.cancel_scope.cancel()
+            blocking.add(body)
+            try:
+                if self.server.stopping:
+                    body.cancel()
+                async with trio.open_nursery() as nursery:
+                    if sock is not None:
+                        nursery.start_soon(self._watch_hangup, body)
+                    try:
+                        yield
+                    finally:
+                        nursery.cancel_scope.cancel()
+            finally:
+                blocking.discard(body)
+        if body.cancelled_caught and self.server.stopping and not self._gone:
+            raise ShuttingDown("shutting down")
 
-    async def _watch_hangup(self, sock: trio.socket.SocketType, body: trio.CancelScope) -> None:
-        await trio.lowlevel.wait_readable(sock)
-        if self._hung_up():
-            body.cancel()
-        # Otherwise more requests are pipelined, or only its writing side closed: it
-        # still reads, so let the request run.
+    async def _watch_hangup(self, body: trio.CancelScope) -> None:
+        """Cancel `body` once the peer hangs up.  What it sends meanwhile (pipelined
+        requests, or a stray byte) is taken into the line buffer, up to the line limit,
+        so the socket can tell a hang-up again; once it sent all it will (EOF: it may
+        still read) or the buffer is full, a hang-up is polled for."""
+        limit = self.config.max_request_bytes
+        eof = False
+        while not peer_hung_up(self.stream):
+            if eof or len(self._buf) > limit:
+                await trio.sleep(HANGUP_POLL)
+                continue
+            try:
+                data = await self.stream.receive_some(CHUNK)
+            except PEER_GONE:
+                break
+            self._buf += data
+            eof = not data
+        self._gone = True
+        body.cancel()
 
     async def _pump(self, sub: Subscription) -> None:
         """Deliver a subscription's events as notifications until it ends.  One that

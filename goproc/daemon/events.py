@@ -18,10 +18,12 @@ import trio
 from attrs import frozen
 
 from goproc.api import EVENT_METHOD
+from goproc.errors import TooManySubscriptions
 from goproc.model import Proc, Selector
 from goproc.rpc.entries import dumps, entry_json, format_time
 
 DEFAULT_QUEUE = 1024
+DEFAULT_MAX_SUBSCRIPTIONS = 1024
 
 
 @frozen
@@ -130,13 +132,24 @@ class Subscription:
 
 
 class EventBus:
-    def __init__(self, queue_limit: int = DEFAULT_QUEUE) -> None:
+    """Every subscription, at most `max_subscriptions` of them: each change is matched
+    against all, so their number bounds what a change costs."""
+
+    def __init__(
+        self, queue_limit: int = DEFAULT_QUEUE, max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS
+    ) -> None:
         self.queue_limit = queue_limit
+        self.max_subscriptions = max_subscriptions
         self.subscriptions: dict[int, Subscription] = {}
         self._ids = itertools.count(1)
 
     def subscribe(self, selector: Selector, held: Held | None = None) -> Subscription:
-        """A new subscription; `held`: the entries its `ids` mean (see `Held`)."""
+        """A new subscription; `held`: the entries its `ids` mean (see `Held`).  Raises
+        TooManySubscriptions at the limit."""
+        if len(self.subscriptions) >= self.max_subscriptions:
+            raise TooManySubscriptions(
+                f"too many subscriptions (limit {self.max_subscriptions} in all); try again later"
+            )
         sub = Subscription(next(self._ids), selector, self.queue_limit, held)
         self.subscriptions[sub.id] = sub
         return sub

@@ -1,12 +1,12 @@
 """Event-driven exit detection: one pidfd per alive entry, waited on by trio.
 
 Linux only (`os.pidfd_open`); elsewhere, when disabled (`exit_watch: "poll"`), or when a
-pidfd cannot be opened (old kernel, EMFILE, EPERM) the entry is left to the liveness
-ticker's poll, with one warning per kind of failure.  The pidfd is opened before the
-identity check, so it refers to the very process that was checked, and it is held for
-as long as the entry is watched: `kill` signals through it (`pidfd`), so a signal can
-never reach a process that took the pid over, and waits on it (`wait_exit`) instead of
-probing.
+pidfd cannot be opened (old kernel, EMFILE, EPERM), or would take one of the last
+`fd_reserve` descriptors, the entry is left to the liveness ticker's poll, with one
+warning per kind of failure.  The pidfd is opened before the identity check, so it
+refers to the very process that was checked, and it is held for as long as the entry
+is watched: `kill` signals through it (`pidfd`), so a signal can never reach a process
+that took the pid over, and waits on it (`wait_exit`) instead of probing.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import errno
 import logging
 import os
 import resource
+import sys
 from collections.abc import Callable, Iterable
 
 import attrs
@@ -40,6 +41,12 @@ def raise_fd_limit() -> int:
     return soft
 
 
+def descriptor_limit() -> int:
+    """The soft RLIMIT_NOFILE now (it may be lowered from outside, by `prlimit`)."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return sys.maxsize if soft == resource.RLIM_INFINITY else soft
+
+
 @attrs.define
 class _Held:
     """A watched entry: the process it was checked to be, its pidfd, and its waiter."""
@@ -60,11 +67,13 @@ class ExitWatcher:
         initial: Callable[[], Iterable[Proc]] = tuple,
         *,
         enabled: bool = True,
+        fd_reserve: int = 0,
     ) -> None:
         self.probe = probe
         self.on_exit = on_exit
         self.initial = initial
         self.enabled = enabled and AVAILABLE
+        self.fd_reserve = fd_reserve
         self._held: dict[int, _Held] = {}
         self._nursery: trio.Nursery | None = None
         self._warned: set[int] = set()
@@ -91,13 +100,13 @@ class ExitWatcher:
             self.on_exit(proc)
             return
         except OSError as e:
-            if e.errno not in self._warned:
-                self._warned.add(e.errno or 0)
-                log.warning(
-                    "cannot watch pid %d (%s): polling it instead",
-                    proc.pid,
-                    e.strerror or errno.errorcode.get(e.errno or 0, "?"),
-                )
+            self._warn(e.errno or 0, proc, e.strerror or errno.errorcode.get(e.errno or 0, "?"))
+            return
+        if pidfd >= descriptor_limit() - self.fd_reserve:
+            # Descriptors are allocated lowest first: this many are in use already, and
+            # the rest are kept for the listener, connections, the journal and snapshots.
+            os.close(pidfd)
+            self._warn(-1, proc, f"the last {self.fd_reserve} descriptors are reserved")
             return
         if not self.probe.is_alive(proc.pid, proc.started_at):
             os.close(pidfd)
@@ -106,6 +115,11 @@ class ExitWatcher:
         held = _Held(proc, pidfd, trio.CancelScope(), trio.Event())
         self._held[proc.id] = held
         self._nursery.start_soon(self._wait, held)
+
+    def _warn(self, kind: int, proc: Proc, why: str) -> None:
+        if kind not in self._warned:
+            self._warned.add(kind)
+            log.warning("cannot watch pid %d (%s): polling it instead", proc.pid, why)
 
     def forget(self, proc_id: int) -> None:
         held = self._held.pop(proc_id, None)

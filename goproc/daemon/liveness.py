@@ -9,6 +9,7 @@ again: a dead verdict is final (see `goproc.daemon.service.Vitals`).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 
@@ -17,6 +18,8 @@ import trio
 from goproc.daemon.probe import Probe
 from goproc.daemon.service import Vitals
 from goproc.model import Proc
+
+log = logging.getLogger("goproc.liveness")
 
 
 class Liveness:
@@ -50,18 +53,30 @@ class Liveness:
         started = time.perf_counter()
         targets = [p for p in self.entries() if p.alive]
         probe = self.probe
-        verdicts = await trio.to_thread.run_sync(
-            lambda: [probe.is_alive(p.pid, p.started_at) for p in targets]
-        )
+        verdicts = await trio.to_thread.run_sync(lambda: [_verdict(probe, p) for p in targets])
         t = self.clock()
-        died = 0
+        died = unknown = 0
         stale = []
         for p, alive in zip(targets, verdicts, strict=True):
+            if alive is None:
+                unknown += 1  # not known this time (out of descriptors): asked next sweep
+                continue
             if not alive:
                 died += self.vitals.mark_dead(p) is not None
             elif t - p.last_seen >= self.last_seen_interval:
                 stale.append(p)
         self.vitals.seen(stale, t)
+        if unknown:
+            log.warning("liveness: %d entries could not be probed this time", unknown)
         self.sweeps += 1
         self.last_sweep_seconds = time.perf_counter() - started
         return died
+
+
+def _verdict(probe: Probe, proc: Proc) -> bool | None:
+    """Whether the entry's process is alive; None when the OS would not say (EMFILE and
+    the like), which must not end the ticker."""
+    try:
+        return probe.is_alive(proc.pid, proc.started_at)
+    except OSError:
+        return None

@@ -5,10 +5,13 @@ and the dispatch's, and a connection's life is `goproc.daemon.connection`'s.
 
 Who may connect: on a socket, the daemon's own uid (and root), checked with SO_PEERCRED
 (getpeereid on BSD) on every connection; anyone else gets -32002 and is closed.  At most
-`max_connections` at once; one more gets -32008 and is closed.  Accept errors that mean
-"out of descriptors" are trio's `serve_listeners`' to handle (it waits and retries).
-On `stop()` the server accepts no more, lets every fully received request finish, and
-returns once the connections are done (after `grace` at the latest).
+`max_connections` at once: one more closes the connection idle the longest, or when none
+is idle gets -32008 and is closed.  A connection whose descriptor is within
+`fd_reserve // 2` of the fd limit gets -32008 too, so that accepting never runs out of
+descriptors (trio's `serve_listeners` would wait and retry, leaving clients hanging).
+On `stop()` the server accepts no more, answers blocking requests (`wait`) with -32009,
+lets every other fully received request finish, and returns once the connections are
+done (after `grace` at the latest).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import trio
 from goproc.config import Config
 from goproc.daemon.connection import PEER_GONE, Connection
 from goproc.daemon.events import EventBus
+from goproc.daemon.exits import descriptor_limit
 from goproc.daemon.handlers.context import Session
 from goproc.errors import GoprocError, PermissionDenied, TooManyConnections
 from goproc.rpc.jsonrpc import Dispatch, encode, error_response
@@ -53,14 +57,29 @@ class Server:
         self.connections = 0
         self.stopping = False
         self._accepting = trio.CancelScope()
-        self.idle_scopes: set[trio.CancelScope] = set()
+        # Connections waiting for their next bytes, each with the scope of that wait.
+        self.idle: dict[Connection, trio.CancelScope] = {}
+        # The scopes of requests that block (`wait`): a stop ends them with ShuttingDown.
+        self.blocking: set[trio.CancelScope] = set()
 
     def stop(self) -> None:
-        """Stop accepting and stop reading; requests already received finish."""
+        """Stop accepting and stop reading; requests already received finish, those
+        that block (`wait`) at once, answered with ShuttingDown."""
         self.stopping = True
         self._accepting.cancel()
-        for scope in list(self.idle_scopes):
+        for scope in [*self.idle.values(), *self.blocking]:
             scope.cancel()
+
+    def _make_room(self) -> bool:
+        """Close the connection idle the longest (no request in flight, no
+        subscription), if there is one, so that a new one can be served."""
+        idle = [conn for conn in self.idle if not conn.subscriptions and not conn.evicted]
+        if not idle:
+            return False
+        oldest = min(idle, key=lambda conn: conn.idle_since)
+        oldest.evicted = True
+        self.idle.pop(oldest).cancel()
+        return True
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until `stop()`, then return once every connection has ended (or the
@@ -104,7 +123,14 @@ class Server:
             return PermissionDenied(
                 f"permission denied: this daemon serves uid {self.uid} only, not uid {uid}"
             )
-        if self.connections > self.config.max_connections:
+        fd = -1 if sock is None else sock.fileno()
+        ceiling = descriptor_limit() - self.config.fd_reserve // 2
+        if fd >= ceiling:
+            # The rest is kept for the journal, snapshots and probes.
+            return TooManyConnections(
+                f"too many connections: out of file descriptors (limit {ceiling}); try again later"
+            )
+        if self.connections > self.config.max_connections and not self._make_room():
             return TooManyConnections(
                 f"too many connections (limit {self.config.max_connections}); try again later"
             )

@@ -4,12 +4,14 @@ A reply usually fits in the socket's buffer.  trio's `SocketStream.send_all` alw
 yields to the scheduler after sending (a cancel-shielded checkpoint), which costs one
 more trip through the event loop per reply; `LineStream.send_all` writes at once what
 the buffer takes and waits (through trio) only for the rest.  The server sees a plain
-`trio.abc.HalfCloseableStream`; tests use memory streams instead.
+`trio.abc.HalfCloseableStream`; tests use memory streams instead.  `peer_hung_up` tells a
+client that hung up from one that only closed its writing side.
 """
 
 from __future__ import annotations
 
 import os
+import select
 
 import trio
 
@@ -63,3 +65,17 @@ class LineListener(trio.abc.Listener[LineStream]):
 
     async def aclose(self) -> None:
         await self._listener.aclose()
+
+
+def peer_hung_up(stream: trio.abc.Stream) -> bool:
+    """Whether the peer closed its end entirely (POLLHUP), not only its writing side.
+    Only a socket can tell; any other stream counts as still reading."""
+    sock = getattr(stream, "socket", None)
+    if sock is None:
+        return False
+    try:
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        return any(ev & select.POLLHUP for _, ev in poller.poll(0))
+    except (OSError, ValueError):
+        return True

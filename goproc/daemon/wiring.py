@@ -147,10 +147,15 @@ def build(
         boot,
         loaded.on_disk,
     )
-    outlets = Outlets(bus=EventBus(config.event_queue), pulse=Pulse(), mark_dirty=writer.mark_dirty)
+    bus = EventBus(config.event_queue, config.max_subscriptions_total)
+    outlets = Outlets(bus=bus, pulse=Pulse(), mark_dirty=writer.mark_dirty)
     vitals = Vitals(registry, outlets)
     watcher = ExitWatcher(
-        probe, vitals.mark_dead, lambda: list(registry), enabled=config.exit_watch == "auto"
+        probe,
+        vitals.mark_dead,
+        lambda: list(registry),
+        enabled=config.exit_watch == "auto",
+        fd_reserve=config.fd_reserve,
     )
     liveness = Liveness(
         lambda: registry,

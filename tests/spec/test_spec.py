@@ -1249,14 +1249,36 @@ def _one_connection_too_many(ctx: Ctx) -> list[bytes]:
     def first_connection() -> Conn | None:
         """The only one, once the daemon has seen the readiness probes' connections end."""
         conn = Conn(d)
-        conn.sock.sendall(_ping(1) + b"\n")
-        if conn.line() == {"jsonrpc": "2.0", "id": 1, "result": "pong"}:
+        # Subscribed, so not idle: an idle one would be closed to make room instead.
+        conn.sock.sendall(b'{"jsonrpc":"2.0","id":1,"method":"subscribe"}\n')
+        if conn.line() == {"jsonrpc": "2.0", "id": 1, "result": {"subscription": 1}}:
             return conn
         conn.__exit__()
         return None
 
     with wait_for(first_connection, "a first connection to be served"), d.connect() as second:
         return read_lines(second, 2)  # the error, then EOF
+
+
+def _wait_at_sigterm(ctx: Ctx) -> list[bytes]:
+    d = ctx.spawn_daemon()
+    entry = d.call("add", {"pid": os.getpid()})  # this test: alive until the reply
+    with d.connect() as s:
+        s.sendall(
+            json.dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "wait",
+                    "params": {"ids": [entry["id"]], "timeout": 60},
+                }
+            ).encode()
+            + b"\n"
+        )
+        wait_for(lambda: d.call("status")["connections"] == 2, "the wait to be in flight")
+        assert d.proc is not None
+        d.proc.send_signal(15)
+        return read_lines(s, 2)  # the error, then EOF
 
 
 PROTOCOL_PROVOCATIONS: dict[int, dict[str, tuple[bytes | Callable[[Ctx], list[bytes]], Any]]] = {
@@ -1283,6 +1305,7 @@ PROTOCOL_PROVOCATIONS: dict[int, dict[str, tuple[bytes | Callable[[Ctx], list[by
     },
     METHOD_NOT_FOUND: {"unknown method": (b'{"jsonrpc":"2.0","id":1,"method":"x"}\n', 1)},
     -32008: {"one connection too many": (_one_connection_too_many, None)},
+    -32009: {"a wait in flight at SIGTERM": (_wait_at_sigterm, 1)},
 }
 # Codes that no request can provoke from a correct daemon, and why.
 UNPROVOKABLE = {-32603: "internal error: only a bug in the daemon sends it"}

@@ -27,6 +27,9 @@ class Session(Protocol):
 
     def start_subscription(self, sub: Subscription) -> None: ...
 
+    def room_for_subscription(self) -> None:
+        """Raise TooManySubscriptions if this connection may hold no more."""
+
     def owns(self, sub_id: int) -> bool: ...
 
     def cancel_on_hangup(self) -> AbstractAsyncContextManager[None]: ...

@@ -13,6 +13,7 @@ async def subscribe(ctx: Ctx, selector: Selector) -> Subscribed:
     """Events matching the selector follow on this connection as `event` notifications."""
     if ctx.session is None:
         raise InvalidValue("subscribe needs a connection")
+    ctx.session.room_for_subscription()
     held = None
     if selector.ids is not None:  # those entries, not whoever gets their ids later
         present = (p for i in selector.ids if (p := ctx.registry.get(i)) is not None)
