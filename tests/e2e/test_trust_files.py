@@ -318,7 +318,16 @@ def test_force_stops_a_daemon_of_another_pid_namespace_by_its_pid_here(
         pytest.skip("no unshare(1) to make a PID namespace")
     d = spawn_daemon(start=False)
     inner = subprocess.Popen(
-        ["unshare", "--pid", "--fork", "--mount-proc", "sh", "-c", " ".join(GOPROC) + " daemon"],
+        # --kill-child: were the test to fail, killing unshare ends the namespace too
+        [
+            "unshare",
+            "--pid",
+            "--kill-child",
+            "--mount-proc",
+            "sh",
+            "-c",
+            " ".join(GOPROC) + " daemon",
+        ],
         env=d.env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
