@@ -39,9 +39,10 @@ def prepare(directory: Path, variable: str, socket_name: str = "") -> None:
     _make(directory)
     problem = dir_problem(directory)
     if problem is not None:
+        place = "a path in a directory" if variable == "GOPROC_SOCKET" else "a directory"
         raise StartError(
-            f"{directory} {problem}: refusing to use it; set {variable} to a directory "
-            "of yours that only you can write"
+            f"{directory} {problem}: refusing to use it; set {variable} to {place} of "
+            "yours that only you can write"
         )
     for entry in os.scandir(directory):
         if entry.name.startswith(PREFIX) and entry.name != socket_name:
