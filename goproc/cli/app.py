@@ -6,7 +6,8 @@ Imports stay light: the standard-library client, the contract and cyclopts, neve
 trio, cattrs, psutil or the daemon's code (`goproc daemon` execs the daemon program).
 
 Exit codes (`ExitCode`): 0 ok; 1 the daemon answered with an error (or a kill failed,
-a wait timed out); 2 usage error (bad flags, bad config); 3 the daemon is not reachable;
+a wait timed out); 2 usage error (bad flags, bad config); 3 the daemon is not reachable
+(or there is no usable runtime dir to find its socket in);
 127 `run` could not start the command; 130 interrupted.
 """
 
@@ -28,6 +29,7 @@ from goproc.cli.client import DaemonUnreachable, RemoteError
 from goproc.cli.codes import ExitCode
 from goproc.cli.flags import DIGITS_MAX, Common, ascii_int
 from goproc.errors import ConfigError, UsageError
+from goproc.paths import PlaceError
 
 __all__ = ["ExitCode", "app", "main", "run"]
 
@@ -192,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (ConfigError, UsageError) as e:
         output.error(str(e))
         code = ExitCode.USAGE
-    except DaemonUnreachable as e:
+    except (DaemonUnreachable, PlaceError) as e:  # no socket to reach, or no place for one
         output.error(str(e))
         code = ExitCode.UNREACHABLE
     except RemoteError as e:  # the daemon's message may quote a hostile name or label

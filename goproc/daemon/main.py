@@ -1,8 +1,11 @@
-"""`goproc daemon`: take the lock, bind the socket, run the daemon, clean up.
+"""`goproc daemon`: check the dirs, take the lock, bind the socket, run the daemon, clean up.
 
-One daemon per state dir: an fcntl lock on `goproc.lock` decides, not the PID file, so
-files left by a crashed daemon never block a start.  `goproc.daemon.wiring` builds and
-runs the parts; if any of them fails the daemon stops with a message and exit 1.
+The runtime and state dirs are used only when they are ours and private, and the files
+in them ours (`goproc.daemon.places`).  One daemon per state dir: an flock on
+`goproc.lock` decides, not the PID file, so files left by a crashed daemon never block
+a start (`goproc.daemon.lock`, which also says what `--force` may signal).
+`goproc.daemon.wiring` builds and runs the parts; if any of them fails the daemon stops
+with a message and exit 1.
 SIGINT/SIGTERM stop it cleanly (see wiring); then the socket and PID file are removed,
 exit 0.  Everything here runs before or after the event loop, synchronously.
 """
@@ -11,33 +14,26 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import logging
 import os
-import signal
 import socket as stdsocket
 import stat
 import sys
-import time
 from pathlib import Path
 
 import trio
 
 from goproc import paths
 from goproc.config import Config
-from goproc.daemon import wiring
+from goproc.daemon import places, wiring
+from goproc.daemon.lock import take_lock
+from goproc.daemon.places import StartError
 from goproc.daemon.sockets import LineListener
-from goproc.store.files import write_private
+from goproc.store.files import replace_private
 
 log = logging.getLogger("goproc.daemon")
 
-FORCE_GRACE = 5.0  # seconds a running daemon gets to stop on --force before SIGKILL
-LOCK = "goproc.lock"
 SUN_PATH_MAX = 107  # bytes of a UNIX socket path (sockaddr_un.sun_path, less its NUL)
-
-
-class StartError(Exception):
-    """The daemon cannot start; the message says why."""
 
 
 def run_daemon(config: Config, *, force: bool = False) -> int:
@@ -45,13 +41,13 @@ def run_daemon(config: Config, *, force: bool = False) -> int:
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="goproc daemon: %(levelname)s: %(message)s"
     )
-    socket_path = paths.socket_path()
-    state_dir = paths.state_dir()
     try:
-        _make_private_dir(socket_path.parent)
-        _make_private_dir(state_dir)
-        lock_fd = _take_lock(state_dir, socket_path, force)
-    except StartError as e:
+        socket_path = paths.socket_path()
+        state_dir = paths.state_dir()
+        places.prepare(socket_path.parent, paths.runtime_variable(), socket_path.name)
+        places.prepare(state_dir, "GOPROC_STATE_DIR")
+        lock_fd = take_lock(state_dir, socket_path, force)
+    except (StartError, paths.PlaceError) as e:
         print(f"goproc: {e}", file=sys.stderr)
         return 1
     pid_file = paths.pid_file(socket_path)
@@ -62,7 +58,7 @@ def run_daemon(config: Config, *, force: bool = False) -> int:
         print(f"goproc: {e}", file=sys.stderr)
         return 1
     try:
-        write_private(pid_file, f"{os.getpid()}\n".encode())
+        replace_private(pid_file, f"{os.getpid()}\n".encode())
         trio.run(_serve, config, sock, socket_path, state_dir)
         return 0
     except KeyboardInterrupt:  # Ctrl+C before the signal handler was in place
@@ -99,64 +95,6 @@ async def _serve(
 ) -> None:
     listener = LineListener(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
     await wiring.serve(config, listener, socket_path, state_dir)
-
-
-def _make_private_dir(path: Path) -> None:
-    try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as e:
-        raise StartError(f"cannot create {path}: {e.strerror}") from None
-
-
-def _take_lock(state_dir: Path, socket_path: Path, force: bool) -> int:
-    """Hold `goproc.lock` in the state dir for the daemon's life; returns its fd.
-    The lock file names the holder (pid and socket) for the "already running" message."""
-    path = state_dir / LOCK
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    deadline = None
-    killed = False
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            holder_pid, holder_socket = _read_holder(path)
-            if not force:
-                os.close(fd)
-                raise StartError(
-                    f"already running (pid {holder_pid}, socket {holder_socket}); "
-                    "use 'goproc daemon --force' to replace it"
-                ) from None
-            if deadline is None:
-                log.warning("stopping the running daemon (pid %s)", holder_pid)
-                _signal(holder_pid, signal.SIGTERM)
-                deadline = time.monotonic() + FORCE_GRACE
-            elif time.monotonic() > deadline and not killed:
-                log.warning("daemon pid %s did not stop in %ss: SIGKILL", holder_pid, FORCE_GRACE)
-                _signal(holder_pid, signal.SIGKILL)
-                killed = True
-                deadline = time.monotonic() + FORCE_GRACE
-            elif time.monotonic() > deadline:
-                os.close(fd)
-                raise StartError(f"the running daemon (pid {holder_pid}) does not let go") from None
-            time.sleep(0.05)
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n{socket_path}\n".encode(), 0)
-    return fd
-
-
-def _read_holder(path: Path) -> tuple[int | None, str]:
-    try:
-        pid_text, _, sock = path.read_text().partition("\n")
-        return int(pid_text), sock.strip() or "?"
-    except (OSError, ValueError):
-        return None, "?"
-
-
-def _signal(pid: int | None, sig: int) -> None:
-    if pid is not None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
 
 
 def _bind(path: Path) -> stdsocket.socket:

@@ -25,7 +25,13 @@ import trio
 from attrs import frozen
 
 from goproc.model import Change
-from goproc.store.files import cut_torn_tail, journal_generations, journal_path, write_all
+from goproc.store.files import (
+    cut_torn_tail,
+    journal_generations,
+    journal_path,
+    open_ours,
+    write_all,
+)
 from goproc.store.format import change_line
 
 log = logging.getLogger("goproc.journal")
@@ -98,8 +104,10 @@ class Journal:
     def _fd(self, gen: int) -> int:
         fd = self._fds.get(gen)
         if fd is None:
-            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
-            fd = self._fds[gen] = os.open(journal_path(self.state_dir, gen), flags, 0o600)
+            # Never through a symlink, never into a file not ours (`open_ours`): a
+            # refusal is an OSError like any failed write, so the change is refused.
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+            fd = self._fds[gen] = open_ours(journal_path(self.state_dir, gen), flags)
             self._sizes[gen] = os.fstat(fd).st_size
         return fd
 

@@ -27,7 +27,7 @@ import attrs
 
 from goproc.model import Proc
 from goproc.rpc.decoding import plain_fields_ok
-from goproc.store.files import write_all
+from goproc.store.files import create_temp, write_all
 from goproc.store.format import Header, SnapshotError, header_of_line
 from goproc.store.spans import OnDisk, file_identity
 
@@ -50,8 +50,7 @@ def write_rows(state_dir: Path, on_disk: OnDisk, minimum: int = ROWS_MIN) -> Non
     if len(procs) < minimum or identity is None:
         path.unlink(missing_ok=True)
         return
-    tmp = path.with_name(f"{ROWS}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    fd, tmp = create_temp(path)
     try:
         head = (_MAGIC, _python(), identity, len(procs), on_disk.starts.tobytes())
         write_all(fd, _record(head))
