@@ -63,9 +63,10 @@ def keep_previous(state_dir: Path) -> bool:
         return False
     try:
         os.replace(tmp, state_dir / PREV)
-    except OSError:
+    finally:
+        # rename(2) of one link onto another of the same file (the previous one is the
+        # newest already: a write that failed after this) does nothing: drop the name.
         tmp.unlink(missing_ok=True)
-        raise
     return True
 
 

@@ -199,24 +199,33 @@ def journal_gens(state_dir: Path) -> list[int]:
     )
 
 
+def journals_bounded(state_dir: Path) -> bool:
+    """No journal older than the previous snapshot's, at most three generations (the
+    previous snapshot's, the newest's, the current one)."""
+    oldest = header(state_dir / PREV)["journal"]
+    assert header(state_dir / SNAPSHOT)["journal"] > oldest
+    gens = journal_gens(state_dir)
+    return bool(gens) and min(gens) >= oldest and len(gens) <= 3
+
+
 def test_only_the_journals_the_previous_generation_needs_are_kept(
     spawn_daemon: Callable[..., Daemon], sleeper: Callable[..., Any]
 ) -> None:
     """Snapshot after snapshot, the journal generations older than the previous
     snapshot's are deleted, and the ones from it on kept: they never pile up."""
     d = spawn_daemon(config={"snapshot_delay": "10ms"})
+
+    def writes() -> int:
+        count: int = d.call("status")["snapshot_writes"]
+        return count
+
     for n in range(6):
-        before = d.call("status")["snapshot_writes"]
+        before = writes()
         d.call("add", {"pid": sleeper().pid, "tags": [f"t{n}"]})
-        wait_until(
-            lambda before=before: d.call("status")["snapshot_writes"] > before,
-            what="a snapshot write",
-        )
-        oldest = header(d.state_dir / PREV)["journal"]
-        assert header(d.state_dir / SNAPSHOT)["journal"] > oldest
-        gens = journal_gens(d.state_dir)
-        assert gens and min(gens) >= oldest, (gens, oldest)
-        assert len(gens) <= 3, gens  # the previous snapshot's, the newest's, the current
+        wait_until(functools.partial(lambda seen: writes() > seen, before), what="a write")
+        # The counter goes up when the snapshot is written, before the folded journals
+        # are deleted: wait for that too.
+        wait_until(lambda: journals_bounded(d.state_dir), what="the folded journals to go")
     assert d.stop() == 0
 
 
