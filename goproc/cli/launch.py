@@ -2,7 +2,7 @@
 everything else to the cyclopts app (`goproc.cli.app.main`).
 
 `goproc daemon` is how the daemon is started, so its start-up counts: its usual forms
-(`[--config FILE] daemon [--force|-f] [--config FILE]`) exec `python -m goproc.daemon`
+(`[--config FILE] daemon [--force|-f] [--fresh] [--config FILE]`) exec `python -m goproc.daemon`
 at once, without loading the command-line app.  Any other form (help, an unknown flag)
 goes through the app, which words its errors; the exec is the same either way.  The
 app is imported with the garbage collector paused (see `main`).
@@ -35,7 +35,7 @@ def daemon_argv(args: Sequence[str]) -> list[str] | None:
     """The daemon program's arguments when `args` are a plain `daemon` command line;
     None for anything else."""
     config: str | None = None
-    force = False
+    force = fresh = False
     rest = list(args)
     seen_command = False
     while rest:
@@ -48,8 +48,11 @@ def daemon_argv(args: Sequence[str]) -> list[str] | None:
             seen_command = True
         elif arg in ("--force", "-f") and seen_command:
             force = True
+        elif arg == "--fresh" and seen_command:
+            fresh = True
         else:
             return None
     if not seen_command:
         return None
-    return (["--force"] if force else []) + ([f"--config={config}"] if config is not None else [])
+    flags = (["--force"] if force else []) + (["--fresh"] if fresh else [])
+    return flags + ([f"--config={config}"] if config is not None else [])

@@ -1,4 +1,4 @@
-"""`python -m goproc.daemon [--force] [--config PATH]`: the daemon as its own program.
+"""`python -m goproc.daemon [--force] [--fresh] [--config PATH]`: the daemon as its own program.
 
 `goproc daemon` execs this, so the CLI never imports the daemon's code.
 """
@@ -11,10 +11,17 @@ import sys
 from goproc.config import load_config
 from goproc.errors import ConfigError
 
+FORCE_HELP = "stop a daemon already running on this state dir and take over"
+FRESH_HELP = (
+    "start empty when the state dir holds earlier state but no snapshot that loads "
+    "(refused otherwise); the files are set aside, ids go on above the used ones"
+)
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="goproc daemon")
-    parser.add_argument("--force", "-f", action="store_true")
+    parser.add_argument("--force", "-f", action="store_true", help=FORCE_HELP)
+    parser.add_argument("--fresh", action="store_true", help=FRESH_HELP)
     parser.add_argument("--config")
     args = parser.parse_args(argv)
     try:
@@ -24,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from goproc.daemon.main import run_daemon
 
-    return run_daemon(config, force=args.force)
+    return run_daemon(config, force=args.force, fresh=args.fresh)
 
 
 if __name__ == "__main__":

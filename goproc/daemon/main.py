@@ -7,7 +7,9 @@ a start (`goproc.daemon.lock`, which also says what `--force` may signal).
 `goproc.daemon.wiring` builds and runs the parts; if any of them fails the daemon stops
 with a message and exit 1.
 SIGINT/SIGTERM stop it cleanly (see wiring); then the socket and PID file are removed,
-exit 0.  Everything here runs before or after the event loop, synchronously.
+exit 0.  A state dir with earlier state but no snapshot that loads is refused (exit 1,
+one line naming the files) unless `fresh` (`--fresh`) allows an empty start.
+Everything here runs before or after the event loop, synchronously.
 """
 
 from __future__ import annotations
@@ -30,13 +32,14 @@ from goproc.daemon.lock import take_lock
 from goproc.daemon.places import StartError
 from goproc.daemon.sockets import LineListener
 from goproc.store.files import replace_private
+from goproc.store.generations import UnusableState
 
 log = logging.getLogger("goproc.daemon")
 
 SUN_PATH_MAX = 107  # bytes of a UNIX socket path (sockaddr_un.sun_path, less its NUL)
 
 
-def run_daemon(config: Config, *, force: bool = False) -> int:
+def run_daemon(config: Config, *, force: bool = False, fresh: bool = False) -> int:
     """Run in the foreground until stopped; returns the exit code."""
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="goproc daemon: %(levelname)s: %(message)s"
@@ -59,8 +62,11 @@ def run_daemon(config: Config, *, force: bool = False) -> int:
         return 1
     try:
         replace_private(pid_file, f"{os.getpid()}\n".encode())
-        trio.run(_serve, config, sock, socket_path, state_dir)
+        trio.run(_serve, config, sock, socket_path, state_dir, fresh)
         return 0
+    except UnusableState as e:  # raised before serving: nothing was changed
+        print(f"goproc: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:  # Ctrl+C before the signal handler was in place
         log.info("interrupted while starting")
         return 130
@@ -91,10 +97,10 @@ def _leaves(eg: BaseExceptionGroup[BaseException]) -> list[BaseException]:
 
 
 async def _serve(
-    config: Config, sock: stdsocket.socket, socket_path: Path, state_dir: Path
+    config: Config, sock: stdsocket.socket, socket_path: Path, state_dir: Path, fresh: bool
 ) -> None:
     listener = LineListener(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
-    await wiring.serve(config, listener, socket_path, state_dir)
+    await wiring.serve(config, listener, socket_path, state_dir, fresh)
 
 
 def _bind(path: Path) -> stdsocket.socket:

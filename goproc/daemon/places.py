@@ -8,8 +8,9 @@ variable to set; nothing is written there.  A socket in a shared dir like /tmp (
 by `GOPROC_SOCKET`) is refused the same way: its dir is the runtime dir.  Missing dirs
 (and their missing parents) are made 0700 whatever the umask.
 
-Then every `goproc.*` entry in them must be a regular file of ours with one link
-(`goproc.store.files.file_problem`); a socket, and whatever is at the socket's path, is
+Then every `goproc.*` entry in them must be a regular file of ours whose every link is
+one of those entries (`goproc.store.files.file_problem`: the previous snapshot is a
+second link of the newest until the next write); a socket, and whatever is at the socket's path, is
 left to `main._bind`.  Anything else
 (a symlink planted while the dir was open to others, a file of another uid, a hard
 link to a file elsewhere) is refused at start, naming it: never followed, never
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections import Counter
 from pathlib import Path
 
 from goproc.store.files import file_problem
@@ -44,17 +46,21 @@ def prepare(directory: Path, variable: str, socket_name: str = "") -> None:
             f"{directory} {problem}: refusing to use it; set {variable} to {place} of "
             "yours that only you can write"
         )
-    for entry in os.scandir(directory):
-        if entry.name.startswith(PREFIX) and entry.name != socket_name:
-            st = entry.stat(follow_symlinks=False)
-            if stat.S_ISSOCK(st.st_mode):
-                continue
-            problem = file_problem(st)
-            if problem is not None:
-                raise StartError(
-                    f"{Path(entry.path)} {problem}; goproc neither follows nor replaces "
-                    "it: remove it and start again"
-                )
+    ours = [
+        (Path(entry.path), entry.stat(follow_symlinks=False))
+        for entry in os.scandir(directory)
+        if entry.name.startswith(PREFIX) and entry.name != socket_name
+    ]
+    links = Counter((st.st_dev, st.st_ino) for _, st in ours)
+    for path, st in ours:
+        if stat.S_ISSOCK(st.st_mode):
+            continue
+        problem = file_problem(st, links[st.st_dev, st.st_ino])
+        if problem is not None:
+            raise StartError(
+                f"{path} {problem}; goproc neither follows nor replaces it: remove it "
+                "and start again"
+            )
 
 
 def dir_problem(directory: Path) -> str | None:

@@ -8,6 +8,7 @@ flight (within its grace), the snapshot is flushed, then everything else is canc
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import os
@@ -41,13 +42,16 @@ from goproc.store.writer import SnapshotWriter
 log = logging.getLogger("goproc.daemon")
 
 
-async def load(state_dir: Path) -> tuple[Registry, Loaded]:
-    """The registry as the state dir holds it, loaded in a worker thread."""
+async def load(state_dir: Path, fresh: bool = False) -> tuple[Registry, Loaded]:
+    """The registry as the state dir holds it, loaded in a worker thread; raises
+    `goproc.store.generations.UnusableState` (see `load_state` and its `fresh`)."""
     registry = Registry()
     started = time.perf_counter()
     gc.disable()  # loading makes many objects and frees none: no point in collecting
     try:
-        loaded = await trio.to_thread.run_sync(load_state, state_dir, registry)
+        loaded = await trio.to_thread.run_sync(
+            functools.partial(load_state, state_dir, registry, fresh=fresh)
+        )
     finally:
         gc.enable()
     gc.freeze()  # the loaded entries are long-lived: keep them out of every collection
@@ -146,6 +150,8 @@ def build(
         config.snapshot_delay,
         boot,
         loaded.on_disk,
+        newest_gen=loaded.newest_gen,
+        previous_gen=loaded.previous_gen,
     )
     bus = EventBus(config.event_queue, config.max_subscriptions_total)
     outlets = Outlets(bus=bus, pulse=Pulse(), mark_dirty=writer.mark_dirty)
@@ -231,10 +237,15 @@ async def run(parts: Parts, socket_path: Path, state_dir: Path) -> None:
 
 
 async def serve(
-    config: Config, listener: trio.abc.Listener[Any], socket_path: Path, state_dir: Path
+    config: Config,
+    listener: trio.abc.Listener[Any],
+    socket_path: Path,
+    state_dir: Path,
+    fresh: bool = False,
 ) -> None:
-    """Load the state dir, build the daemon on `listener`, run it until stopped."""
-    registry, loaded = await load(state_dir)
+    """Load the state dir (`fresh`: see `load`), build the daemon on `listener`, run it
+    until stopped."""
+    registry, loaded = await load(state_dir, fresh)
     await run(
         build(config, listener, socket_path, state_dir, registry, loaded), socket_path, state_dir
     )

@@ -112,9 +112,11 @@ class UnsafeFile(OSError):
     """A file at one of the daemon's names that it must not use; the message says why."""
 
 
-def file_problem(st: os.stat_result) -> str | None:
+def file_problem(st: os.stat_result, links_here: int = 1) -> str | None:
     """What makes a file (as `lstat` or `fstat` saw it) other than the daemon's own
-    regular file: a symlink, another kind, another owner, another name for it."""
+    regular file: a symlink, another kind, another owner, another name for it than the
+    `links_here` the caller found among the daemon's own names (the previous snapshot
+    is a second name of the newest one until the next write)."""
     uid = os.geteuid()
     if stat.S_ISLNK(st.st_mode):
         return "is a symlink"
@@ -122,7 +124,7 @@ def file_problem(st: os.stat_result) -> str | None:
         return "is not a regular file"
     if st.st_uid != uid:
         return f"is owned by uid {st.st_uid}, not {uid}"
-    if st.st_nlink != 1:
+    if st.st_nlink > links_here:
         return f"has {st.st_nlink} hard links"
     return None
 

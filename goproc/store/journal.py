@@ -135,15 +135,17 @@ class Journal:
         while self.synced < target:
             await self._synced_event.wait()
 
-    def remove_before(self, gen: int) -> None:
-        """Close and delete generations older than `gen` (their records are in a
-        snapshot that is on disk).  Blocking: run in a worker thread."""
+    def remove_before(self, gen: int, keep_from: int | None = None) -> None:
+        """Close generations older than `gen` (their records are in a snapshot that is
+        on disk) and delete them, but those from `keep_from` on (the previous snapshot
+        needs them).  Blocking: run in a worker thread."""
         for old in [g for g in self._fds if g < gen]:
             os.close(self._fds.pop(old))
             self._sizes.pop(old, None)
             self._unsynced_gens.discard(old)
+        oldest = gen if keep_from is None else min(gen, keep_from)
         for old in journal_generations(self.state_dir):
-            if old < gen:
+            if old < oldest:
                 journal_path(self.state_dir, old).unlink(missing_ok=True)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

@@ -1,7 +1,8 @@
 """The snapshot writer: waits for a change, lets a burst settle for `delay`, then folds
-the journal into a fresh snapshot (rotate the journal, write the snapshot atomically in
-a worker thread, drop the folded generations).  A failed write is logged and retried;
-the journal keeps the data meanwhile.
+the journal into a fresh snapshot (rotate the journal, keep the newest snapshot as the
+previous one, write the new one atomically in a worker thread, drop the journal
+generations older than the previous snapshot: see `goproc.store.generations`).  A failed
+write is logged and retried; the journal keeps the data meanwhile.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import trio
 from goproc.model import Proc
 from goproc.store.files import atomic_write, atomic_write_kept
 from goproc.store.format import SNAPSHOT, snapshot_chunks, snapshot_head, snapshot_tail
+from goproc.store.generations import keep_previous
 from goproc.store.journal import Journal
 from goproc.store.rows import ROWS, ROWS_MIN, write_rows
 from goproc.store.spans import OnDisk, snapshot_pieces
@@ -61,10 +63,31 @@ def write_snapshot_over(
     return on_disk
 
 
+def write_generation(
+    state_dir: Path,
+    procs: Sequence[Proc],
+    next_id: int,
+    journal_gen: int,
+    boot: dict[str, Any] | None,
+    previous: OnDisk,
+    rows_min: int,
+    keep: bool,
+) -> tuple[bool, OnDisk]:
+    """`write_snapshot_over`, first keeping the newest snapshot as the previous one when
+    `keep`; whether one was kept, and the new file (blocking: run it in a worker thread)."""
+    kept = keep and keep_previous(state_dir)
+    return kept, write_snapshot_over(
+        state_dir, procs, next_id, journal_gen, boot, previous, rows_min
+    )
+
+
 class SnapshotWriter:
     """`contents` gives the registry's entries and next id as they are now (an
     immutable copy: the file work runs in a thread).  `on_disk` is the snapshot file
-    as loaded, then as last written (see `goproc.store.spans`)."""
+    as loaded, then as last written (see `goproc.store.spans`).  `newest_gen` and
+    `previous_gen` are the journal generations of the snapshots at the newest and the
+    previous path (None: none there, or not known); the journal is kept from the
+    previous one's on."""
 
     def __init__(
         self,
@@ -75,7 +98,11 @@ class SnapshotWriter:
         boot: dict[str, Any] | None = None,
         on_disk: OnDisk | None = None,
         rows_min: int = ROWS_MIN,
+        newest_gen: int | None = None,
+        previous_gen: int | None = None,
     ) -> None:
+        self.newest_gen = newest_gen
+        self.previous_gen = previous_gen
         self.rows_min = rows_min
         self.on_disk = OnDisk.nothing() if on_disk is None else on_disk
         self.state_dir = state_dir
@@ -108,8 +135,10 @@ class SnapshotWriter:
             self._dirty = trio.Event()
             procs, next_id = self.contents()
             gen = self.journal.rotate()
-            self.on_disk = await trio.to_thread.run_sync(
-                write_snapshot_over,
+            # Only a snapshot this daemon loaded or wrote becomes the previous one: its
+            # generation, and so the journals it needs, are known.
+            kept, self.on_disk = await trio.to_thread.run_sync(
+                write_generation,
                 self.state_dir,
                 procs,
                 next_id,
@@ -117,7 +146,11 @@ class SnapshotWriter:
                 self.boot,
                 self.on_disk,
                 self.rows_min,
+                self.newest_gen is not None,
             )
+            if kept:
+                self.previous_gen = self.newest_gen
+            self.newest_gen = gen
             self.writes += 1
             await self.journal.sync()
-            await trio.to_thread.run_sync(self.journal.remove_before, gen)
+            await trio.to_thread.run_sync(self.journal.remove_before, gen, self.previous_gen)

@@ -26,6 +26,7 @@ from goproc.rpc.entries import entry_dict
 from goproc.store import journal as journal_module
 from goproc.store.journal import Journal
 from goproc.store.load import load_state
+from goproc.store.writer import write_snapshot
 
 NOW = 1_700_000_000.0
 
@@ -67,6 +68,8 @@ def run_with_service(state_dir: Path, body: Callable[[Service, Registry], Awaita
     async def main() -> None:
         registry = Registry()
         loaded = load_state(state_dir, registry)
+        if loaded.fresh:  # as a first start does (goproc.daemon.wiring.run)
+            write_snapshot(state_dir, [], registry.next_id, loaded.next_gen)
         journal = Journal(state_dir, loaded.next_gen, fsync="always")
         outlets = Outlets(EventBus(), Pulse(), lambda: None, lambda: NOW)
         service = Service(registry, journal, Watched(), outlets)

@@ -142,7 +142,7 @@ def test_corrupt_snapshot_moved_aside_with_warning(spawn_daemon, garbage: bytes)
     d.state_dir.mkdir(mode=0o700)
     snapshot = d.state_dir / SNAPSHOT
     snapshot.write_bytes(garbage)
-    d.start()
+    d.start("--fresh")  # no previous generation: refused without it (test_snapshot_generations)
     assert d.call("ping") == "pong"
     assert d.call("list") == [], "a daemon with an unreadable snapshot starts empty"
     [aside] = [p for p in d.state_dir.iterdir() if p.name.startswith(f"{SNAPSHOT}.corrupt-")]
@@ -244,7 +244,7 @@ def test_a_snapshot_breaking_the_registry_rules_is_set_aside(
     d = spawn_daemon(start=False)
     d.state_dir.mkdir(mode=0o700)
     (d.state_dir / SNAPSHOT).write_bytes(data)
-    d.start()
+    d.start("--fresh")  # no previous generation: refused without it (test_snapshot_generations)
     assert d.call("list") == []
     [aside] = [p for p in d.state_dir.iterdir() if p.name.startswith(f"{SNAPSHOT}.corrupt-")]
     assert aside.read_bytes() == data, "nothing is deleted"

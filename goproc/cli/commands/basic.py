@@ -21,6 +21,7 @@ from goproc.cli.flags import Common, Json, call, connect, timeout_of
 def daemon(
     *,
     force: Annotated[bool, Parameter(name=["--force", "-f"], negative=())] = False,
+    fresh: Annotated[bool, Parameter(name=["--fresh"], negative=())] = False,
     common: Common | None = None,
 ) -> ExitCode:
     """Run the daemon in the foreground (Ctrl+C stops it cleanly).
@@ -29,12 +30,17 @@ def daemon(
     ----------
     force
         Stop a daemon already running on this state dir (SIGTERM, then SIGKILL) and take over.
+    fresh
+        Start empty when the state dir holds earlier state but no snapshot that loads
+        (without it that start is refused, naming the files): they are set aside, never
+        deleted, and ids go on above every one they show. A state that loads is loaded.
     """
     # The daemon program loads (and checks) the config itself: loading it here too
     # would print each environment warning twice.
     config = common.config if common is not None else None
     argv = [sys.executable, "-m", "goproc.daemon"]
     argv += ["--force"] if force else []
+    argv += ["--fresh"] if fresh else []
     argv += [f"--config={config}"] if config is not None else []  # a path may start with -
     sys.stdout.flush()
     sys.stderr.flush()
