@@ -26,7 +26,7 @@ from goproc.rpc.entries import dumps, entry_lines
 
 SNAPSHOT = "goproc.snapshot.json"
 SNAPSHOT_VERSION = 1
-JOURNAL_RE = re.compile(r"goproc\.journal\.(\d+)")
+JOURNAL_RE = re.compile(r"goproc\.journal\.([0-9]+)")  # ASCII: \d takes other digits
 _CHUNK = 1000  # entries parsed per json.loads: fast, without one huge value in memory
 _LINE_HEAD = b',"procs":[\n'
 BOOT_TIME_MAX = 1e11  # seconds since the epoch: the year 5138
