@@ -16,7 +16,7 @@ closed by the server, which opened the task; this module closes only what it sta
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import trio
@@ -247,6 +247,21 @@ class Connection:
                 blocking.discard(body)
         if body.cancelled_caught and self.server.stopping and not self._gone:
             raise ShuttingDown("shutting down")
+
+    @contextlib.contextmanager
+    def cut_short_on_stop(self) -> Iterator[trio.CancelScope]:
+        """A scope the server cancels when it stops (not at a hang-up): for waits that
+        follow an action already taken (`kill` waiting for exits), which then answer
+        what they know instead of an error."""
+        blocking = self.server.blocking
+        with trio.CancelScope() as scope:
+            blocking.add(scope)
+            try:
+                if self.server.stopping:
+                    scope.cancel()
+                yield scope
+            finally:
+                blocking.discard(scope)
 
     async def _watch_hangup(self, body: trio.CancelScope) -> None:
         """Cancel `body` once the peer hangs up.  What it sends meanwhile (pipelined

@@ -9,6 +9,7 @@ are tests/e2e/test_hostile.py, test_events.py and test_daemon_lifecycle.py.
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -406,17 +407,22 @@ def test_stop_lets_the_requests_received_finish_and_closes_the_rest_at_once() ->
     run_server(body, grace=5.0)
 
 
-def test_stop_cancels_what_is_still_running_after_the_grace() -> None:
+def test_stop_answers_a_kill_waiting_for_exits_at_once_without_escalating() -> None:
+    """A `kill` waiting for a process that ignores TERM: at the stop it answers what
+    it did (`signalled`: TERM went out) at once, and sends no KILL; the server returns
+    then, well within the grace."""
+
     async def body(h: Harness) -> None:
         busy = await h.connect()
-        # A `kill` waiting for a process that ignores TERM: not a request that a stop
-        # ends by itself (as it does a `wait`).
         await busy.send(request("kill", {"ids": [1], "timeout": 60}))
         await trio.sleep(1)
         h.server.stop()
+        reply = await busy.reply()
+        assert trio.current_time() == approx(1.0)
+        assert [r["outcome"] for r in reply["result"]] == ["signalled"]
+        assert [sig for _, sig in h.parts.probe.signals] == [signal.SIGTERM], "no KILL"
         await h.finished.wait()
-        assert h.finished_at == approx(1.0 + 5.0)
-        assert await busy.line() is None, "cancelled: no reply"
+        assert h.finished_at == approx(1.0)
 
     run_server(body, grace=5.0)
 

@@ -6,8 +6,12 @@ reported per entry (never "the change was not made" for processes already killed
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
+import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 from conftest import Daemon
 from helpers import wait_until
@@ -91,3 +95,39 @@ def test_a_removal_that_cannot_be_saved_still_reports_each_kill(
     assert p.wait(5) is not None, "the process was killed all the same"
     [entry] = d.call("list")
     assert (entry["id"], entry["alive"]) == (proc_id, False), "and stays, marked dead"
+
+
+def test_a_kill_waiting_for_exits_answers_at_once_when_the_daemon_stops(
+    daemon: Daemon, sleeper: Sleeper
+) -> None:
+    p = sleeper(
+        sys.executable,
+        "-c",
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)",
+    )
+    wait_until(lambda: ignores_term(p.pid), what="the process to ignore TERM")
+    proc_id = add(daemon, p)
+    with daemon.connect() as s:
+        s.sendall(
+            b'{"jsonrpc":"2.0","id":1,"method":"kill","params":{"ids":[%d],"timeout":60}}\n'
+            % proc_id
+        )
+        wait_until(lambda: daemon.call("status")["connections"] >= 2, what="kill in flight")
+        time.sleep(0.2)  # TERM is out; the kill waits for the exit
+        started = time.monotonic()
+        assert daemon.proc is not None
+        daemon.proc.send_signal(signal.SIGTERM)
+        s.settimeout(10)
+        reply = json.loads(s.recv(65536))
+        took = time.monotonic() - started
+    assert [r["outcome"] for r in reply["result"]] == ["signalled"], reply
+    assert took < 3, f"answered {took:.1f} s after the stop"
+    assert daemon.proc.wait(10) == 0, daemon.log()
+    assert p.poll() is None, "no KILL followed"
+
+
+def ignores_term(pid: int) -> bool:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            return bool(int(line.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
+    return False

@@ -1,5 +1,5 @@
 """Journal generations are named in ASCII digits only: a file whose name ends in other
-digits (`goproc.journal.١`, which `int` reads as 1) is no generation of ours."""
+digits (`goproc.journal.` and U+0661, which `int` reads as 1) is no generation of ours."""
 
 from __future__ import annotations
 

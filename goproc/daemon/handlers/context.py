@@ -4,9 +4,10 @@ with its `session`; and `resolve`, how a command finds the entries it acts on.""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext
 from typing import Any, Generic, Protocol, TypeVar
 
+import trio
 from attrs import frozen
 
 from goproc.api import Method, Status
@@ -33,6 +34,8 @@ class Session(Protocol):
     def owns(self, sub_id: int) -> bool: ...
 
     def cancel_on_hangup(self) -> AbstractAsyncContextManager[None]: ...
+
+    def cut_short_on_stop(self) -> AbstractContextManager[trio.CancelScope]: ...
 
 
 class Exits(Protocol):
@@ -87,6 +90,14 @@ class Bound(Generic[P, R]):
 
 def bind(method: Method[P, R], handler: Callable[[Ctx, P], Awaitable[R]]) -> Bound[Any, Any]:
     return Bound(method, handler)
+
+
+def cut_short_on_stop(ctx: Ctx) -> AbstractContextManager[trio.CancelScope]:
+    """The session's scope cancelled when the daemon stops; a plain one without a
+    session (in-process callers: nothing stops them)."""
+    if ctx.session is None:
+        return nullcontext(trio.CancelScope())
+    return ctx.session.cut_short_on_stop()
 
 
 def resolve(ctx: Ctx, selector: Selector, *, many: bool, can_all: bool = True) -> list[Proc]:

@@ -13,7 +13,7 @@ import attrs
 import trio
 
 from goproc.api import KillOutcome, KillParams
-from goproc.daemon.handlers.context import Ctx, ambiguous, resolve
+from goproc.daemon.handlers.context import Ctx, ambiguous, cut_short_on_stop, resolve
 from goproc.errors import GoprocError, NoSuchProcess, StorageError
 from goproc.model import Proc, same_entry
 
@@ -69,8 +69,9 @@ async def _remove_ended(
 
 
 async def _kill_one(ctx: Ctx, p: Proc, params: KillParams) -> KillOutcome:
-    """Outcomes: "signalled" (a signal other than TERM was sent), "exited" (it ended
-    within the timeout, or before a signal reached it), "killed" (still running after
+    """Outcomes: "signalled" (a signal other than TERM was sent; or TERM, and the daemon
+    began to stop before the exit: no KILL follows), "exited" (it ended within the
+    timeout, or before a signal reached it), "killed" (still running after
     the timeout: escalated to SIGKILL), "not alive" (nothing sent), "failed" (with
     `error`)."""
     name = signal_name(params.signal)
@@ -87,9 +88,11 @@ async def _kill_one(ctx: Ctx, p: Proc, params: KillParams) -> KillOutcome:
                 with trio.move_on_after(1.0):  # it dies at once: let `rm` see it gone
                     await _exited(ctx, p)
             return outcome("signalled")
-        with trio.move_on_after(params.timeout):
+        with cut_short_on_stop(ctx) as stop, trio.move_on_after(params.timeout):
             await _exited(ctx, p)
             return outcome("exited")
+        if stop.cancelled_caught:  # the daemon is stopping: TERM went out, KILL never will
+            return outcome("signalled")
         _send(ctx, p, signal.SIGKILL, params.group)
         with trio.move_on_after(1.0):
             await _exited(ctx, p)
