@@ -22,3 +22,25 @@ def wait_until(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what or predicate}")
         time.sleep(every)
+
+
+def forged_entries(n: int, cmd_len: int) -> list[dict[str, Any]]:
+    """Dead entries (pids beyond any pid_max) with long command lines: replies of MBs."""
+    stamp = "2025-01-01T00:00:00.000000Z"
+    return [
+        {
+            "id": i,
+            "pid": 2_000_000_000 + i,
+            "pgid": None,
+            "cmd": f"worker-{i} " + "a" * cmd_len,
+            "name": None,
+            "alive": False,
+            "tags": ["bulk"],
+            "groups": [],
+            "started_at": stamp,
+            "added_at": stamp,
+            "last_seen": stamp,
+            "exited_at": stamp,
+        }
+        for i in range(1, n + 1)
+    ]

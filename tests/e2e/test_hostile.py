@@ -46,6 +46,7 @@ import trio
 import trio.testing
 from conftest import GOPROC, Daemon
 from fakes import TableProbe, make_parts
+from helpers import forged_entries
 from helpers import wait_until as shared_wait_until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -543,28 +544,6 @@ def test_request_in_flight_is_not_cut_by_the_idle_timeout(
         result = waiting.call("wait", {"ids": [entry["id"]], "timeout": 0.9})
         assert result["timed_out"] is True
         assert waiting.call("ping") == "pong"
-
-
-def forged_entries(n: int, cmd_len: int) -> list[dict[str, Any]]:
-    """Dead entries (pids beyond any pid_max) with long command lines: replies of MBs."""
-    stamp = "2025-01-01T00:00:00.000000Z"
-    return [
-        {
-            "id": i,
-            "pid": 2_000_000_000 + i,
-            "pgid": None,
-            "cmd": f"worker-{i} " + "a" * cmd_len,
-            "name": None,
-            "alive": False,
-            "tags": ["bulk"],
-            "groups": [],
-            "started_at": stamp,
-            "added_at": stamp,
-            "last_seen": stamp,
-            "exited_at": stamp,
-        }
-        for i in range(1, n + 1)
-    ]
 
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,7 @@ import pytest
 import trio
 from conftest import GOPROC, Daemon
 from fakes import TableProbe, make_parts
+from helpers import forged_entries
 from helpers import wait_until as shared_wait_until
 from hypothesis import given
 from hypothesis import strategies as st
@@ -123,24 +124,7 @@ def peak_rss(d: Daemon) -> int:
 
 def forged_daemon(root: Path, n: int, cmd_len: int, config: dict[str, Any] | None = None) -> Daemon:
     """A daemon whose snapshot holds `n` dead entries with long command lines."""
-    stamp = "2025-01-01T00:00:00.000000Z"
-    procs = [
-        {
-            "id": i,
-            "pid": 2_000_000_000 + i,
-            "pgid": None,
-            "cmd": f"worker-{i} " + "a" * cmd_len,
-            "name": None,
-            "alive": False,
-            "tags": ["bulk"],
-            "groups": [],
-            "started_at": stamp,
-            "added_at": stamp,
-            "last_seen": stamp,
-            "exited_at": stamp,
-        }
-        for i in range(1, n + 1)
-    ]
+    procs = forged_entries(n, cmd_len)
     d = Daemon(root, config=config)
     d.state_dir.mkdir(mode=0o700)
     snapshot = {"version": 1, "next_id": n + 1, "journal": 0, "procs": procs}
