@@ -230,21 +230,14 @@ class Connection:
         hangs up meanwhile (nobody would read its answer), or end it with
         `ShuttingDown` when the server stops."""
         sock = getattr(self.stream, "socket", None)
-        blocking = self.server.blocking
-        with trio.CancelScope() as body:
-            blocking.add(body)
-            try:
-                if self.server.stopping:
-                    body.cancel()
-                async with trio.open_nursery() as nursery:
-                    if sock is not None:
-                        nursery.start_soon(self._watch_hangup, body)
-                    try:
-                        yield
-                    finally:
-                        nursery.cancel_scope.cancel()
-            finally:
-                blocking.discard(body)
+        with self.cut_short_on_stop() as body:
+            async with trio.open_nursery() as nursery:
+                if sock is not None:
+                    nursery.start_soon(self._watch_hangup, body)
+                try:
+                    yield
+                finally:
+                    nursery.cancel_scope.cancel()
         if body.cancelled_caught and self.server.stopping and not self._gone:
             raise ShuttingDown("shutting down")
 

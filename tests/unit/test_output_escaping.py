@@ -1,6 +1,6 @@
 """What the CLI prints for people never carries a terminal control: every formatter of
 `goproc.cli.output` shows daemon-supplied text (commands, names, tags, groups, error
-messages) through `output.shown`, which escapes C0 and C1 controls, DEL, and every
+messages) through `escape.shown`, which escapes C0 and C1 controls, DEL, and every
 other character `str.isprintable` refuses (bidi overrides, zero-width characters,
 line separators) as `\\n`, `\\t`, `\\r`, `\\xHH`, `\\uHHHH` or `\\UHHHHHHHH`.  `--json`
 stays the very same JSON value, with those characters written as `\\u` escapes.
@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from goproc.cli import output
+from goproc.cli import escape, output
 
 # An argv, a tag and a label as hostile as they come: a window title, a screen clear,
 # a forged table row, a right-to-left override, an 8-bit CSI, DEL, zero-width chars.
@@ -63,21 +63,21 @@ def clean(lines: list[str]) -> bool:
 
 
 def test_shown_escapes_every_non_printable_character_and_keeps_the_rest() -> None:
-    assert output.shown(EVIL) == EVIL_SHOWN
-    assert output.shown("café ünïcode 名前 \\x1b as typed") == "café ünïcode 名前 \\x1b as typed"
-    assert output.shown("\x00\x01\x1f\x7f\x80\x9f\xa0\xad") == (
+    assert escape.shown(EVIL) == EVIL_SHOWN
+    assert escape.shown("café ünïcode 名前 \\x1b as typed") == "café ünïcode 名前 \\x1b as typed"
+    assert escape.shown("\x00\x01\x1f\x7f\x80\x9f\xa0\xad") == (
         "\\x00\\x01\\x1f\\x7f\\x80\\x9f\\xa0\\xad"
     )
-    assert output.shown("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069") == (
+    assert escape.shown("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069") == (
         "\\u202a\\u202b\\u202c\\u202d\\u202e\\u2066\\u2067\\u2068\\u2069"
     )
-    assert output.shown("\U000e0001\udcff") == "\\U000e0001\\udcff"
-    assert output.shown("") == ""
+    assert escape.shown("\U000e0001\udcff") == "\\U000e0001\\udcff"
+    assert escape.shown("") == ""
 
 
 @pytest.mark.parametrize("code", [*range(0x20), 0x7F, *range(0x80, 0xA0)])
 def test_shown_leaves_no_c0_or_c1_control(code: int) -> None:
-    text = output.shown(f"a{chr(code)}b")
+    text = escape.shown(f"a{chr(code)}b")
     assert text.isprintable() and text.isascii()
 
 
