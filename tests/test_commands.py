@@ -862,7 +862,8 @@ def test_add_several_pids_all_or_nothing(d: Daemon, procs: Procs) -> None:
     assert error["code"] == NO_SUCH_PROCESS
     error = error_of(d, "add", {"pids": [p4.pid, p1.pid]})
     assert (error["code"], error["data"]) == (ALREADY_TRACKED, {"id": 1})
-    assert refused(d.cli("add", str(p4.pid), str(p5.pid), "--name", "one")).startswith("goproc: ")
+    line = refused(d.cli("add", str(p4.pid), str(p5.pid), "--name", "one"), code=2)
+    assert line.startswith("goproc: invalid params: name"), line
     assert entries(d) == before, "none of them is added"
     assert d.call("status")["next_id"] == 4
     added = d.call("add", {"pids": [p4.pid, p5.pid], "groups": ["g"]})

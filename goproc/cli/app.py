@@ -28,7 +28,7 @@ from goproc.cli import output
 from goproc.cli.client import DaemonUnreachable, RemoteError
 from goproc.cli.codes import ExitCode
 from goproc.cli.flags import DIGITS_MAX, Common, ascii_int
-from goproc.errors import ConfigError, UsageError
+from goproc.errors import INVALID_PARAMS, ConfigError, UsageError
 from goproc.paths import PlaceError
 
 __all__ = ["ExitCode", "app", "main", "run"]
@@ -199,7 +199,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = ExitCode.UNREACHABLE
     except RemoteError as e:  # the daemon's message may quote a hostile name or label
         output.error(_one_line(e.message))
-        code = ExitCode.REMOTE
+        # A value the daemon refuses (-32602) is a usage error like one the CLI refuses.
+        code = ExitCode.USAGE if e.code == INVALID_PARAMS else ExitCode.REMOTE
     except KeyboardInterrupt:
         code = ExitCode.INTERRUPTED
     except BrokenPipeError:

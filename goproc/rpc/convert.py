@@ -12,7 +12,7 @@ import json
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, NewType, TypeVar, cast
 
 import attrs
 import cattrs
@@ -39,7 +39,7 @@ from goproc.api import (
     wire_names,
 )
 from goproc.errors import InvalidValue
-from goproc.model import NAME_RE, NAME_RULE, Proc
+from goproc.model import NAME_RE, NAME_RULE, Proc, Selector
 from goproc.rpc.decoding import entry_from_dict
 from goproc.rpc.entries import (
     RawJSON,
@@ -78,6 +78,16 @@ def _str(value: Any, _: Any) -> str:
     if not isinstance(value, str):
         raise _Invalid(f"must be a string, got {show_value(value)}")
     return value
+
+
+_Needle = NewType("_Needle", str)  # a name, tag or group a selector looks for
+
+
+def _needle(value: Any, _: Any) -> str:
+    text = _str(value, _)
+    if not text.strip():
+        raise _Invalid(f"must not be blank, got {show_value(text)}")
+    return text
 
 
 def _name(value: Any, _: Any) -> str:
@@ -137,6 +147,7 @@ def make_converter(*, detailed: bool = True) -> cattrs.Converter:
     - tuples: JSON arrays, and only arrays are accepted (a string is not a list of chars);
     - int, str, bool: exactly that JSON type (no `true` for 1, no `1.5` for 1);
     - Pid: 1..2**31-1; ProcId: 1..2**63-1; Name: `NAME_RE`; Label (tag/group): a string;
+      a Selector's ids and pids as ProcId and Pid, its names, tags and groups not blank;
     - Signal: a name in ASCII ("TERM", "SIGKILL", any case) or a valid number;
       Seconds: 0..86400;
     - unknown keys in an object are refused (`forbid_extra_keys`);
@@ -156,6 +167,8 @@ def make_converter(*, detailed: bool = True) -> cattrs.Converter:
     c.register_structure_hook(str, _str)
     c.register_structure_hook(Label, _str)
     c.register_structure_hook(Name, _name)
+    c.register_structure_hook(_Needle, _needle)
+    c.register_structure_hook(Selector, _selector_hook(c))
     c.register_structure_hook(bool, _bool)
     c.register_structure_hook(Signal, _signal)
     c.register_structure_hook(Seconds, _seconds)
@@ -222,6 +235,29 @@ def _tuple_hook(c: cattrs.Converter, tp: Any) -> Callable[[Any, Any], tuple[Any,
         return tuple(out)
 
     return structure
+
+
+def _selector_hook(c: cattrs.Converter) -> Callable[[Any, Any], Selector]:
+    """Selectors as the registry takes them, checked as values of their kind: ids and
+    pids in range (an id 0 or a pid -2 is no match but a mistake), and no blank name,
+    tag or group (one matches nothing, so `rm --name ok --name ' '` would act on `ok`)."""
+
+    def optional(tp: Any) -> Any:
+        return override(struct_hook=lambda v, _: None if v is None else c.structure(v, tp))
+
+    needles = optional(tuple[_Needle, ...])
+    return make_dict_structure_fn(
+        Selector,
+        c,
+        _cattrs_forbid_extra_keys=True,
+        ids=optional(tuple[ProcId, ...]),
+        pids=optional(tuple[Pid, ...]),
+        names=needles,
+        tags_any=needles,
+        tags_all=needles,
+        groups_any=needles,
+        groups_all=needles,
+    )
 
 
 def _has_flat_fields(cls: Any) -> bool:

@@ -1,6 +1,8 @@
 """Flags as a user types them: `goproc ping --timeout` is a Go duration or bare
 seconds, more than 0, and anything else is one line on stderr and exit 2 (never a
-traceback); `--alive` with `--dead` says they exclude each other."""
+traceback); `--alive` with `--dead` says they exclude each other; blank or
+out-of-range selector values are refused; whatever the daemon refuses as invalid
+params exits 2, like a usage error the CLI finds itself."""
 
 from __future__ import annotations
 
@@ -57,3 +59,55 @@ def test_an_ambiguous_selection_suggests_all_only_where_there_is_one(
     assert r.returncode == 1, (r.stdout, r.stderr)
     assert r.stderr == f"goproc: 2 processes match (ids {ids[0]}, {ids[1]}); {hint}\n"
     assert len(d.call("list")) == 2, "nothing changed"
+
+
+def one_line(r: Any, code: int) -> str:
+    assert r.returncode == code, (r.returncode, r.stdout, r.stderr)
+    assert r.stdout == ""
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    return str(lines[0])
+
+
+@pytest.mark.parametrize(
+    ("flags", "field", "why"),
+    [
+        (["--name", "ok", "--name", " "], "names[1]", "must not be blank"),
+        (["--name", ""], "names[0]", "must not be blank"),
+        (["--tag-all", "  "], "tags_all[0]", "must not be blank"),
+        (["--group-all", ""], "groups_all[0]", "must not be blank"),
+        (["--tag", "\t"], "tags_any[0]", "must not be blank"),
+        (["--id", "0"], "ids[0]", "must be a positive integer id"),
+    ],
+)
+def test_a_blank_or_out_of_range_selector_is_refused_and_acts_on_nothing(
+    daemon: Any, sleeper: Any, flags: list[str], field: str, why: str
+) -> None:
+    """A blank selector value matches nothing, so with AND it would go unnoticed:
+    `rm --name ok --name ' ' --all` used to remove `ok`.  Refused (exit 2, the field
+    named); nothing changes."""
+    daemon.call("add", {"pid": sleeper().pid, "name": "ok"})
+    line = one_line(daemon.cli("rm", *flags, "--all"), 2)
+    assert line.startswith(f"goproc: invalid params: {field}: {why}"), line
+    assert [e["name"] for e in daemon.call("list")] == ["ok"]
+
+
+def test_invalid_params_from_the_daemon_exit_2_like_any_usage_error(
+    daemon: Any, sleeper: Any
+) -> None:
+    """One rule: a value the daemon refuses (-32602) is a usage error, exit 2; other
+    daemon errors (no match, already tracked) exit 1."""
+    p = sleeper()
+    entry = daemon.call("add", {"pid": p.pid})
+    assert one_line(daemon.cli("kill", str(entry["id"]), "--signal", "BOGUS"), 2).startswith(
+        "goproc: invalid params: signal"
+    )
+    assert one_line(daemon.cli("add", "0"), 2).startswith("goproc: invalid params: pid")
+    assert one_line(daemon.cli("name", str(entry["id"]), "bad name"), 2).startswith(
+        "goproc: invalid params: name"
+    )
+    assert one_line(daemon.cli("show", "--tag", "nothing-has-it"), 1) == (
+        "goproc: no process matches"
+    )
+    assert one_line(daemon.cli("add", str(p.pid)), 1).startswith("goproc: ")
+    assert p.poll() is None

@@ -734,7 +734,7 @@ RESULT_CASES: dict[str, Case] = {
     ),
     "list by ids": Case(
         "list",
-        lambda ctx: {"ids": [ctx.world.b["id"], ctx.world.a["id"], 0, -1]},
+        lambda ctx: {"ids": [ctx.world.b["id"], ctx.world.a["id"], NO_ID]},
         ids_are("a", "b"),
     ),
     "list by pids": Case("list", lambda ctx: {"pids": [ctx.world.b["pid"]]}, ids_are("b")),
@@ -978,6 +978,8 @@ class BadParams:
         return self.params(ctx) if callable(self.params) else self.params
 
 
+NO_ID = 2**63 - 1  # a valid id no entry has
+
 # Values for required parameters, so that a request is wrong in one way only.
 FILLERS: dict[str, Any] = {
     "labels": ["spec-x"],
@@ -1066,7 +1068,7 @@ STORAGE_PARAMS: dict[str, Callable[[Broken], Any]] = {
 def _no_match(method: str) -> dict[str, Provocation]:
     if "ids" not in method_params(method):
         return {}
-    return {"ids matching nothing": lambda ctx: {**fillers(method), "ids": [0]}}
+    return {"ids matching nothing": lambda ctx: {**fillers(method), "ids": [NO_ID]}}
 
 
 def _ambiguous(method: str) -> dict[str, Provocation]:
@@ -1097,7 +1099,7 @@ def _stranger_subscription(ctx: Ctx) -> Any:
 
 
 def _signals(*values: Any) -> dict[str, Provocation]:
-    return {f"signal {v!r}": BadParams("signal", {"ids": [0], "signal": v}) for v in values}
+    return {f"signal {v!r}": BadParams("signal", {"ids": [NO_ID], "signal": v}) for v in values}
 
 
 # (method, code) -> named provocations, beyond the generated ones (see variants_for).
@@ -1137,16 +1139,21 @@ PROVOCATIONS: dict[tuple[str, int], dict[str, Provocation]] = {
     ("list", INVALID_PARAMS): {
         "ids beyond int64": BadParams("ids", {"ids": [2**63]}),
         "tags_all of null": BadParams("tags_all", {"tags_all": [None]}),
+        "ids 0": BadParams("ids", {"ids": [0]}),
+        "pids -2": BadParams("pids", {"pids": [-2]}),
+        "names blank": BadParams("names", {"names": ["ok", " "]}),
+        "tags_all empty": BadParams("tags_all", {"tags_all": [""]}),
+        "groups_any blank": BadParams("groups_any", {"groups_any": ["\t"]}),
         "alive 1": BadParams("alive", {"alive": 1}),
     },
     ("kill", INVALID_PARAMS): {
         **_signals("NOPE", "", 0, -1, 1.5, 65, "SIG_DFL"),
-        "timeout -1": BadParams("timeout", {"ids": [0], "timeout": -1}),
-        "timeout over a day": BadParams("timeout", {"ids": [0], "timeout": 86401}),
-        "timeout a duration string": BadParams("timeout", {"ids": [0], "timeout": "5s"}),
+        "timeout -1": BadParams("timeout", {"ids": [NO_ID], "timeout": -1}),
+        "timeout over a day": BadParams("timeout", {"ids": [NO_ID], "timeout": 86401}),
+        "timeout a duration string": BadParams("timeout", {"ids": [NO_ID], "timeout": "5s"}),
     },
     ("wait", INVALID_PARAMS): {
-        "timeout -0.5": BadParams("timeout", {"ids": [0], "timeout": -0.5}),
+        "timeout -0.5": BadParams("timeout", {"ids": [NO_ID], "timeout": -0.5}),
     },
     ("reset", INVALID_PARAMS): {
         "confirm another word": BadParams("confirm", {"confirm": "reset"}),
@@ -1158,7 +1165,7 @@ PROVOCATIONS: dict[tuple[str, int], dict[str, Provocation]] = {
         "new empty": BadParams("new", {"old": "x", "new": ""}),
     },
     ("name.set", INVALID_PARAMS): {
-        "name with a slash": BadParams("name", {"ids": [0], "name": "a/b"}),
+        "name with a slash": BadParams("name", {"ids": [NO_ID], "name": "a/b"}),
     },
     ("name.set", -32004): {
         "name of another entry": lambda ctx: {"ids": [ctx.world.b["id"]], "name": "spec-a"},
