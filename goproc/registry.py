@@ -153,7 +153,7 @@ class Registry:
             raise InvalidValue("name: a name can be given to one process only")
         pids = [f.pid for f in facts]
         if len(set(pids)) != len(pids):
-            raise InvalidValue("pid: the same pid is given more than once")
+            raise InvalidValue("pids: the same pid is given more than once")
         for f in facts:
             existing = self.live_entry(f.pid, f.started_at)
             if existing is not None:
@@ -217,7 +217,8 @@ class Registry:
         for i in sorted(ids_of(index, old_l)):
             p = self._procs[i]
             labels = normalize_labels([*(x for x in getattr(p, kind) if x != old_l), new_l])
-            put.append(_with_labels(p, kind, labels))
+            if labels != getattr(p, kind):  # renaming x to x changes nothing
+                put.append(_with_labels(p, kind, labels))
         return Change(next_id=self.next_id, put=tuple(put))
 
     def plan_set_name(self, proc_id: int, name: str | None) -> tuple[Proc, Change]:

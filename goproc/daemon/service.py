@@ -130,8 +130,12 @@ class Service:
     async def commit(self, change: Change) -> None:
         """Apply `change` and journal it; raise StorageError (and undo it) when it could
         not be journaled, so nothing is acknowledged that would not survive a crash.
+        A change that changes nothing (a tag added twice, `x` renamed to `x`) is
+        neither journaled nor announced.
         Once the record is written the change stands: events go out, and a failure
         while telling others is logged, never answered as "not made"."""
+        if self._changes_nothing(change):  # nothing to journal, nobody to tell
+            return
         undo = self.registry.apply(change)
         try:
             ticket = self.journal.append(change)
@@ -149,6 +153,12 @@ class Service:
             self._announce(undo, change)
         except Exception:
             log.exception("a change was saved but telling others about it failed")
+
+    def _changes_nothing(self, change: Change) -> bool:
+        return (
+            not (change.put or change.deleted or change.reset)
+            and change.next_id == self.registry.next_id
+        )
 
     async def _wait_synced(self, ticket: int, undo: Change) -> None:
         """Wait (shielded: the record is written, its fate must be known) for the sync

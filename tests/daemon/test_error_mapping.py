@@ -12,7 +12,7 @@ from fuzzing import new_context, respond
 from goproc.errors import INVALID_PARAMS, NO_MATCH
 
 CASES = [
-    ('"add","params":{"pids":[4242,4242]}', "invalid params: pid: the same pid is given"),
+    ('"add","params":{"pids":[4242,4242]}', "invalid params: pids: the same pid is given"),
     ('"add","params":{"pids":[4242,4343],"name":"x"}', "invalid params: name: a name can be"),
     ('"add","params":{"pid":4242,"pids":[4343]}', "invalid params: pid, pids: give exactly"),
     ('"tag.rename","params":{"old":" ","new":"x"}', "invalid params: old, new: a tag or group"),

@@ -6,6 +6,7 @@ params exits 2, like a usage error the CLI finds itself."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -111,3 +112,24 @@ def test_invalid_params_from_the_daemon_exit_2_like_any_usage_error(
     )
     assert one_line(daemon.cli("add", str(p.pid)), 1).startswith("goproc: ")
     assert p.poll() is None
+
+
+def test_renaming_a_tag_to_itself_changes_nothing_writes_nothing_tells_nobody(
+    spawn_daemon: Any, sleeper: Any
+) -> None:
+    d = spawn_daemon(config={"snapshot_delay": "1h"})
+    d.call("add", {"pid": sleeper().pid, "tags": ["x"]})
+    journals = sorted(d.state_dir.glob("goproc.journal.*"))
+    sizes = [j.stat().st_size for j in journals]
+    with d.connect() as s:
+        s.sendall(b'{"jsonrpc":"2.0","id":1,"method":"subscribe"}\n')
+        assert b'"result"' in s.recv(65536)
+        assert d.call("tag.rename", {"old": "x", "new": "x"}) == {"changed": 0}
+        assert d.call("tag.add", {"ids": [1], "labels": ["x"]})[0]["tags"] == ["x"]
+        d.call("tag.add", {"ids": [1], "labels": ["y"]})  # a real change, as a marker
+        s.settimeout(5)
+        first = json.loads(s.recv(65536).split(b"\n")[0])
+    assert first["params"]["kind"] == "updated" and first["params"]["proc"]["tags"] == ["x", "y"]
+    assert len(journals) == 1
+    since = journals[0].read_bytes()[sizes[0] :]
+    assert since.count(b"\n") == 1 and b'"y"' in since, "only the marker was journaled"

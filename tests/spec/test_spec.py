@@ -1115,7 +1115,7 @@ PROVOCATIONS: dict[tuple[str, int], dict[str, Provocation]] = {
         "pid true": BadParams("pid", {"pid": True}),
         "pids empty": BadParams("pids", {"pids": []}),
         "pids with a bad one": BadParams("pids", {"pids": [1, 0]}),
-        "pids twice the same": BadParams("pid", lambda ctx: {"pids": [ctx.world.a["pid"]] * 2}),
+        "pids twice the same": BadParams("pids", lambda ctx: {"pids": [ctx.world.a["pid"]] * 2}),
         "name for two pids": BadParams(
             "name",
             lambda ctx: {"pids": [ctx.world.a["pid"], ctx.world.b["pid"]], "name": "spec-two"},
