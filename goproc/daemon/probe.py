@@ -75,12 +75,23 @@ class OsProbe:
             ) from None
         except OverflowError:
             raise InvalidValue(f"pid: {pid} is out of range") from None
+        self._refuse_non_process(pid)
         if self._procfs:
             try:
                 return self._inspect_procfs(pid)
             except (PermissionError, ValueError, IndexError):
                 pass  # unreadable: psutil knows the other ways
         return self._inspect_psutil(pid)
+
+    def _refuse_non_process(self, pid: int) -> None:
+        """A pid that is the daemon itself, or a thread id (a task that is not its
+        thread group's leader: /proc answers for it too), is no process to track."""
+        own = os.getpid()
+        tgid = _thread_group(pid) if self._procfs else None
+        if pid == own or tgid == own:
+            raise InvalidValue(f"pid: {pid} is this goproc daemon itself")
+        if tgid is not None and tgid != pid:
+            raise InvalidValue(f"pid: {pid} is a thread of process {tgid}, not a process")
 
     def _inspect_procfs(self, pid: int) -> ProcessFacts:
         stat = self._stat(pid)
@@ -205,6 +216,18 @@ def _deliver(pid: int, pidfd: int | None, signum: int, *, group: bool) -> None:
         raise NoSuchProcess(f"pid {pid} has exited") from None
     except PermissionError:
         raise PermissionDenied(f"not allowed to signal pid {pid}") from None
+
+
+def _thread_group(pid: int) -> int | None:
+    """The thread group (process) of task `pid`, from /proc; None when unreadable."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Tgid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def boot_id() -> str | None:

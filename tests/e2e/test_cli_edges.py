@@ -7,9 +7,12 @@ params exits 2, like a usage error the CLI finds itself."""
 from __future__ import annotations
 
 import json
+import os
+import sys
 from typing import Any
 
 import pytest
+from helpers import wait_until as helpers_wait_until
 
 
 @pytest.mark.parametrize(
@@ -133,3 +136,40 @@ def test_renaming_a_tag_to_itself_changes_nothing_writes_nothing_tells_nobody(
     assert len(journals) == 1
     since = journals[0].read_bytes()[sizes[0] :]
     assert since.count(b"\n") == 1 and b'"y"' in since, "only the marker was journaled"
+
+
+THREADED = (
+    sys.executable,
+    "-c",
+    "import threading, time; threading.Thread(target=time.sleep, args=(300,), daemon=True)"
+    ".start(); time.sleep(300)",
+)
+
+
+def threads_of(pid: int) -> list[int]:
+    return sorted(int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid)
+
+
+def test_the_daemon_itself_its_threads_and_thread_ids_are_refused(
+    daemon: Any, sleeper: Any
+) -> None:
+    """`goproc add <the daemon's pid>` would let `kill` stop the daemon (leaving its
+    socket and PID file behind); a thread id is a task of another process and would be
+    shown with that process's command.  Both are -32602 naming the pid, exit 2."""
+    assert daemon.proc is not None
+    own = daemon.proc.pid
+    line = one_line(daemon.cli("add", str(own)), 2)
+    assert line == f"goproc: invalid params: pid: {own} is this goproc daemon itself"
+    daemon.call("status")  # the daemon runs threads once it has swept once
+    for tid in threads_of(own)[:1]:
+        line = one_line(daemon.cli("add", str(tid)), 2)
+        assert line == f"goproc: invalid params: pid: {tid} is this goproc daemon itself"
+    p = sleeper(*THREADED)
+    helpers_wait_until(lambda: threads_of(p.pid), what="the thread to start")
+    [tid] = threads_of(p.pid)
+    line = one_line(daemon.cli("add", str(tid)), 2)
+    assert (
+        line == f"goproc: invalid params: pid: {tid} is a thread of process {p.pid}, not a process"
+    )
+    assert daemon.call("list") == []
+    assert daemon.call("add", {"pid": p.pid})["pid"] == p.pid, "the process itself is fine"
