@@ -91,9 +91,12 @@ def _needle(value: Any, _: Any) -> str:
 
 
 def _name(value: Any, _: Any) -> str:
-    text = _str(value, _)
+    """Trimmed like a tag; never all digits, which `show 123` would read as an id."""
+    text = _str(value, _).strip(" \t\n\r\f\v")
     if not NAME_RE.fullmatch(text):
-        raise _Invalid(f"must be {NAME_RULE}, got {show_value(text)}")
+        raise _Invalid(f"must be {NAME_RULE}, got {show_value(value)}")
+    if text.isdigit():
+        raise _Invalid(f"must contain a non-digit (an id is all digits), got {show_value(value)}")
     return text
 
 
@@ -146,7 +149,8 @@ def make_converter(*, detailed: bool = True) -> cattrs.Converter:
       (`exited_at` may be null; a snapshot entry without it loads as null);
     - tuples: JSON arrays, and only arrays are accepted (a string is not a list of chars);
     - int, str, bool: exactly that JSON type (no `true` for 1, no `1.5` for 1);
-    - Pid: 1..2**31-1; ProcId: 1..2**63-1; Name: `NAME_RE`; Label (tag/group): a string;
+    - Pid: 1..2**31-1; ProcId: 1..2**63-1; Name: trimmed, then `NAME_RE` and not all
+      digits; Label (tag/group): a string;
       a Selector's ids and pids as ProcId and Pid, its names, tags and groups not blank;
     - Signal: a name in ASCII ("TERM", "SIGKILL", any case) or a valid number;
       Seconds: 0..86400;

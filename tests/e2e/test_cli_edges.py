@@ -173,3 +173,22 @@ def test_the_daemon_itself_its_threads_and_thread_ids_are_refused(
     )
     assert daemon.call("list") == []
     assert daemon.call("add", {"pid": p.pid})["pid"] == p.pid, "the process itself is fine"
+
+
+def test_a_name_is_trimmed_and_never_all_digits(daemon: Any, sleeper: Any) -> None:
+    """`show 123` reads 123 as an id, so a name made of digits could never be used:
+    refused (exit 2, naming `name`).  Names are trimmed like tags."""
+    p = sleeper()
+    r = daemon.cli("add", str(p.pid), "--name", "  api  ")
+    assert r.returncode == 0, r.stderr
+    [entry] = daemon.call("list")
+    assert entry["name"] == "api"
+    assert one_line(daemon.cli("name", "api", "123"), 2) == (
+        "goproc: invalid params: name: must contain a non-digit (an id is all digits), got '123'"
+    )
+    assert one_line(daemon.cli("add", str(sleeper().pid), "--name", "007"), 2).startswith(
+        "goproc: invalid params: name: must contain a non-digit"
+    )
+    assert [e["name"] for e in daemon.call("list")] == ["api"], "nothing changed"
+    assert daemon.cli("name", "api", "v2.1").returncode == 0
+    assert daemon.cli("show", "v2.1").returncode == 0

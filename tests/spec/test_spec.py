@@ -1166,6 +1166,7 @@ PROVOCATIONS: dict[tuple[str, int], dict[str, Provocation]] = {
     },
     ("name.set", INVALID_PARAMS): {
         "name with a slash": BadParams("name", {"ids": [NO_ID], "name": "a/b"}),
+        "name of digits only": BadParams("name", {"ids": [NO_ID], "name": "123"}),
     },
     ("name.set", -32004): {
         "name of another entry": lambda ctx: {"ids": [ctx.world.b["id"]], "name": "spec-a"},
