@@ -59,7 +59,10 @@ class _Invalid(ValueError):
 
 def show_value(value: object) -> str:
     """A value for an error message, cut to 40 characters."""
-    text = json.dumps(value) if not isinstance(value, float | int | str) else repr(value)
+    # JSON's spelling for what only JSON has (true, null, arrays); Python's repr for
+    # numbers and strings, which quotes a string the way every other message does.
+    plain = isinstance(value, float | int | str) and not isinstance(value, bool)
+    text = repr(value) if plain else json.dumps(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 

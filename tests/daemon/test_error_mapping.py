@@ -18,6 +18,15 @@ CASES = [
     ('"tag.rename","params":{"old":" ","new":"x"}', "invalid params: old, new: a tag or group"),
     ('"reset","params":{"confirm":"yes"}', "invalid params: confirm: must be exactly"),
     ('"list","params":{"ids":"x"}', "invalid params: ids: must be an array"),
+    # JSON values are spelled as JSON, not as Python (`True`, `None`).
+    (
+        '"add","params":{"pid":true}',
+        "invalid params: pid: must be a positive integer pid, got true",
+    ),
+    (
+        '"list","params":{"tags_any":[false]}',
+        "invalid params: tags_any[0]: must be a string, got false",
+    ),
 ]
 
 
