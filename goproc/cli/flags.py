@@ -165,8 +165,13 @@ class Select:
         )
 
     def targeted(self, target: str | None = None, all_: bool = False) -> api.Targeted:
-        """The entries a changing command acts on; more than one needs `all_`."""
-        return api.Targeted(select=self.selector(target), all=all_)
+        """The entries a changing command acts on; more than one needs `all_`.  With
+        neither a target, a selector nor `all_` it is a usage error: a bare `goproc
+        kill` must not act on the one entry there happens to be."""
+        select = self.selector(target)
+        if select == Selector() and not all_:
+            raise UsageError("give an ID or NAME, a selector (--id, --tag, ...) or --all")
+        return api.Targeted(select=select, all=all_)
 
 
 def selector_of(select: Select | None, target: str | None = None) -> Selector:

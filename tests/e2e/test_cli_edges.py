@@ -192,3 +192,22 @@ def test_a_name_is_trimmed_and_never_all_digits(daemon: Any, sleeper: Any) -> No
     assert [e["name"] for e in daemon.call("list")] == ["api"], "nothing changed"
     assert daemon.cli("name", "api", "v2.1").returncode == 0
     assert daemon.cli("show", "v2.1").returncode == 0
+
+
+@pytest.mark.parametrize(
+    "command", [["kill"], ["rm"], ["tag", "add", "x"], ["tag", "rm", "x"], ["group", "add", "g"]]
+)
+def test_a_changing_command_without_any_selection_is_a_usage_error(
+    daemon: Any, sleeper: Any, command: list[str]
+) -> None:
+    """With one entry, a bare `goproc kill` used to kill it.  A changing command needs
+    an ID or NAME, a selector or --all (as upstream goproc asks)."""
+    p = sleeper()
+    daemon.call("add", {"pid": p.pid})
+    assert one_line(daemon.cli(*command), 2) == (
+        "goproc: give an ID or NAME, a selector (--id, --tag, ...) or --all"
+    )
+    [entry] = daemon.call("list")
+    assert (entry["alive"], entry["tags"], entry["groups"]) == (True, [], [])
+    assert p.poll() is None
+    assert daemon.cli(*command, "--all").returncode == 0, "--all alone is a selection"
