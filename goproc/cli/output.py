@@ -162,6 +162,11 @@ def _id_pid(p: Entry) -> str:
     return f"id {shown(p['id'])} (pid {shown(p['pid'])}"
 
 
+def counted(n: object, one: str, many: str) -> str:
+    """`1 entry`, `2 entries`: the number (as the daemon sent it) and the right word."""
+    return f"{shown(n)} {one if n == 1 else many}"
+
+
 def named_lines(proc: Entry) -> Lines:
     if proc["name"] is None:
         return [f"id {shown(proc['id'])}: name cleared"]
@@ -169,7 +174,7 @@ def named_lines(proc: Entry) -> Lines:
 
 
 def reset_lines(result: Mapping[str, Any]) -> Lines:
-    return [f"Forgot {shown(result['removed'])} entries; ids start at 1 again"]
+    return [f"Forgot {counted(result['removed'], 'entry', 'entries')}; ids start at 1 again"]
 
 
 # ---- kill and wait -----------------------------------------------------------------------
@@ -269,5 +274,5 @@ def labels_lines(plural: str, procs: Sequence[Entry]) -> Lines:
 def renamed_lines(kind: str, old: str, new: str, result: Mapping[str, Any]) -> Lines:
     return [
         f"Renamed {kind} {shown(repr(old))} to {shown(repr(new))} "
-        f"on {shown(result['changed'])} entries"
+        f"on {counted(result['changed'], 'entry', 'entries')}"
     ]

@@ -42,6 +42,10 @@ from goproc.store.writer import SnapshotWriter
 log = logging.getLogger("goproc.daemon")
 
 
+def counted(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
 async def load(state_dir: Path, fresh: bool = False) -> tuple[Registry, Loaded]:
     """The registry as the state dir holds it, loaded in a worker thread; raises
     `goproc.store.generations.UnusableState` (see `load_state` and its `fresh`)."""
@@ -56,9 +60,9 @@ async def load(state_dir: Path, fresh: bool = False) -> tuple[Registry, Loaded]:
         gc.enable()
     gc.freeze()  # the loaded entries are long-lived: keep them out of every collection
     log.info(
-        "loaded %d entries (%d journal records) in %.2fs%s",
-        len(registry),
-        loaded.replayed,
+        "loaded %s (%s) in %.2fs%s",
+        counted(len(registry), "entry", "entries"),
+        counted(loaded.replayed, "journal record", "journal records"),
         time.perf_counter() - started,
         " (from the rows file)" if loaded.from_rows else "",
     )
@@ -218,10 +222,10 @@ async def run(parts: Parts, socket_path: Path, state_dir: Path) -> None:
             async with trio.open_nursery() as serving:
                 await serving.start(parts.server.run)
                 log.info(
-                    "listening on %s (pid %d, %d entries, state in %s)",
+                    "listening on %s (pid %d, %s, state in %s)",
                     socket_path,
                     os.getpid(),
-                    len(parts.registry),
+                    counted(len(parts.registry), "entry", "entries"),
                     state_dir,
                 )
                 async for signum in signals:

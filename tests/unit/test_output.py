@@ -220,3 +220,7 @@ def test_label_change_and_rename_lines() -> None:
     assert output.renamed_lines("tag", "old", "new", {"changed": 2}) == [
         "Renamed tag 'old' to 'new' on 2 entries"
     ]
+    assert output.renamed_lines("tag", "old", "new", {"changed": 1}) == [
+        "Renamed tag 'old' to 'new' on 1 entry"
+    ]
+    assert output.reset_lines({"removed": 1}) == ["Forgot 1 entry; ids start at 1 again"]
