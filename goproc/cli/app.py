@@ -54,8 +54,8 @@ COMMANDS = (  # name, module:function in goproc.cli.commands, the line `goproc -
     ("kill", "signals:kill", "Signal matching entries: TERM, then KILL after a timeout."),
     ("wait", "signals:wait", "Block until matching entries have exited."),
     ("events", "events:events", "Stream registry events as they happen."),
-    ("tag", "labels:tag_app", "List, add, remove and rename tags."),
-    ("group", "labels:group_app", "List, add, remove and rename groups."),
+    ("tag", "labels:tag_app", "List (bare, or 'list'), add, remove, rename tags."),
+    ("group", "labels:group_app", "List (bare, or 'list'), add, remove, rename groups."),
     ("name", "procs:name", "Set or clear an entry's unique name."),
     ("reset", "procs:reset", "Forget every entry and restart ids at 1."),
     (

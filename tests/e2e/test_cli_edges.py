@@ -211,3 +211,18 @@ def test_a_changing_command_without_any_selection_is_a_usage_error(
     assert (entry["alive"], entry["tags"], entry["groups"]) == (True, [], [])
     assert p.poll() is None
     assert daemon.cli(*command, "--all").returncode == 0, "--all alone is a selection"
+
+
+@pytest.mark.parametrize("kind", ["tag", "group"])
+def test_tag_list_is_the_same_as_bare_tag(daemon: Any, sleeper: Any, kind: str) -> None:
+    """`goproc tag list` used to fail with "Unused Tokens"; it lists, as bare `tag` does."""
+    proc_id = daemon.call("add", {"pid": sleeper().pid})["id"]
+    daemon.call(f"{kind}.add", {"ids": [proc_id], "labels": ["web"]})
+    bare, listed = daemon.cli(kind), daemon.cli(kind, "list")
+    assert bare.returncode == listed.returncode == 0, (bare.stderr, listed.stderr)
+    assert bare.stdout == listed.stdout
+    assert [line.split() for line in listed.stdout.splitlines()] == [
+        [kind.upper(), "COUNT"],
+        ["web", "1"],
+    ]
+    assert "'list'" in daemon.cli(kind, "--help").stdout

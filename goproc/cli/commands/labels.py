@@ -15,13 +15,16 @@ from goproc.model import Proc
 
 def label_app(kind: str, methods: api.LabelMethods) -> App:
     """The `kind` command (tag or group): list counts, add, rm, rename."""
-    sub = App(name=kind, help=f"List, add, remove and rename {kind}s.")
+    sub = App(name=kind, help=f"List (bare, or 'list'), add, remove and rename {kind}s.")
 
-    @sub.default
     def counts(*, json_: Json = False, common: Common | None = None) -> ExitCode:
+        """Every label in use and its number of entries."""
         rows = call(common, methods.list, api.NoParams())
         output.emit(rows, json_, lambda r: output.label_count_lines(kind, r))
         return ExitCode.OK
+
+    sub.default(counts)
+    sub.command(counts, name="list")
 
     @sub.command(name="add")
     def add_labels(
