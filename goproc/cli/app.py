@@ -21,7 +21,7 @@ from typing import Any
 
 import attrs
 from cyclopts import App
-from cyclopts.exceptions import CycloptsError, RepeatArgumentError
+from cyclopts.exceptions import CycloptsError, RepeatArgumentError, UnknownOptionError
 
 from goproc import __version__
 from goproc.cli import output
@@ -77,7 +77,13 @@ def _usage_message(e: CycloptsError, args: Sequence[str]) -> str:
         for a, b in EXCLUSIVE:
             if e.token.keyword in (a, b) and a in args and b in args:
                 return f"{a} and {b} exclude each other: give one"
-    return _one_line(str(e))
+    message = _one_line(str(e))
+    if isinstance(e, UnknownOptionError) and args and args[0] == "run" and "--" not in args:
+        # The command's own options look like goproc's: say how to pass them.
+        message = message.rstrip(".") + (
+            ". To give options to the command, put -- before it: goproc run [FLAGS] -- CMD ARGS"
+        )
+    return message
 
 
 def leading_config(args: Sequence[str]) -> tuple[Path | None, list[str]]:

@@ -226,3 +226,10 @@ def test_tag_list_is_the_same_as_bare_tag(daemon: Any, sleeper: Any, kind: str) 
         ["web", "1"],
     ]
     assert "'list'" in daemon.cli(kind, "--help").stdout
+
+
+def test_run_with_the_commands_own_options_hints_at_the_double_dash(daemon: Any) -> None:
+    line = one_line(daemon.cli("run", "ls", "-la"), 2)
+    assert line.startswith("goproc: Unknown option: -la"), line
+    assert "put -- before it: goproc run [FLAGS] -- CMD ARGS" in line
+    assert daemon.call("list") == [], "nothing was started"
