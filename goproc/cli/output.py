@@ -226,16 +226,23 @@ def exited_line(proc: Entry, json_: bool) -> str:
     return f"id {shown(proc['id'])} pid {shown(proc['pid'])} exited ({shown(proc['cmd'])})"
 
 
+LISTED_MAX = 5  # entries a one-line refusal names, as the daemon's own refusals do
+
+
+def _some(procs: Sequence[Entry]) -> str:
+    """Up to `LISTED_MAX` entries as `id N (pid P)`, and how many in all past that."""
+    named = ", ".join(f"{_id_pid(p)})" for p in procs[:LISTED_MAX])
+    return named if len(procs) <= LISTED_MAX else f"{named}, ... ({len(procs)} in all)"
+
+
 def timed_out_line(timeout: str, alive: Sequence[Entry]) -> str:
     """`wait`'s error line: the timeout as given and the entries still alive."""
-    still = ", ".join(f"{_id_pid(p)})" for p in alive)
-    return f"goproc: timed out after {shown(timeout)}; still alive: {still}"
+    return f"goproc: timed out after {shown(timeout)}; still alive: {_some(alive)}"
 
 
 def removed_line(removed: Sequence[Entry]) -> str:
     """`wait`'s error line for entries forgotten while waited for: not an exit."""
-    gone = ", ".join(f"{_id_pid(p)})" for p in removed)
-    return f"goproc: removed while waited for, not seen to exit: {gone}"
+    return f"goproc: removed while waited for, not seen to exit: {_some(removed)}"
 
 
 # ---- events ------------------------------------------------------------------------------

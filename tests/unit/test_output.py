@@ -224,3 +224,15 @@ def test_label_change_and_rename_lines() -> None:
         "Renamed tag 'old' to 'new' on 1 entry"
     ]
     assert output.reset_lines({"removed": 1}) == ["Forgot 1 entry; ids start at 1 again"]
+
+
+def test_wait_refusals_name_five_entries_at_most() -> None:
+    many = [entry(id=i, pid=1000 + i) for i in range(1, 201)]
+    line = output.timed_out_line("1s", many)
+    assert line == (
+        "goproc: timed out after 1s; still alive: id 1 (pid 1001), id 2 (pid 1002), "
+        "id 3 (pid 1003), id 4 (pid 1004), id 5 (pid 1005), ... (200 in all)"
+    )
+    assert output.removed_line(many[:2]) == (
+        "goproc: removed while waited for, not seen to exit: id 1 (pid 1001), id 2 (pid 1002)"
+    )
