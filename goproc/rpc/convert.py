@@ -1,6 +1,7 @@
 """The one cattrs converter factory, and the encodings built on it.  Pure: no trio, no I/O.
 
-`make_converter` holds every structure and unstructure hook; `structure_params` words
+`make_converter` registers every structure and unstructure hook (those of single values
+live in `goproc.rpc.values`); `structure_params` words
 its failures as one `InvalidValue` naming every bad field; `encode_result` is the one
 way a handler's typed result becomes JSON (entries through `goproc.rpc.entries`, the
 fast byte encoder, everything else through the converter).
@@ -8,11 +9,9 @@ fast byte encoder, everything else through the converter).
 
 from __future__ import annotations
 
-import json
-import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NewType, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import attrs
 import cattrs
@@ -39,7 +38,8 @@ from goproc.api import (
     wire_names,
 )
 from goproc.errors import InvalidValue
-from goproc.model import NAME_RE, NAME_RULE, Proc, Selector
+from goproc.model import Proc, Selector
+from goproc.rpc import values
 from goproc.rpc.decoding import entry_from_dict
 from goproc.rpc.entries import (
     RawJSON,
@@ -47,102 +47,10 @@ from goproc.rpc.entries import (
     entry_dict,
     entry_json,
     format_time,
-    parse_time,
 )
+from goproc.rpc.values import Invalid, show_value
 
 T = TypeVar("T")
-
-
-class _Invalid(ValueError):
-    """A value was rejected by a structure hook; the message says what is wrong."""
-
-
-def show_value(value: object) -> str:
-    """A value for an error message, cut to 40 characters."""
-    # JSON's spelling for what only JSON has (true, null, arrays); Python's repr for
-    # numbers and strings, which quotes a string the way every other message does.
-    plain = isinstance(value, float | int | str) and not isinstance(value, bool)
-    text = repr(value) if plain else json.dumps(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _int_in(lo: int, hi: int, what: str) -> Callable[[Any, Any], int]:
-    def hook(value: Any, _: Any) -> int:
-        if type(value) is not int:
-            raise _Invalid(f"must be {what}, got {show_value(value)}")
-        if not lo <= value <= hi:
-            raise _Invalid(f"must be {what} (from {lo} to {hi}), got {value}")
-        return value
-
-    return hook
-
-
-def _str(value: Any, _: Any) -> str:
-    if not isinstance(value, str):
-        raise _Invalid(f"must be a string, got {show_value(value)}")
-    return value
-
-
-_Needle = NewType("_Needle", str)  # a name, tag or group a selector looks for
-
-
-def _needle(value: Any, _: Any) -> str:
-    text = _str(value, _)
-    if not text.strip():
-        raise _Invalid(f"must not be blank, got {show_value(text)}")
-    return text
-
-
-def _name(value: Any, _: Any) -> str:
-    """Trimmed like a tag; never all digits, which `show 123` would read as an id."""
-    text = _str(value, _).strip(" \t\n\r\f\v")
-    if not NAME_RE.fullmatch(text):
-        raise _Invalid(f"must be {NAME_RULE}, got {show_value(value)}")
-    if text.isdigit():
-        raise _Invalid(f"must contain a non-digit (an id is all digits), got {show_value(value)}")
-    return text
-
-
-def _signal(value: Any, _: Any) -> int:
-    if type(value) is int:
-        if value in signal.valid_signals() and value != 0:
-            return value
-        raise _Invalid(f"must be a signal number or name, got {value}")
-    if isinstance(value, str):
-        # ASCII only: `upper` makes "KILL" of "k\u0131ll" (a dotless i) and "SIGKILL" of
-        # "\u017figkill" (a long s), and `strip` takes U+3000 away.
-        name = value.strip(" \t\n\r\f\v").upper() if value.isascii() else ""
-        name = name if name.startswith("SIG") else "SIG" + name
-        sig = getattr(signal.Signals, name, None) if name.isidentifier() else None
-        if isinstance(sig, signal.Signals):
-            return int(sig)
-        raise _Invalid(f"must be a signal name like TERM or KILL, got {show_value(value)}")
-    raise _Invalid(f"must be a signal name or number, got {show_value(value)}")
-
-
-def _seconds(value: Any, _: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-        raise _Invalid(f"must be a number of seconds, got {show_value(value)}")
-    if not 0 <= value <= 86400:
-        raise _Invalid(f"must be from 0 to 86400 seconds, got {value}")
-    return float(value)
-
-
-def _bool(value: Any, _: Any) -> bool:
-    if not isinstance(value, bool):
-        raise _Invalid(f"must be true or false, got {show_value(value)}")
-    return value
-
-
-def _time(value: Any, _: Any) -> float:
-    try:
-        return parse_time(value)
-    except ValueError as e:
-        raise _Invalid(str(e)) from None
-
-
-def _optional_time(value: Any, _: Any) -> float | None:
-    return None if value is None else _time(value, _)
 
 
 def make_converter(*, detailed: bool = True) -> cattrs.Converter:
@@ -168,17 +76,17 @@ def make_converter(*, detailed: bool = True) -> cattrs.Converter:
     our own files, where a failure only needs to say "unreadable".
     """
     c = cattrs.Converter(forbid_extra_keys=True, detailed_validation=detailed)
-    c.register_structure_hook(int, _int_in(-ID_MAX, ID_MAX, "an integer"))
-    c.register_structure_hook(Pid, _int_in(1, PID_MAX, "a positive integer pid"))
-    c.register_structure_hook(ProcId, _int_in(1, ID_MAX, "a positive integer id"))
-    c.register_structure_hook(str, _str)
-    c.register_structure_hook(Label, _str)
-    c.register_structure_hook(Name, _name)
-    c.register_structure_hook(_Needle, _needle)
+    c.register_structure_hook(int, values.int_in(-ID_MAX, ID_MAX, "an integer"))
+    c.register_structure_hook(Pid, values.int_in(1, PID_MAX, "a positive integer pid"))
+    c.register_structure_hook(ProcId, values.int_in(1, ID_MAX, "a positive integer id"))
+    c.register_structure_hook(str, values.str_value)
+    c.register_structure_hook(Label, values.str_value)
+    c.register_structure_hook(Name, values.name_value)
+    c.register_structure_hook(values.Needle, values.needle)
     c.register_structure_hook(Selector, _selector_hook(c))
-    c.register_structure_hook(bool, _bool)
-    c.register_structure_hook(Signal, _signal)
-    c.register_structure_hook(Seconds, _seconds)
+    c.register_structure_hook(bool, values.bool_value)
+    c.register_structure_hook(Signal, values.signal_value)
+    c.register_structure_hook(Seconds, values.seconds_value)
     c.register_structure_hook_factory(_is_homogeneous_tuple, lambda tp: _tuple_hook(c, tp))
     c.register_structure_hook_factory(_has_flat_fields, lambda cls: _flat_hook(c, cls))
     c.register_unstructure_hook(Proc, entry_dict)
@@ -200,10 +108,10 @@ def make_converter(*, detailed: bool = True) -> cattrs.Converter:
             Proc,
             c,
             _cattrs_forbid_extra_keys=True,
-            started_at=override(struct_hook=_time),
-            added_at=override(struct_hook=_time),
-            last_seen=override(struct_hook=_time),
-            exited_at=override(struct_hook=_optional_time),
+            started_at=override(struct_hook=values.time_value),
+            added_at=override(struct_hook=values.time_value),
+            last_seen=override(struct_hook=values.time_value),
+            exited_at=override(struct_hook=values.optional_time),
         ),
     )
     return c
@@ -221,7 +129,7 @@ def _tuple_hook(c: cattrs.Converter, tp: Any) -> Callable[[Any, Any], tuple[Any,
 
     def structure(value: Any, _: Any) -> tuple[Any, ...]:
         if not isinstance(value, list):
-            raise _Invalid(f"must be an array, got {show_value(value)}")
+            raise Invalid(f"must be an array, got {show_value(value)}")
         if plain_str and all(type(item) is str for item in value):
             # The common case, checked at once.  Tags and groups repeat across
             # entries: one string object each, not one per entry.
@@ -252,7 +160,7 @@ def _selector_hook(c: cattrs.Converter) -> Callable[[Any, Any], Selector]:
     def optional(tp: Any) -> Any:
         return override(struct_hook=lambda v, _: None if v is None else c.structure(v, tp))
 
-    needles = optional(tuple[_Needle, ...])
+    needles = optional(tuple[values.Needle, ...])
     return make_dict_structure_fn(
         Selector,
         c,
@@ -282,7 +190,7 @@ def _flat_hook(c: cattrs.Converter, cls: Any) -> Callable[[Any, Any], Any]:
 
     def structure(value: Any, _: Any) -> Any:
         if not isinstance(value, dict):
-            raise _Invalid(f"must be an object, got {show_value(value)}")
+            raise Invalid(f"must be an object, got {show_value(value)}")
         taken: set[str] = set()
         parts: dict[str, Any] = {}
         errors: list[Exception] = []
@@ -320,7 +228,7 @@ def structure_params(params: dict[str, Any] | list[Any], cls: type[T]) -> T:
         value = CONVERTER.structure(params, cls)
     except (ClassValidationError, IterableValidationError) as e:
         raise InvalidValue("; ".join(_describe(e))) from None
-    except _Invalid as e:
+    except Invalid as e:
         raise InvalidValue(str(e)) from None
     if not params:
         _EMPTY[cls] = value
@@ -334,7 +242,7 @@ _EMPTY: dict[type, Any] = {}
 
 def _describe(exc: BaseException) -> list[str]:
     def fmt(e: BaseException, _type: Any) -> str:
-        if isinstance(e, _Invalid):
+        if isinstance(e, Invalid):
             return str(e)
         if isinstance(e, KeyError):
             return "is required"
