@@ -44,3 +44,22 @@ def forged_entries(n: int, cmd_len: int) -> list[dict[str, Any]]:
         }
         for i in range(1, n + 1)
     ]
+
+
+def entry(**fields: Any) -> dict[str, Any]:
+    """One entry as the daemon encodes it, for formatter tests; `fields` override."""
+    base: dict[str, Any] = {
+        "id": 1,
+        "pid": 7091,
+        "pgid": 7082,
+        "cmd": "sleep 300",
+        "name": None,
+        "alive": True,
+        "tags": [],
+        "groups": [],
+        "started_at": "2026-11-26T14:20:17.350000Z",
+        "added_at": "2026-11-26T14:20:18.116194Z",
+        "last_seen": "2026-11-26T14:20:18.116194Z",
+        "exited_at": None,
+    }
+    return {**base, **fields}

@@ -7,28 +7,10 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any
+
+from helpers import entry
 
 from goproc.cli import output
-
-
-def entry(**fields: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "id": 1,
-        "pid": 7091,
-        "pgid": 7082,
-        "cmd": "sleep 300",
-        "name": None,
-        "alive": True,
-        "tags": [],
-        "groups": [],
-        "started_at": "2026-11-26T14:20:17.350000Z",
-        "added_at": "2026-11-26T14:20:18.116194Z",
-        "last_seen": "2026-11-26T14:20:18.116194Z",
-        "exited_at": None,
-    }
-    return {**base, **fields}
-
 
 PG = entry(id=1, pid=7091, name="pg", tags=["db"], groups=["prod"])
 NAP = entry(id=12, pid=123456, cmd="sleep 600 --long", alive=False, tags=["a", "job"])

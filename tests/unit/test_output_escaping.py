@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import entry
 
 from goproc.cli import escape, output
 
@@ -31,24 +32,6 @@ EVIL_SHOWN = (
     "\\x9b31m\\x7f\\u200b\\u2066\\ufeff\\u2028"
 )
 CLI = Path(__file__).resolve().parents[2] / "goproc" / "cli"
-
-
-def entry(**fields: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "id": 1,
-        "pid": 7091,
-        "pgid": 7082,
-        "cmd": "sleep 300",
-        "name": None,
-        "alive": True,
-        "tags": [],
-        "groups": [],
-        "started_at": "2026-11-26T14:20:17.350000Z",
-        "added_at": "2026-11-26T14:20:18.116194Z",
-        "last_seen": "2026-11-26T14:20:18.116194Z",
-        "exited_at": None,
-    }
-    return {**base, **fields}
 
 
 HOSTILE = entry(cmd=f"sh -c {EVIL}", tags=[EVIL, "ok"], groups=[EVIL])
