@@ -46,14 +46,17 @@ class Config:
     journal_sync_interval: float = 1.0
 
 
-DURATION_KEYS = (
-    "liveness_interval",
-    "last_seen_interval",
-    "snapshot_delay",
-    "send_timeout",
-    "idle_timeout",
-    "journal_sync_interval",
-)
+# Each duration key and its floor, as text and in seconds: below it a daemon would spin
+# (a 1ns liveness interval sweeps without pause) or drop clients at once.
+DURATION_FLOORS = {
+    "liveness_interval": ("100ms", 0.1),
+    "last_seen_interval": ("100ms", 0.1),
+    "snapshot_delay": ("1ms", 0.001),
+    "send_timeout": ("100ms", 0.1),
+    "idle_timeout": ("100ms", 0.1),
+    "journal_sync_interval": ("1ms", 0.001),
+}
+DURATION_KEYS = tuple(DURATION_FLOORS)
 CHOICE_KEYS = {"exit_watch": ("auto", "poll"), "journal_fsync": ("interval", "always")}
 ENV_KEYS = {
     "liveness_interval": "GOPROC_LIVENESS_INTERVAL",
@@ -61,12 +64,17 @@ ENV_KEYS = {
 }
 
 
-def _positive_duration(value: Any) -> float:
+def _duration(key: str, value: Any) -> float:
+    """A duration setting: a Go duration string, exactly (no spaces around it), at
+    least the key's floor."""
     if not isinstance(value, str):
         raise ValueError(f'must be a duration string like "10s", got {json.dumps(value)}')
+    if value != value.strip():
+        raise ValueError(f"must not have spaces around it, got {value!r}")
     seconds = parse_duration(value)
-    if seconds <= 0:
-        raise ValueError(f"must be a duration > 0, got {value!r}")
+    floor_text, floor = DURATION_FLOORS[key]
+    if seconds < floor:
+        raise ValueError(f"must be at least {floor_text}, got {value!r}")
     return seconds
 
 
@@ -81,7 +89,7 @@ def load_config(path: Path | str | None, environ: dict[str, str] | None = None) 
         if raw is None:
             continue
         try:
-            values[key] = _positive_duration(raw)
+            values[key] = _duration(key, raw)
         except ValueError as e:
             print(f"goproc: warning: ignoring {var}={raw!r}: {e}", file=sys.stderr)
     raw = environ.get("GOPROC_EXIT_WATCH")
@@ -116,7 +124,7 @@ def _read_file(path: Path) -> dict[str, Any]:
             )
         try:
             if key in DURATION_KEYS:
-                out[key] = _positive_duration(value)
+                out[key] = _duration(key, value)
             elif key in CHOICE_KEYS:
                 if value not in CHOICE_KEYS[key]:
                     choices = " or ".join(json.dumps(c) for c in CHOICE_KEYS[key])

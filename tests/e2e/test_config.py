@@ -162,20 +162,20 @@ def test_daemon_and_cli_accept_go_durations_in_file(spawn_daemon, tmp_path: Path
 
 
 def test_file_durations_take_effect(spawn_daemon, sleeper) -> None:
-    d = spawn_daemon(config={"liveness_interval": "50ms", "last_seen_interval": "200ms"})
+    d = spawn_daemon(config={"liveness_interval": "100ms", "last_seen_interval": "200ms"})
     entry = d.call("add", {"pid": sleeper().pid})
-    wait_until(lambda: sweeps(d) >= 5, timeout=3, what="sweeps every 50ms")
+    wait_until(lambda: sweeps(d) >= 5, timeout=3, what="sweeps every 100ms")
     wait_until(lambda: last_seen_moved(d, entry["id"]), timeout=3, what="last_seen to move")
 
 
 def test_env_liveness_interval_overrides_file(spawn_daemon) -> None:
-    d = spawn_daemon(config={"liveness_interval": "1h"}, env={LIVENESS_VAR: "50ms"})
-    wait_until(lambda: sweeps(d) >= 5, timeout=3, what="sweeps every 50ms from the variable")
+    d = spawn_daemon(config={"liveness_interval": "1h"}, env={LIVENESS_VAR: "100ms"})
+    wait_until(lambda: sweeps(d) >= 5, timeout=3, what="sweeps every 100ms from the variable")
 
 
 def test_env_last_seen_interval_overrides_file(spawn_daemon, sleeper) -> None:
     d = spawn_daemon(
-        config={"liveness_interval": "50ms", "last_seen_interval": "1h"},
+        config={"liveness_interval": "100ms", "last_seen_interval": "1h"},
         env={LAST_SEEN_VAR: "200ms"},
     )
     entry = d.call("add", {"pid": sleeper().pid})
@@ -183,8 +183,8 @@ def test_env_last_seen_interval_overrides_file(spawn_daemon, sleeper) -> None:
 
 
 def test_daemon_ignores_invalid_env_with_one_warning(spawn_daemon) -> None:
-    d = spawn_daemon(config={"liveness_interval": "50ms"}, env={LIVENESS_VAR: "banana"})
-    wait_until(lambda: sweeps(d) >= 5, timeout=3, what="the file's 50ms to stay in force")
+    d = spawn_daemon(config={"liveness_interval": "100ms"}, env={LIVENESS_VAR: "banana"})
+    wait_until(lambda: sweeps(d) >= 5, timeout=3, what="the file's 100ms to stay in force")
     warnings = [line for line in d.log().splitlines() if LIVENESS_VAR in line]
     assert len(warnings) == 1, d.log()
     assert "banana" in warnings[0]
@@ -218,3 +218,62 @@ def test_daemon_refuses_bad_config_file(spawn_daemon, content: str, key: str | N
     if key is not None:
         assert key in log
     assert not d.socket.exists()
+
+
+# ---- floors and exact values ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "why"),
+    [
+        ("liveness_interval", "1ns", "must be at least 100ms"),
+        ("liveness_interval", "99ms", "must be at least 100ms"),
+        ("last_seen_interval", "1us", "must be at least 100ms"),
+        ("idle_timeout", "10ms", "must be at least 100ms"),
+        ("send_timeout", "0.05s", "must be at least 100ms"),
+        ("snapshot_delay", "1us", "must be at least 1ms"),
+        ("journal_sync_interval", "500us", "must be at least 1ms"),
+        ("liveness_interval", " 1s", "must not have spaces around it"),
+        ("snapshot_delay", "1s\n", "must not have spaces around it"),
+    ],
+)
+def test_a_duration_below_its_floor_or_padded_is_a_config_error(
+    tmp_path: Path, key: str, value: str, why: str
+) -> None:
+    """A 1ns liveness interval made the daemon spin at 100% CPU; `" 1s"` was taken."""
+    path = write_config(tmp_path, {key: value})
+    with pytest.raises(ConfigError) as e:
+        load_config(path, environ={})
+    assert str(e.value) == f"config {path}: key {key!r}: {why}, got {value!r}"
+
+
+def test_the_floors_themselves_are_accepted(tmp_path: Path) -> None:
+    floors = {"liveness_interval": "100ms", "snapshot_delay": "1ms", "idle_timeout": "100ms"}
+    config = load_config(write_config(tmp_path, floors), environ={})
+    assert (config.liveness_interval, config.snapshot_delay, config.idle_timeout) == (
+        0.1,
+        0.001,
+        0.1,
+    )
+
+
+def test_a_variable_below_the_floor_is_ignored_with_a_warning(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = load_config(None, environ={LIVENESS_VAR: "1ns"})
+    assert config.liveness_interval == 10.0
+    err = capsys.readouterr().err
+    assert err == (
+        f"goproc: warning: ignoring {LIVENESS_VAR}='1ns': must be at least 100ms, got '1ns'\n"
+    )
+
+
+def test_the_daemon_refuses_a_spinning_liveness_interval_in_one_line(spawn_daemon) -> None:
+    d = spawn_daemon(config={"liveness_interval": "1ns"}, start=False)
+    d.start(wait=False)
+    assert d.proc.wait(15) == 2
+    lines = d.log().splitlines()
+    assert lines == [
+        f"goproc: config {d.config_path}: key 'liveness_interval': must be at least 100ms, "
+        "got '1ns'"
+    ]

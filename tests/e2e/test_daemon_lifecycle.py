@@ -218,7 +218,7 @@ sys.exit(main(sys.argv[2:]))
 
 
 def test_failing_task_stops_daemon_with_nonzero_exit(spawn_daemon, tmp_path: Path) -> None:
-    d = spawn_daemon(config={"liveness_interval": "50ms"}, start=False)
+    d = spawn_daemon(config={"liveness_interval": "100ms"}, start=False)
     trigger = tmp_path / "fail-now"
     d._log = open(d.log_path, "ab")  # noqa: SIM115  # closed by d.stop()
     d.proc = subprocess.Popen(

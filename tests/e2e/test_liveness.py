@@ -140,7 +140,7 @@ def test_add_of_tracked_live_process_is_already_tracked(daemon: Daemon, sleeper)
 
 def test_last_seen_moves_while_alive_and_stops_after_death(spawn_daemon, sleeper) -> None:
     interval = 0.2
-    d = spawn_daemon(config={"liveness_interval": "50ms", "last_seen_interval": "200ms"})
+    d = spawn_daemon(config={"liveness_interval": "100ms", "last_seen_interval": "200ms"})
     p = sleeper()
     e = d.call("add", {"pid": p.pid})
     seen = [e["last_seen"]]
