@@ -57,8 +57,11 @@ class Daemon:
 
     # ---- life cycle ----------------------------------------------------------------------
 
+    # What runs the daemon's command, if anything (`prlimit ... --`, say).
+    launcher: tuple[str, ...] = ()
+
     def start(self, *extra: str, wait: bool = True) -> Daemon:
-        args = [*GOPROC, "daemon", *extra]
+        args = [*self.launcher, *GOPROC, "daemon", *extra]
         if self.config_path is not None:
             args += ["--config", str(self.config_path)]
         self._log = open(self.log_path, "ab")  # noqa: SIM115  # closed in stop()
@@ -135,6 +138,66 @@ class Daemon:
             text=True,
             timeout=timeout,
         )
+
+
+def message(method: str, params: Any = None, request_id: Any = 1) -> bytes:
+    msg: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+    if params is not None:
+        msg["params"] = params
+    return json.dumps(msg).encode() + b"\n"
+
+
+class Conn:
+    """One connection kept open; reads whole lines and tells EOF apart."""
+
+    def __init__(self, d: Daemon, timeout: float = 10.0) -> None:
+        self.sock = d.connect(timeout)
+        self.buf = b""
+        self._ids = iter(range(1, 1 << 30))
+
+    def __enter__(self) -> Conn:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def raw_line(self) -> bytes | None:
+        """The next line's bytes; None at EOF (or a reset: the daemon closed with our
+        bytes unread)."""
+        chunks = [self.buf]
+        while b"\n" not in chunks[-1]:
+            try:
+                chunk = self.sock.recv(1 << 20)
+            except ConnectionResetError:
+                return None
+            if not chunk:
+                return None
+            chunks.append(chunk)
+        data, self.buf = b"".join(chunks).split(b"\n", 1)
+        return data
+
+    def line(self) -> Any:
+        """The next line, parsed; None at EOF."""
+        data = self.raw_line()
+        return None if data is None else json.loads(data)
+
+    def request(self, method: str, params: Any = None) -> Any:
+        """The whole response (event notifications before it are skipped); None at EOF."""
+        request_id = next(self._ids)
+        self.sock.sendall(message(method, params, request_id))
+        while (reply := self.line()) is not None:
+            if reply.get("id") == request_id:
+                return reply
+        return None
+
+    def call(self, method: str, params: Any = None) -> Any:
+        reply = self.request(method, params)
+        assert reply is not None, f"connection closed before the reply to {method}"
+        assert "result" in reply, reply
+        return reply["result"]
 
 
 def read_lines(s: socket.socket, expect: int) -> list[bytes]:

@@ -44,7 +44,7 @@ import psutil
 import pytest
 import trio
 import trio.testing
-from conftest import GOPROC, Daemon
+from conftest import GOPROC, Conn, Daemon, message
 from fakes import TableProbe, make_parts
 from helpers import forged_entries
 from helpers import wait_until as shared_wait_until
@@ -69,60 +69,6 @@ PERMISSION_DENIED, TOO_MANY_CONNECTIONS, INVALID_REQUEST = -32002, -32008, -3260
 
 
 wait_until = functools.partial(shared_wait_until, timeout=10.0, every=0.01)
-
-
-def message(method: str, params: Any = None, request_id: Any = 1) -> bytes:
-    msg: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
-    if params is not None:
-        msg["params"] = params
-    return json.dumps(msg).encode() + b"\n"
-
-
-class Conn:
-    """One connection kept open; reads whole lines and tells EOF apart."""
-
-    def __init__(self, d: Daemon, timeout: float = 10.0) -> None:
-        self.sock = d.connect(timeout)
-        self.buf = b""
-        self._ids = iter(range(1, 1 << 30))
-
-    def __enter__(self) -> Conn:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def line(self) -> Any:
-        """The next line, parsed; None at EOF (or a reset: the daemon closed with our
-        bytes unread)."""
-        while b"\n" not in self.buf:
-            try:
-                chunk = self.sock.recv(65536)
-            except ConnectionResetError:
-                return None
-            if not chunk:
-                return None
-            self.buf += chunk
-        data, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(data)
-
-    def request(self, method: str, params: Any = None) -> Any:
-        """The whole response (event notifications before it are skipped); None at EOF."""
-        request_id = next(self._ids)
-        self.sock.sendall(message(method, params, request_id))
-        while (reply := self.line()) is not None:
-            if reply.get("id") == request_id:
-                return reply
-        return None
-
-    def call(self, method: str, params: Any = None) -> Any:
-        reply = self.request(method, params)
-        assert reply is not None, f"connection closed before the reply to {method}"
-        assert "result" in reply, reply
-        return reply["result"]
 
 
 def read_to_end(sock: socket.socket) -> bytes:

@@ -33,7 +33,7 @@ from typing import Any
 import attrs
 import pytest
 import trio
-from conftest import GOPROC, Daemon
+from conftest import Conn, Daemon, message
 from fakes import TableProbe, make_parts
 from helpers import forged_entries
 from helpers import wait_until as shared_wait_until
@@ -51,61 +51,9 @@ TOO_MANY, INVALID_REQUEST, SHUTTING_DOWN = -32008, -32600, -32009
 wait_until = functools.partial(shared_wait_until, timeout=10.0, every=0.01)
 
 
-def message(method: str, params: Any = None, request_id: Any = 1) -> bytes:
-    msg: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
-    if params is not None:
-        msg["params"] = params
-    return json.dumps(msg).encode() + b"\n"
-
-
 def batch(method: str, n: int, params: Any = None) -> bytes:
     items = [json.loads(message(method, params, i)) for i in range(1, n + 1)]
     return json.dumps(items, separators=(",", ":")).encode() + b"\n"
-
-
-class Conn:
-    """One connection kept open; whole lines, and None at EOF."""
-
-    def __init__(self, d: Daemon, timeout: float = 10.0) -> None:
-        self.sock = d.connect(timeout)
-        self.buf = b""
-        self._ids = iter(range(1, 1 << 30))
-
-    def __enter__(self) -> Conn:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.sock.close()
-
-    def raw_line(self) -> bytes | None:
-        chunks = [self.buf]
-        while b"\n" not in chunks[-1]:
-            try:
-                chunk = self.sock.recv(1 << 20)
-            except ConnectionResetError:
-                return None
-            if not chunk:
-                return None
-            chunks.append(chunk)
-        data, self.buf = b"".join(chunks).split(b"\n", 1)
-        return data
-
-    def line(self) -> Any:
-        data = self.raw_line()
-        return None if data is None else json.loads(data)
-
-    def request(self, method: str, params: Any = None) -> Any:
-        request_id = next(self._ids)
-        self.sock.sendall(message(method, params, request_id))
-        while (reply := self.line()) is not None:
-            if reply.get("id") == request_id:
-                return reply
-        return None
-
-    def call(self, method: str, params: Any = None) -> Any:
-        reply = self.request(method, params)
-        assert reply is not None and "result" in reply, reply
-        return reply["result"]
 
 
 def connections(d: Daemon) -> int:
@@ -156,17 +104,7 @@ class LimitedDaemon(Daemon):
 
     def __init__(self, root: Path, nofile: int, config: dict[str, Any] | None = None) -> None:
         super().__init__(root, config)
-        self.nofile = nofile
-
-    def start(self, *extra: str, wait: bool = True) -> Daemon:
-        args = ["prlimit", f"--nofile={self.nofile}", "--", *GOPROC, "daemon", *extra]
-        if self.config_path is not None:
-            args += ["--config", str(self.config_path)]
-        self._log = open(self.log_path, "ab")  # noqa: SIM115  # closed in stop()
-        self.proc = subprocess.Popen(args, env=self.env, stdout=self._log, stderr=self._log)
-        if wait:
-            self.wait_ready()
-        return self
+        self.launcher = ("prlimit", f"--nofile={nofile}", "--")
 
 
 @pytest.fixture
