@@ -6,6 +6,7 @@ Imports stay light: the standard-library client, the contract and cyclopts, neve
 trio, cattrs, psutil or the daemon's code (`goproc daemon` execs the daemon program).
 
 Exit codes (`ExitCode`): 0 ok; 1 the daemon answered with an error (or a kill failed,
+standard output could not be written,
 a wait timed out); 2 usage error (bad flags, bad config); 3 the daemon is not reachable
 (or there is no usable runtime dir to find its socket in);
 127 `run` could not start the command; 130 interrupted.
@@ -14,6 +15,7 @@ a wait timed out); 2 usage error (bad flags, bad config); 3 the daemon is not re
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -188,6 +190,7 @@ def _one_line(text: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run one command; every failure is one line on stderr and a documented exit code."""
+    _standard_streams()
     for stream in (sys.stdout, sys.stderr):  # a command line need not be valid UTF-8
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
@@ -211,6 +214,40 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = ExitCode.INTERRUPTED
     except BrokenPipeError:
         code = ExitCode.OK  # the reader went away (e.g. `| head`)
-    with contextlib.suppress(BrokenPipeError):
+        _discard_output()
+    except output.OutputError as e:
+        code = _output_failed(str(e))
+    try:
         sys.stdout.flush()
+    except BrokenPipeError:
+        _discard_output()
+    except OSError as e:
+        code = _output_failed(e.strerror or str(e), code)
     sys.exit(code)
+
+
+def _standard_streams() -> None:
+    """Descriptors 0-2 closed before goproc started get /dev/null, so that no socket or
+    file goproc opens takes their number (and a child of `run` their place); a closed
+    standard output stays closed to the commands (`output.ClosedOutput`): writing fails."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one
+    if sys.stdout is None:
+        sys.stdout = output.ClosedOutput()
+
+
+def _output_failed(reason: str, code: int = ExitCode.OK) -> int:
+    """Say that standard output failed; exit 1 unless the command already failed."""
+    output.error(f"cannot write to standard output: {reason}")
+    _discard_output()
+    return code or ExitCode.REMOTE
+
+
+def _discard_output() -> None:
+    """What is still buffered for standard output goes nowhere, so that the flush at
+    exit neither fails again nor prints "Exception ignored"."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -12,9 +12,12 @@ The commands print only through this module (`emit`, `print_lines`, `say`, `erro
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import io
 import json
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, BinaryIO, TextIO, TypeVar
 
 from goproc.cli.escape import json_safe, shown
@@ -26,6 +29,34 @@ Lines = list[str]
 TABLE_HEADER = ("ID", "PID", "NAME", "ALIVE", "TAGS", "GROUPS", "CMD")
 KILL_OUTCOMES = {"killed": "still running after the timeout: escalated to KILL"}
 GREEN, RED, PLAIN = "\x1b[32m", "\x1b[31m", "\x1b[0m"
+
+
+class OutputError(Exception):
+    """A result could not be written: standard output is full, closed or failing.  (A
+    reader that went away, as `| head` does, stays a BrokenPipeError: not a failure.)"""
+
+
+class ClosedOutput(io.TextIOBase):
+    """Standard output when the descriptor was closed before goproc started (`>&-`):
+    every write fails as a write to a closed descriptor does."""
+
+    def write(self, s: str) -> int:
+        raise OSError(errno.EBADF, "it is closed")
+
+    @property
+    def buffer(self) -> BinaryIO:
+        raise OSError(errno.EBADF, "it is closed")
+
+
+@contextlib.contextmanager
+def writing() -> Iterator[None]:
+    """Turn a failed write into OutputError (see there)."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise OutputError(e.strerror or str(e)) from None
 
 
 def json_text(value: Any) -> str:
@@ -45,15 +76,17 @@ def emit(
     """Print `result` as JSON (with --json) or as the lines `text` makes of it, on `out`
     (standard output by default)."""
     if json_:
-        print(json_text(result), file=out)
+        with writing():
+            print(json_text(result), file=out)
         return
     print_lines(text(result), out)
 
 
 def print_lines(lines: Iterable[str], out: TextIO | None = None, flush: bool = False) -> None:
     """Lines a formatter made (their daemon text already `shown`), as they are."""
-    for line in lines:
-        print(line, file=out, flush=flush)
+    with writing():
+        for line in lines:
+            print(line, file=out, flush=flush)
 
 
 def say(lines: Iterable[str], out: TextIO | None = None) -> None:
@@ -62,8 +95,12 @@ def say(lines: Iterable[str], out: TextIO | None = None) -> None:
 
 
 def error(message: str, err: TextIO | None = None) -> None:
-    """One `goproc: ...` line on standard error (or `err`), the message `shown`."""
-    print(f"goproc: {shown(message)}", file=sys.stderr if err is None else err)
+    """One `goproc: ...` line on standard error (or `err`), the message `shown`; when
+    that cannot be written either, the exit code is all that is left to say it."""
+    err = sys.stderr if err is None else err
+    if err is not None:  # None: standard error was closed before goproc started
+        with contextlib.suppress(OSError):
+            print(f"goproc: {shown(message)}", file=err, flush=True)
 
 
 def entries_json(raw: bytes) -> bytes:
@@ -76,9 +113,10 @@ def entries_json(raw: bytes) -> bytes:
 
 
 def write_entries_json(raw: bytes, out: TextIO) -> None:
-    out.flush()  # the bytes go below the text layer
-    buffer: BinaryIO = out.buffer
-    buffer.write(entries_json(raw))
+    with writing():
+        out.flush()  # the bytes go below the text layer
+        buffer: BinaryIO = out.buffer
+        buffer.write(entries_json(raw))
 
 
 # ---- key/value layouts -------------------------------------------------------------------
