@@ -211,7 +211,7 @@ class Registry:
         """Rename a tag or group on every entry that has it, in one change."""
         old_l, new_l = old.strip(), new.strip()
         if not old_l or not new_l:
-            raise InvalidValue("old, new: a tag or group name cannot be empty")
+            raise InvalidValue(f"{'old' if not old_l else 'new'}: must not be blank")
         index = self._by_tag if kind == "tags" else self._by_group
         put = []
         for i in sorted(ids_of(index, old_l)):

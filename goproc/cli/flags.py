@@ -6,6 +6,9 @@
 validates (labels, names, signals) is passed on as the user typed it: a signal, a name
 or a number on the wire, is cast to `api.Signal`.
 
+Every repeatable flag (and `tag add|rm`'s labels) takes comma-separated lists too,
+as the upstream goproc does: no label may hold a comma.
+
 A number (an id, a pid, a signal) is ASCII digits and nothing else: `int` also reads
 U+0661 (an Arabic-Indic one), "1_0" and " 1", and cyclopts' own int conversion "0x1" and "1.6",
 none of which anyone means as id 1.  A positional ID|NAME that is not ASCII digits is a
@@ -52,7 +55,7 @@ def ascii_ints(label: str) -> Callable[[Any, Sequence[Token]], Any]:
         values = []
         for token in tokens:
             try:
-                values.append(ascii_int(token.value))
+                values.extend(map(ascii_int, split_commas([token.value])))
             except ValueError as e:  # a keyword gets "Invalid value for --id: " from cyclopts
                 msg = str(e) if token.keyword else f"Invalid value for {label}: {e}"
                 raise CoercionError(msg=msg, token=token, target_type=int) from None
@@ -99,9 +102,9 @@ class Labels:
     """What `add` and `run` give a new entry."""
 
     tag: Repeat = None
-    "A tag (repeatable)."
+    "A tag (repeatable; or a comma-separated list)."
     group: Repeat = None
-    "A group (repeatable)."
+    "A group (repeatable; or a comma-separated list)."
     name: str | None = None
     "A unique name: at most 64 of letters, digits, '.', '-', '_'."
 
@@ -123,19 +126,19 @@ class Select:
     """The selector flags shared by list, show, rm, kill, tag, group and name."""
 
     id: RepeatInt = None
-    "Has this id (repeatable)."
+    "Has this id (repeatable; or a comma-separated list)."
     pid: RepeatInt = None
-    "Has this PID (repeatable)."
+    "Has this PID (repeatable; or a comma-separated list)."
     name: Repeat = None
-    "Has this name (repeatable)."
+    "Has this name (repeatable; or a comma-separated list)."
     tag: Repeat = None
-    "Has any of these tags (repeatable)."
+    "Has any of these tags (repeatable; or a comma-separated list)."
     tag_all: Repeat = None
-    "Has all of these tags (repeatable)."
+    "Has all of these tags (repeatable; or a comma-separated list)."
     group: Repeat = None
-    "In any of these groups (repeatable)."
+    "In any of these groups (repeatable; or a comma-separated list)."
     group_all: Repeat = None
-    "In all of these groups (repeatable)."
+    "In all of these groups (repeatable; or a comma-separated list)."
     alive: Annotated[bool | None, Parameter(negative="--dead")] = None
     "Only alive (--alive) or only dead (--dead) entries."
     search: str | None = None
@@ -144,7 +147,7 @@ class Select:
     def selector(self, target: str | None = None) -> Selector:
         """The selector of these flags (only the given ones); `target` is an ID or a
         NAME given as a positional argument."""
-        ids, names = list(self.id or []), list(self.name or [])
+        ids, names = list(self.id or []), split_commas(self.name or [])
         if target is not None and _is_number(target):
             try:
                 ids.append(ascii_int(target))
@@ -156,10 +159,10 @@ class Select:
             ids=_given(ids),
             pids=_given(self.pid),
             names=_given(names),
-            tags_any=_given(self.tag),
-            tags_all=_given(self.tag_all),
-            groups_any=_given(self.group),
-            groups_all=_given(self.group_all),
+            tags_any=_given(split_commas(self.tag or [])),
+            tags_all=_given(split_commas(self.tag_all or [])),
+            groups_any=_given(split_commas(self.group or [])),
+            groups_all=_given(split_commas(self.group_all or [])),
             alive=self.alive,
             search=self.search,
         )
@@ -182,8 +185,16 @@ def targeted_of(select: Select | None, target: str | None, all_: bool) -> api.Ta
     return (select if select is not None else Select()).targeted(target, all_)
 
 
+def split_commas(values: Iterable[str]) -> list[str]:
+    """The values of a repeatable flag, each of which may be a comma-separated list
+    (`--tag web,prod` is `--tag web --tag prod`).  An empty piece is kept: for the
+    daemon to drop (a new label) or refuse (a blank selector), never to make a
+    selector that filters nothing."""
+    return [piece for value in values for piece in value.split(",")]
+
+
 def label_tuple(labels: Iterable[str]) -> tuple[api.Label, ...]:
-    return tuple(api.Label(label) for label in labels)
+    return tuple(api.Label(label) for label in split_commas(labels))
 
 
 def signal_of(text: str) -> api.Signal:

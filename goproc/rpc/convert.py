@@ -61,7 +61,8 @@ def make_converter(*, detailed: bool = True) -> cattrs.Converter:
     - tuples: JSON arrays, and only arrays are accepted (a string is not a list of chars);
     - int, str, bool: exactly that JSON type (no `true` for 1, no `1.5` for 1);
     - Pid: 1..2**31-1; ProcId: 1..2**63-1; Name: trimmed, then `NAME_RE` and not all
-      digits; Label (tag/group): a string;
+      digits; Label (tag/group): a string of at most 64 characters, no comma and no
+      control character (`values.label_value`);
       a Selector's ids and pids as ProcId and Pid, its names, tags and groups not blank;
     - Signal: a name in ASCII ("TERM", "SIGKILL", any case) or a valid number;
       Seconds: 0..86400;
@@ -80,7 +81,7 @@ def make_converter(*, detailed: bool = True) -> cattrs.Converter:
     c.register_structure_hook(Pid, values.int_in(1, PID_MAX, "a positive integer pid"))
     c.register_structure_hook(ProcId, values.int_in(1, ID_MAX, "a positive integer id"))
     c.register_structure_hook(str, values.str_value)
-    c.register_structure_hook(Label, values.str_value)
+    c.register_structure_hook(Label, values.label_value)
     c.register_structure_hook(Name, values.name_value)
     c.register_structure_hook(values.Needle, values.needle)
     c.register_structure_hook(Selector, _selector_hook(c))
@@ -125,14 +126,14 @@ def _is_homogeneous_tuple(tp: Any) -> bool:
 def _tuple_hook(c: cattrs.Converter, tp: Any) -> Callable[[Any, Any], tuple[Any, ...]]:
     (item_type, _) = tp.__args__
     inner = c.get_structure_hook(item_type)
-    plain_str = item_type in (str, Label)
+    plain_str = item_type is str  # a Label has rules of its own
 
     def structure(value: Any, _: Any) -> tuple[Any, ...]:
         if not isinstance(value, list):
             raise Invalid(f"must be an array, got {show_value(value)}")
         if plain_str and all(type(item) is str for item in value):
             # The common case, checked at once.  Tags and groups repeat across
-            # entries: one string object each, not one per entry.
+            # entries (a snapshot's): one string object each, not one per entry.
             return tuple(map(sys.intern, value))
         errors: list[Exception] = []
         out = []

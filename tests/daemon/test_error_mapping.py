@@ -15,7 +15,7 @@ CASES = [
     ('"add","params":{"pids":[4242,4242]}', "invalid params: pids: the same pid is given"),
     ('"add","params":{"pids":[4242,4343],"name":"x"}', "invalid params: name: a name can be"),
     ('"add","params":{"pid":4242,"pids":[4343]}', "invalid params: pid, pids: give exactly"),
-    ('"tag.rename","params":{"old":" ","new":"x"}', "invalid params: old, new: a tag or group"),
+    ('"tag.rename","params":{"old":" ","new":"x"}', "invalid params: old: must not be blank"),
     ('"reset","params":{"confirm":"yes"}', "invalid params: confirm: must be exactly"),
     ('"list","params":{"ids":"x"}', "invalid params: ids: must be an array"),
     # JSON values are spelled as JSON, not as Python (`True`, `None`).

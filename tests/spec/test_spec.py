@@ -31,7 +31,10 @@ from typing import Any
 import psutil
 import pytest
 from conftest import Daemon, read_lines
-from jsonschema import Draft7Validator, Draft202012Validator, FormatChecker
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jsonschema import Draft7Validator, Draft202012Validator, FormatChecker, validators
+from jsonschema.exceptions import ValidationError
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
@@ -173,10 +176,27 @@ def schema_registry() -> Registry:
     return Registry().with_resource(SPEC_URI, DRAFT202012.create_resource(spec()))
 
 
+def _ecma_pattern(
+    validator: Any, pattern: str, instance: Any, schema: Any
+) -> Iterator[ValidationError]:
+    """`pattern` as JSON Schema means it (ECMA-262): its `$` is the very end, where
+    Python's also matches before a final newline ("abc\\n" would fit `^[a-z]+$`)."""
+    if isinstance(instance, str) and not re.search(_ecma_to_python(pattern), instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
 @cache
-def validator(pointer: str) -> Draft202012Validator:
+def _ecma_to_python(pattern: str) -> str:
+    return re.sub(r"(?<!\\)\$", r"\\Z", pattern)
+
+
+SpecValidator = validators.extend(Draft202012Validator, {"pattern": _ecma_pattern})
+
+
+@cache
+def validator(pointer: str) -> Any:
     """A validator for the schema at `pointer` in the spec, its `$ref`s resolved there."""
-    return Draft202012Validator(
+    return SpecValidator(
         {"$ref": f"{SPEC_URI}#{pointer}"}, registry=schema_registry(), format_checker=FORMATS
     )
 
@@ -1458,6 +1478,90 @@ def test_kill_sends_every_signal_the_spec_allows(world: World, signal: Any) -> N
     assert "result" in reply, f"kill with signal {signal!r}: {reply}"
     assert_valid(result_schema_pointer("kill"), reply["result"])
     assert [o["outcome"] for o in reply["result"]] == ["signalled"]
+
+
+# What a parameter schema allows, the daemon takes, and what it refuses, the schema
+# refuses: drawn from the schemas' own patterns and from nearby text (commas, controls,
+# blanks, signal-like words and numbers).
+NEAR_TEXT = st.text(
+    alphabet=st.sampled_from(
+        [
+            *"aZ09 ,-_",
+            "\t",
+            "\n",
+            "\x00",
+            "\x1f",
+            "\x7f",
+            "\x85",
+            "\x9f",
+            "\u3000",
+            "\u202e",
+            "é",
+            *"SIGTERMkilrtmnusUSR+",
+        ]
+    ),
+    max_size=70,
+)
+
+
+def _schema_string(pointer: str) -> st.SearchStrategy[str]:
+    schema = resolved(pointer)
+    regex = _ecma_to_python(schema["pattern"])
+    return st.one_of(NEAR_TEXT, st.from_regex(regex).filter(lambda s: len(s) < 100))
+
+
+def resolved(pointer: str) -> dict[str, Any]:
+    """The schema at `pointer`, its one `$ref` followed."""
+    node: Any = spec()
+    for part in pointer.strip("/").split("/"):
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    ref = node.get("$ref")
+    return resolved(ref.removeprefix("#")) if ref else node
+
+
+@settings(max_examples=250, deadline=None)
+@given(
+    value=st.one_of(
+        _schema_string("/components/schemas/Signal/anyOf/0"),
+        st.integers(-2, 70),
+        st.sampled_from(["x", " ", "", " TERM\t", "SIGRTMIN", "sigrtmax", "IOT", "CLD"]),
+    )
+)
+def test_a_signal_is_taken_exactly_when_the_schema_allows_it(world: World, value: Any) -> None:
+    reply = send(world.daemon, "kill", {"ids": [world.dead["id"]], "signal": value})
+    allowed = is_valid(method_params("kill")["signal"][1], value)
+    assert ("result" in reply) == allowed, (value, reply)
+
+
+@settings(max_examples=250, deadline=None)
+@given(value=_schema_string("/components/schemas/LabelName"), field=st.sampled_from(["old", "new"]))
+def test_a_rename_is_taken_exactly_when_the_schema_allows_it(
+    world: World, value: str, field: str
+) -> None:
+    """A label no entry has is renamed to, or from: valid or not, nothing changes."""
+    params = {"old": "spec-nowhere", "new": "spec-nowhere-2", field: value}
+    reply = send(world.daemon, "tag.rename", params)
+    allowed = is_valid(method_params("tag.rename")[field][1], value)
+    assert ("result" in reply) == allowed, (params, reply)
+
+
+@settings(max_examples=250, deadline=None)
+@given(value=_schema_string("/components/schemas/LabelsIn/items"))
+def test_a_label_is_taken_exactly_when_the_schema_allows_it(world: World, value: str) -> None:
+    """Removing a label the entry does not have: valid or not, nothing changes."""
+    params = {"ids": [world.dead["id"]], "labels": [value]}
+    reply = send(world.daemon, "tag.remove", params)
+    allowed = is_valid(method_params("tag.remove")["labels"][1], [value])
+    assert ("result" in reply) == allowed, (params, reply)
+
+
+@pytest.mark.parametrize("word", ["reset", "RESET ", " RESET", "", "RESET\n", "Reset"])
+def test_reset_confirm_the_schema_refuses_is_refused(world: World, word: str) -> None:
+    """Only the exact word resets (which this module's world must not see)."""
+    assert is_valid(method_params("reset")["confirm"][1], "RESET")
+    assert not is_valid(method_params("reset")["confirm"][1], word)
+    reply = send(world.daemon, "reset", {"confirm": word})
+    assert reply["error"]["code"] == -32602, reply
 
 
 # ---- spec/protocol.md: every example is what the daemon says ------------------------------
