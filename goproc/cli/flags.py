@@ -52,7 +52,7 @@ def ascii_ints(label: str) -> Callable[[Any, Sequence[Token]], Any]:
     `*args`); `label` names a positional argument in its error, as cyclopts would."""
 
     def convert(type_: Any, tokens: Sequence[Token]) -> Any:
-        values = []
+        values: list[int] = []
         for token in tokens:
             try:
                 values.extend(map(ascii_int, split_commas([token.value])))
