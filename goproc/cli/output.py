@@ -21,14 +21,17 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, BinaryIO, TextIO, TypeVar
 
 from goproc.cli.escape import json_safe, shown
+from goproc.cli.tables import key_values as key_values
+from goproc.cli.tables import show_lines as show_lines
+from goproc.cli.tables import status_lines as status_lines
+from goproc.cli.tables import table_lines as table_lines
+from goproc.cli.tables import when
 
 T = TypeVar("T")
 Entry = Mapping[str, Any]  # one registry entry as the daemon encodes it
 Lines = list[str]
 
-TABLE_HEADER = ("ID", "PID", "NAME", "ALIVE", "TAGS", "GROUPS", "CMD")
 KILL_OUTCOMES = {"killed": "still running after the timeout: escalated to KILL"}
-GREEN, RED, PLAIN = "\x1b[32m", "\x1b[31m", "\x1b[0m"
 
 
 class OutputError(Exception):
@@ -60,14 +63,19 @@ def writing() -> Iterator[None]:
 
 
 def json_text(value: Any) -> str:
-    """A result as `--json` prints it: indented, printable non-ASCII kept."""
-    return json_safe(json.dumps(value, indent=2, ensure_ascii=False))
+    """A result as `--json` prints it (README: Output), by its shape: an array (what a
+    command that may touch several entries answers, even one or none) one element per
+    line between `[` and `]`, as `list --json` prints; anything else one line.  Compact
+    and ASCII, as the daemon writes it (`list --json` passes its bytes on)."""
+    if isinstance(value, list):
+        return "[\n" + ",\n".join(map(json_line, value)) + "\n]" if value else "[]"
+    return json_line(value)
 
 
 def json_line(value: Any) -> str:
-    """A streamed value (an event, an exited entry): one JSON object per line (ASCII:
-    `json.dumps` escapes every control and non-ASCII character)."""
-    return json.dumps(value)
+    """One value on one line: a `--json` object, an element of an array, and each
+    event or exit a stream prints (one JSON object per line)."""
+    return json_safe(json.dumps(value, separators=(",", ":")))  # DEL is ASCII, left raw
 
 
 def emit(
@@ -117,68 +125,6 @@ def write_entries_json(raw: bytes, out: TextIO) -> None:
         out.flush()  # the bytes go below the text layer
         buffer: BinaryIO = out.buffer
         buffer.write(entries_json(raw))
-
-
-# ---- key/value layouts -------------------------------------------------------------------
-
-
-def _cell(value: Any) -> str:
-    """A `show` value: lists joined with commas, a dash for nothing."""
-    text = ",".join(value) if isinstance(value, list) else value
-    return "-" if text in (None, "") else shown(text)
-
-
-def key_values(pairs: Mapping[str, Any], cell: Callable[[Any], str] = shown) -> Lines:
-    """One `key  value` line per pair, the values in one column."""
-    keys = [shown(key) for key in pairs]
-    width = max(map(len, keys), default=0)
-    values = pairs.values()
-    return [f"{key.ljust(width)}  {cell(value)}" for key, value in zip(keys, values, strict=True)]
-
-
-def status_lines(info: Mapping[str, Any]) -> Lines:
-    return key_values(info)
-
-
-def show_lines(proc: Entry) -> Lines:
-    """One entry in full, one field per line."""
-    return key_values(proc, _cell)
-
-
-# ---- the entry table -------------------------------------------------------------------
-
-
-def table_lines(
-    procs: Sequence[Entry], *, colour: bool = False, columns: int | None = None
-) -> Lines:
-    """The `list` table: aligned columns, a dash for an empty cell.  `columns` is the
-    terminal's width (the command is cut to fit; None: not a terminal, never cut);
-    `colour` paints ALIVE green or red."""
-    rows = [TABLE_HEADER, *(_row(p) for p in procs)]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(TABLE_HEADER) - 1)]
-    room = max(columns - sum(widths) - 2 * len(widths), 10) if columns is not None else 0
-    lines = []
-    for n, row in enumerate(rows):
-        cells = [cell.ljust(w) for cell, w in zip(row, widths, strict=False)]
-        if colour and n:
-            cells[3] = f"{GREEN if row[3] == 'yes' else RED}{cells[3]}{PLAIN}"
-        cmd = row[-1]
-        if columns is not None and len(cmd) > room:
-            cmd = cmd[: room - 1] + "…"
-        lines.append("  ".join(cells) + "  " + cmd)
-    return lines
-
-
-def _row(p: Entry) -> tuple[str, ...]:
-    return (
-        shown(p["id"]),
-        shown(p["pid"]),
-        shown(p["name"] or "-"),
-        "yes" if p["alive"] else "no",
-        shown(",".join(p["tags"]) or "-"),
-        shown(",".join(p["groups"]) or "-"),
-        shown(p["cmd"]),
-    )
 
 
 # ---- one line per entry ------------------------------------------------------------------
@@ -286,11 +232,12 @@ def removed_line(removed: Sequence[Entry]) -> str:
 # ---- events ------------------------------------------------------------------------------
 
 
-def event_line(event: Mapping[str, Any], json_: bool) -> str:
-    """One event: time, kind, id, pid and name (JSON with --json)."""
+def event_line(event: Mapping[str, Any], json_: bool, local: bool = False) -> str:
+    """One event: time (`local`: in local time, as on a terminal), kind, id, pid and
+    name (JSON with --json)."""
     if json_:
         return json_line(event)
-    time = shown(event["time"])
+    time = when(event["time"], local)
     if event["kind"] == "overflow":
         return f"{time}  overflow: events were dropped; reconnect"
     name = f" name={shown(event['name'])}" if event.get("name") else ""

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import io
 import json
+import time
+from datetime import UTC, datetime
 
+import pytest
 from helpers import entry
 
-from goproc.cli import output
+from goproc.cli import output, tables
 
 PG = entry(id=1, pid=7091, name="pg", tags=["db"], groups=["prod"])
 NAP = entry(id=12, pid=123456, cmd="sleep 600 --long", alive=False, tags=["a", "job"])
@@ -19,13 +22,23 @@ NAP = entry(id=12, pid=123456, cmd="sleep 600 --long", alive=False, tags=["a", "
 # ---- emit and JSON -----------------------------------------------------------------------
 
 
-def test_emit_prints_the_text_lines_or_indented_json() -> None:
+def test_emit_prints_the_text_lines_or_json_by_shape() -> None:
+    """An object on one line; an array one element per line, as `list --json` is."""
     out = io.StringIO()
     output.emit({"removed": 3}, False, output.reset_lines, out)
     assert out.getvalue() == "Forgot 3 entries; ids start at 1 again\n"
-    out = io.StringIO()
-    output.emit({"name": "é"}, True, output.reset_lines, out)
-    assert out.getvalue() == '{\n  "name": "é"\n}\n'
+    for value, printed in [
+        ({"name": "é"}, '{"name":"\\u00e9"}\n'),
+        ([], "[]\n"),
+        ([{"id": 1}], '[\n{"id":1}\n]\n'),
+        ([{"id": 1}, {"id": 2, "t": [1, 2]}], '[\n{"id":1},\n{"id":2,"t":[1,2]}\n]\n'),
+    ]:
+        out = io.StringIO()
+        output.emit(value, True, output.reset_lines, out)
+        assert out.getvalue() == printed
+    assert output.json_text(PG_LIST := [PG, NAP]).encode() + b"\n" == output.entries_json(
+        json.dumps(PG_LIST, separators=(",", ":")).encode()
+    ), "the same layout as list --json"
 
 
 def test_emit_of_no_lines_prints_nothing() -> None:
@@ -62,17 +75,40 @@ def test_write_entries_json_goes_below_text_already_written() -> None:
 # ---- the list table ----------------------------------------------------------------------
 
 
+STARTED = datetime(2026, 11, 26, 14, 20, 17, 350000, tzinfo=UTC).timestamp()
+LATER = STARTED + 3 * 3600 + 12 * 60 + 9  # 3h12m9s after PG started
+
+
 def test_table_aligns_columns_and_dashes_empty_cells() -> None:
-    lines = output.table_lines([PG, NAP])
+    lines = output.table_lines([PG, NAP], now=LATER)
     assert lines == [
-        "ID  PID     NAME  ALIVE  TAGS   GROUPS  CMD",
-        "1   7091    pg    yes    db     prod    sleep 300",
-        "12  123456  -     no     a,job  -       sleep 600 --long",
+        "ID  PID     NAME  ALIVE  AGE    TAGS   GROUPS  CMD",
+        "1   7091    pg    yes    3h12m  db     prod    sleep 300",
+        "12  123456  -     no     -      a,job  -       sleep 600 --long",
     ]
+    assert output.table_lines([PG])[1].split()[4] == "-", "no clock, no age"
 
 
 def test_table_of_nothing_is_the_header() -> None:
-    assert output.table_lines([]) == ["ID  PID  NAME  ALIVE  TAGS  GROUPS  CMD"]
+    assert output.table_lines([]) == ["ID  PID  NAME  ALIVE  AGE  TAGS  GROUPS  CMD"]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (0, "0s"),
+        (45.9, "45s"),
+        (60, "1m0s"),
+        (12 * 60 + 5, "12m5s"),
+        (3600, "1h0m"),
+        (3 * 3600 + 12 * 60 + 59, "3h12m"),
+        (86400 * 2 + 3 * 3600 + 7, "2d3h"),
+        (86400 * 400, "400d0h"),
+        (-5, "0s"),  # a clock set back: never a negative age
+    ],
+)
+def test_age_is_two_units_like_ps_etime_and_pm2(seconds: float, shown: str) -> None:
+    assert tables.age(seconds) == shown
 
 
 def test_table_is_plain_unless_coloured() -> None:
@@ -82,8 +118,8 @@ def test_table_is_plain_unless_coloured() -> None:
     assert "\x1b" not in coloured[0], "the header is never coloured"
     assert "\x1b[32myes  \x1b[0m" in coloured[1]
     assert "\x1b[31mno   \x1b[0m" in coloured[2]
-    strip = [line.replace(output.GREEN, "").replace(output.RED, "") for line in coloured]
-    assert [line.replace(output.PLAIN, "") for line in strip] == plain
+    strip = [line.replace(tables.GREEN, "").replace(tables.RED, "") for line in coloured]
+    assert [line.replace(tables.PLAIN, "") for line in strip] == plain
 
 
 def test_table_cuts_the_command_to_the_terminal_width() -> None:
@@ -102,18 +138,38 @@ def test_table_cuts_the_command_to_the_terminal_width() -> None:
 
 
 def test_show_lists_every_field_in_one_value_column() -> None:
-    lines = output.show_lines({**PG, "tags": ["db", "web"]})
-    assert [line.split()[0] for line in lines] == list(PG)
+    lines = output.show_lines({**PG, "tags": ["db", "web"]}, LATER)
+    keys = list(PG)
+    keys.insert(keys.index("alive") + 1, "age")
+    assert [line.split()[0] for line in lines] == keys
     width = max(map(len, PG)) + 2
     values = {line.split()[0]: line[width:] for line in lines}
     assert values["tags"] == "db,web" and values["groups"] == "prod"
-    assert values["exited_at"] == "-" and values["alive"] == "True"
+    assert values["exited_at"] == "-" and values["alive"] == "yes" and values["age"] == "3h12m"
     assert values["cmd"] == "sleep 300"
-    assert output.show_lines(entry(tags=[], name=""))[4:7] == [
+    assert values["started_at"] == "2026-11-26T14:20:17.350000Z", "not a terminal: as sent"
+    assert output.show_lines(entry(tags=[], name="", alive=False))[4:8] == [
         "name        -",
-        "alive       True",
+        "alive       no",
+        "age         -",
         "tags        -",
     ]
+
+
+def test_show_on_a_terminal_has_local_times(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # +05:30 all year
+    time.tzset()
+    try:
+        lines = output.show_lines(NAP, LATER, local=True)
+        values = {line.split()[0]: line.split(None, 1)[1] for line in lines}
+        assert values["started_at"] == "2026-11-26 19:50:17 +0530"
+        assert values["exited_at"] == "-"
+        event = {"time": "2026-11-26T14:20:18.116194Z", "kind": "added", "id": 1, "pid": 2}
+        assert output.event_line(event, False, local=True).startswith("2026-11-26 19:50:18 +0530")
+        assert output.event_line(event, False).startswith("2026-11-26T14:20:18.116194Z")
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
 
 
 def test_status_aligns_keys() -> None:

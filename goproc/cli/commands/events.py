@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from goproc import api
@@ -16,8 +17,10 @@ def events(
     """Stream registry events (added, removed, exited, revived, updated) as they happen,
     until interrupted; --json prints one JSON object per line."""
 
+    local = sys.stdout.isatty()  # times in local time on a terminal, as `show` has them
+
     def show_event(event: dict[str, Any]) -> None:
-        output.print_lines([output.event_line(event, json_)], flush=True)
+        output.print_lines([output.event_line(event, json_, local)], flush=True)
 
     with connect(common, None) as client:
         client.call(api.SUBSCRIBE, selector_of(select))

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from typing import Any
 
 from goproc import api
@@ -46,7 +47,7 @@ def add(
         raise UsageError("add needs at least one PID")
     result = call(common, api.ADD, (labels or Labels()).add_params(pids))
     procs = [result] if len(pids) == 1 else result
-    output.emit(result, json_, lambda _: output.added_lines(procs))
+    output.emit(procs, json_, output.added_lines)
     return ExitCode.OK
 
 
@@ -102,7 +103,8 @@ def list_(
             return ExitCode.OK
         procs = client.call(api.LIST, selector)
     colour, columns = _terminal()
-    output.print_lines(output.table_lines(procs, colour=colour, columns=columns))
+    lines = output.table_lines(procs, colour=colour, columns=columns, now=time.time())
+    output.print_lines(lines)
     return ExitCode.OK
 
 
@@ -133,7 +135,9 @@ def show(
     target
         An id or a name.
     """
-    output.emit(call(common, api.SHOW, selector_of(select, target)), json_, output.show_lines)
+    proc = call(common, api.SHOW, selector_of(select, target))
+    now, local = time.time(), sys.stdout.isatty()
+    output.emit(proc, json_, lambda p: output.show_lines(p, now, local))
     return ExitCode.OK
 
 

@@ -1,0 +1,135 @@
+"""The entry table of `list`, the key/value layout of `show` and `status`, and how they
+show times: pure functions of the daemon's decoded results, like `goproc.cli.output`
+(which prints them).  Times come as RFC 3339 UTC; on a terminal they are shown in local
+time, and every entry's age as `ps etime` and pm2's uptime show it (`3h12m`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from goproc.cli.escape import shown
+
+Entry = Mapping[str, Any]
+Lines = list[str]
+
+TABLE_HEADER = ("ID", "PID", "NAME", "ALIVE", "AGE", "TAGS", "GROUPS", "CMD")
+ALIVE_COLUMN = TABLE_HEADER.index("ALIVE")
+GREEN, RED, PLAIN = "\x1b[32m", "\x1b[31m", "\x1b[0m"
+TIMES = ("started_at", "added_at", "last_seen", "exited_at")
+
+
+def seconds_of(stamp: str) -> float | None:
+    """An RFC 3339 time as seconds since the epoch; None when it is not one."""
+    try:
+        return datetime.fromisoformat(stamp).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def when(stamp: Any, local: bool) -> str:
+    """A time as the daemon sent it, or (`local`) in local time with its UTC offset:
+    `2026-12-01 19:21:06 +0100`."""
+    seconds = seconds_of(stamp) if local and isinstance(stamp, str) else None
+    if seconds is None:
+        return shown(stamp)
+    return datetime.fromtimestamp(seconds).astimezone().strftime("%Y-%m-%d %H:%M:%S %z")
+
+
+def age(seconds: float) -> str:
+    """A duration the way `ps etime` and pm2 show an uptime, two units at most:
+    `45s`, `12m5s`, `3h12m`, `2d3h`."""
+    s = max(int(seconds), 0)
+    days, s = divmod(s, 86400)
+    hours, s = divmod(s, 3600)
+    minutes, s = divmod(s, 60)
+    if days:
+        return f"{days}d{hours}h"
+    if hours:
+        return f"{hours}h{minutes}m"
+    return f"{minutes}m{s}s" if minutes else f"{s}s"
+
+
+def entry_age(p: Entry, now: float | None) -> str:
+    """How long an alive entry's process has run; a dash for a dead one (or no clock)."""
+    started = seconds_of(p["started_at"]) if now is not None and p["alive"] else None
+    return "-" if started is None or now is None else age(now - started)
+
+
+# ---- key/value layouts -------------------------------------------------------------------
+
+
+def _cell(value: Any) -> str:
+    """A `show` value: lists joined with commas, a dash for nothing."""
+    text = ",".join(value) if isinstance(value, list) else value
+    return "-" if text in (None, "") else shown(text)
+
+
+def key_values(pairs: Mapping[str, Any], cell: Callable[[Any], str] = shown) -> Lines:
+    """One `key  value` line per pair, the values in one column."""
+    keys = [shown(key) for key in pairs]
+    width = max(map(len, keys), default=0)
+    values = pairs.values()
+    return [f"{key.ljust(width)}  {cell(value)}" for key, value in zip(keys, values, strict=True)]
+
+
+def status_lines(info: Mapping[str, Any]) -> Lines:
+    return key_values(info)
+
+
+def show_lines(proc: Entry, now: float | None = None, local: bool = False) -> Lines:
+    """One entry in full, one field per line: `alive` as yes/no (as `list` has it), its
+    age after it, times in local time when `local`."""
+    fields: dict[str, Any] = {}
+    for key, value in proc.items():
+        if key == "alive":
+            fields[key] = "yes" if value else "no"
+            fields["age"] = entry_age(proc, now)
+        elif key in TIMES and value is not None:
+            fields[key] = when(value, local)
+        else:
+            fields[key] = value
+    return key_values(fields, _cell)
+
+
+# ---- the entry table -------------------------------------------------------------------
+
+
+def table_lines(
+    procs: Sequence[Entry],
+    *,
+    colour: bool = False,
+    columns: int | None = None,
+    now: float | None = None,
+) -> Lines:
+    """The `list` table: aligned columns, a dash for an empty cell.  `columns` is the
+    terminal's width (the command is cut to fit; None: not a terminal, never cut);
+    `colour` paints ALIVE green or red; AGE counts from `now` (a dash without it)."""
+    rows = [TABLE_HEADER, *(_row(p, now) for p in procs)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(TABLE_HEADER) - 1)]
+    room = max(columns - sum(widths) - 2 * len(widths), 10) if columns is not None else 0
+    lines = []
+    for n, row in enumerate(rows):
+        cells = [cell.ljust(w) for cell, w in zip(row, widths, strict=False)]
+        if colour and n:
+            paint = GREEN if row[ALIVE_COLUMN] == "yes" else RED
+            cells[ALIVE_COLUMN] = f"{paint}{cells[ALIVE_COLUMN]}{PLAIN}"
+        cmd = row[-1]
+        if columns is not None and len(cmd) > room:
+            cmd = cmd[: room - 1] + "…"
+        lines.append("  ".join(cells) + "  " + cmd)
+    return lines
+
+
+def _row(p: Entry, now: float | None) -> tuple[str, ...]:
+    return (
+        shown(p["id"]),
+        shown(p["pid"]),
+        shown(p["name"] or "-"),
+        "yes" if p["alive"] else "no",
+        entry_age(p, now),
+        shown(",".join(p["tags"]) or "-"),
+        shown(",".join(p["groups"]) or "-"),
+        shown(p["cmd"]),
+    )
