@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 import pytest
+from helpers import one_line
 from helpers import wait_until as helpers_wait_until
 
 
@@ -63,14 +64,6 @@ def test_an_ambiguous_selection_suggests_all_only_where_there_is_one(
     assert r.returncode == 1, (r.stdout, r.stderr)
     assert r.stderr == f"goproc: 2 processes match (ids {ids[0]}, {ids[1]}); {hint}\n"
     assert len(d.call("list")) == 2, "nothing changed"
-
-
-def one_line(r: Any, code: int) -> str:
-    assert r.returncode == code, (r.returncode, r.stdout, r.stderr)
-    assert r.stdout == ""
-    lines = r.stderr.splitlines()
-    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-    return str(lines[0])
 
 
 @pytest.mark.parametrize(
