@@ -89,6 +89,14 @@ def test_a_blank_or_out_of_range_selector_is_refused_and_acts_on_nothing(
     assert [e["name"] for e in daemon.call("list")] == ["ok"]
 
 
+def test_a_refused_value_is_quoted_as_it_was_sent(daemon: Any) -> None:
+    """The CLI prints the daemon's message with its spaces: they used to be squeezed,
+    so a refused "   " was quoted as ' '.  Line breaks and controls are escaped."""
+    for value in ("  ", "   ", " \t ", " \n "):
+        line = one_line(daemon.cli("list", "--tag-all", value), 2)
+        assert line.endswith(f"got {value!r}"), line
+
+
 def test_invalid_params_from_the_daemon_exit_2_like_any_usage_error(
     daemon: Any, sleeper: Any
 ) -> None:
