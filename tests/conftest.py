@@ -2,6 +2,7 @@
 
 - `daemon`: a running `goproc daemon` (a subprocess) with its own runtime and state dir.
 - `spawn_daemon`: a factory for more (or differently configured) daemons.
+- `no_daemon`, `stale_daemon`: where none answers: no socket, or one nobody listens on.
 - `sleeper`: a factory of real `sleep` processes, killed and reaped at teardown.
 - `run_cli`: runs `goproc ...` as a user would, against a given daemon's environment.
 """
@@ -122,6 +123,13 @@ class Daemon:
             raise AssertionError(reply["error"])
         return reply["result"]
 
+    def error(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        """The error object; raises AssertionError carrying the result otherwise."""
+        reply = self.request(method, params)
+        if "error" not in reply:
+            raise AssertionError(f"{method} {params} must fail, got {reply}")
+        return reply["error"]
+
     def raw(self, data: bytes, expect: int = 1, timeout: float = 10.0) -> list[bytes]:
         """Send bytes on a fresh connection; read `expect` reply lines (fewer on EOF)."""
         with self.connect(timeout) as s:
@@ -237,6 +245,21 @@ def spawn_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
         if d.proc is not None and d.proc.poll() is None:
             d.proc.kill()
             d.proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def no_daemon(tmp_path_factory: pytest.TempPathFactory) -> Daemon:
+    """A daemon's environment where none runs: no socket at all."""
+    return Daemon(tmp_path_factory.mktemp("no-daemon"))
+
+
+@pytest.fixture(scope="module")
+def stale_daemon(tmp_path_factory: pytest.TempPathFactory) -> Daemon:
+    """A daemon killed -9: its socket stays, and nobody listens on it."""
+    d = Daemon(tmp_path_factory.mktemp("stale")).start()
+    d.kill9()
+    assert d.socket.exists()
+    return d
 
 
 @pytest.fixture

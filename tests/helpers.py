@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +25,33 @@ def wait_until(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what or predicate}")
         time.sleep(every)
+
+
+def one_line(r: subprocess.CompletedProcess[str], code: int) -> str:
+    """The one stderr line of a command that exited with `code` and printed nothing on
+    stdout (and no traceback)."""
+    assert r.returncode == code, (r.returncode, r.stdout, r.stderr)
+    assert r.stdout == ""
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    return lines[0]
+
+
+def break_journal(state_dir: Path, entries: int) -> None:
+    """Make every change a daemon tries to save from now on fail, even as root: once its
+    snapshot holds `entries` entries (the journal folded into it), the paths of the coming
+    journal generations are made directories, which it cannot open for appending.  Give
+    the daemon `last_seen_interval: 1h` (and a short `snapshot_delay`) so nothing else
+    makes it rotate; a few spare generations are broken too."""
+    snapshot = state_dir / "goproc.snapshot.json"
+
+    def folded() -> int | None:
+        data = json.loads(snapshot.read_text()) if snapshot.exists() else {}
+        return data.get("journal") if len(data.get("procs", [])) == entries else None
+
+    generation = wait_until(folded, 10.0, what=f"the snapshot to hold {entries} entries")
+    for g in range(generation, generation + 20):
+        (state_dir / f"goproc.journal.{g}").mkdir()
 
 
 def forged_entries(n: int, cmd_len: int) -> list[dict[str, Any]]:

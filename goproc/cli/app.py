@@ -185,6 +185,7 @@ def run(args: Sequence[str], config: Path | None = None) -> int:
 
 
 def _one_line(text: str) -> str:
+    """Cyclopts' message, which it may wrap over lines, on one."""
     return " ".join(text.split())
 
 
@@ -206,8 +207,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (DaemonUnreachable, PlaceError) as e:  # no socket to reach, or no place for one
         output.error(str(e))
         code = ExitCode.UNREACHABLE
-    except RemoteError as e:  # the daemon's message may quote a hostile name or label
-        output.error(_one_line(e.message))
+    except RemoteError as e:  # the daemon's message may quote a hostile name or label:
+        # `error` escapes every line break and control in it, and keeps its spaces (a
+        # value quoted in it is shown as it was sent, "  " included)
+        output.error(e.message)
         # A value the daemon refuses (-32602) is a usage error like one the CLI refuses.
         code = ExitCode.USAGE if e.code == INVALID_PARAMS else ExitCode.REMOTE
     except KeyboardInterrupt:

@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 import pytest
+from helpers import one_line
 from helpers import wait_until as helpers_wait_until
 
 
@@ -65,14 +66,6 @@ def test_an_ambiguous_selection_suggests_all_only_where_there_is_one(
     assert len(d.call("list")) == 2, "nothing changed"
 
 
-def one_line(r: Any, code: int) -> str:
-    assert r.returncode == code, (r.returncode, r.stdout, r.stderr)
-    assert r.stdout == ""
-    lines = r.stderr.splitlines()
-    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
-    return str(lines[0])
-
-
 @pytest.mark.parametrize(
     ("flags", "field", "why"),
     [
@@ -94,6 +87,14 @@ def test_a_blank_or_out_of_range_selector_is_refused_and_acts_on_nothing(
     line = one_line(daemon.cli("rm", *flags, "--all"), 2)
     assert line.startswith(f"goproc: invalid params: {field}: {why}"), line
     assert [e["name"] for e in daemon.call("list")] == ["ok"]
+
+
+def test_a_refused_value_is_quoted_as_it_was_sent(daemon: Any) -> None:
+    """The CLI prints the daemon's message with its spaces: they used to be squeezed,
+    so a refused "   " was quoted as ' '.  Line breaks and controls are escaped."""
+    for value in ("  ", "   ", " \t ", " \n "):
+        line = one_line(daemon.cli("list", "--tag-all", value), 2)
+        assert line.endswith(f"got {value!r}"), line
 
 
 def test_invalid_params_from_the_daemon_exit_2_like_any_usage_error(

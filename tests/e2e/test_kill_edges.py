@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from conftest import Daemon
-from helpers import wait_until
+from helpers import break_journal, wait_until
 
 Sleeper = Callable[..., subprocess.Popen[bytes]]
 
@@ -78,15 +78,7 @@ def test_a_removal_that_cannot_be_saved_still_reports_each_kill(
     d = spawn_daemon(config={"snapshot_delay": "10ms", "last_seen_interval": "1h"})
     p = sleeper()
     proc_id = add(d, p)
-    snapshot = d.state_dir / "goproc.snapshot.json"
-
-    def folded() -> int | None:
-        data = json.loads(snapshot.read_text()) if snapshot.exists() else {}
-        return data.get("journal") if len(data.get("procs", [])) == 1 else None
-
-    generation = wait_until(folded, what="the snapshot to hold the entry")
-    for g in range(generation, generation + 20):  # the journal cannot be opened any more
-        (d.state_dir / f"goproc.journal.{g}").mkdir()
+    break_journal(d.state_dir, entries=1)
     out = d.cli("kill", str(proc_id), "--rm")
     assert out.returncode == 1
     assert out.stdout == (

@@ -31,6 +31,7 @@ from typing import Any
 import psutil
 import pytest
 from conftest import Daemon, read_lines
+from helpers import break_journal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft7Validator, Draft202012Validator, FormatChecker, validators
@@ -399,25 +400,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 
 class Broken(World):
-    """A daemon whose journal cannot be written: every change fails, none may apply.
-
-    A real write failure, even as root: once the first snapshot has folded the journal,
-    the paths of the coming journal generations are made directories, which the daemon
-    cannot open for appending.  Nothing else makes it rotate (no exits, `last_seen`
-    moves once an hour), but a few spare generations are broken too."""
+    """A daemon whose journal cannot be written (a real write failure, even as root: see
+    `helpers.break_journal`): every change fails, none may apply."""
 
     def setup(self) -> None:
         self.e1 = self.add(tags=["s"], groups=["s"], name="s1")
         self.e2 = self.add(tags=["s"], groups=["s"])
-        snapshot = self.daemon.state_dir / "goproc.snapshot.json"
-
-        def folded() -> int | None:
-            data = json.loads(snapshot.read_text()) if snapshot.exists() else {}
-            return data.get("journal") if len(data.get("procs", [])) == 2 else None
-
-        generation = wait_for(folded, "the snapshot to hold both entries")
-        for g in range(generation, generation + 20):
-            (self.daemon.state_dir / f"goproc.journal.{g}").mkdir()
+        break_journal(self.daemon.state_dir, entries=2)
 
 
 @pytest.fixture(scope="module")
