@@ -26,7 +26,6 @@ from helpers import break_journal, one_line, wait_until
 from goproc.errors import AMBIGUOUS, INVALID_PARAMS, NO_MATCH
 
 Sleeper = Callable[..., subprocess.Popen[bytes]]
-COMMA_LISTS = pytest.mark.xfail(reason="comma lists land on main", strict=False)
 BROKEN_CONFIG = {"snapshot_delay": "10ms", "last_seen_interval": "1h"}
 NOT_SAVED = "goproc: could not save the change, so it was not made: "
 NEEDS_SELECTOR = "goproc: give an ID or NAME, a selector (--id, --tag, ...) or --all"
@@ -103,7 +102,7 @@ def test_kill_no_alive(daemon: Daemon, sleeper: Sleeper) -> None:
     [
         pytest.param(["--tag", "t"], id="tag"),
         pytest.param(["--id", "1", "--id", "2"], id="ids"),
-        pytest.param(["--id", "1,2"], id="comma", marks=COMMA_LISTS),
+        pytest.param(["--id", "1,2"], id="comma"),
     ],
 )
 def test_kill_multi_match_without_all(daemon: Daemon, sleeper: Sleeper, flags: list[str]) -> None:
@@ -210,14 +209,16 @@ def test_label_requires_name(daemon: Daemon, sleeper: Sleeper, kind: str) -> Non
     """TestAppTagRequiresName, TestAppGroupRequiresName: a blank name ("  ") is refused
     ("tag must not be empty").  goproc: as a filter (-32602 naming it, exit 2) and in a
     rename.  A blank label given to `tag add` is dropped (the spec: "empty ones ignored"),
-    as in `add --tag`; with no label at all it is a usage error."""
+    as in `add --tag`; with no label at all, or only blank ones, it is a usage error."""
     kept = add(daemon, sleeper(), **{f"{kind}s": ["x"]})
     line = one_line(daemon.cli("list", f"--{kind}-all", "  "), 2)
     assert line == f"goproc: invalid params: {kind}s_all[0]: must not be blank, got '  '"
-    for old, new in (("  ", "x"), ("x", "  ")):
+    for old, new, blank in (("  ", "x", "old"), ("x", "  ", "new")):
         line = one_line(daemon.cli(kind, "rename", old, new), 2)
-        assert line == "goproc: invalid params: old, new: a tag or group name cannot be empty"
+        assert line == f"goproc: invalid params: {blank}: must not be blank"
     assert one_line(daemon.cli(kind, "add", "--id", "1"), 2) == f"goproc: give at least one {kind}"
+    line = one_line(daemon.cli(kind, "add", "  ", ",", "--id", "1"), 2)
+    assert line == "goproc: invalid params: labels: must hold a label that is not blank"
     assert daemon.call("list") == [kept]
     assert daemon.cli(kind, "add", "  ", "y", "--id", "1").returncode == 0
     assert daemon.call("list")[0][f"{kind}s"] == ["x", "y"]

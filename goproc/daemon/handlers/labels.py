@@ -6,12 +6,15 @@ from typing import Any
 
 from goproc.api import LabelCount, LabelMethods, LabelParams, NoParams, Renamed, RenameParams
 from goproc.daemon.handlers.context import Bound, Ctx, bind, resolve
-from goproc.model import Proc
+from goproc.errors import InvalidValue
+from goproc.model import Proc, normalize_labels
 from goproc.registry import Kind
 
 
 def label_handlers(methods: LabelMethods, kind: Kind) -> list[Bound[Any, Any]]:
     async def change(ctx: Ctx, params: LabelParams, *, adding: bool) -> list[Proc]:
+        if not normalize_labels(params.labels):  # nothing to add or remove: a mistake
+            raise InvalidValue("labels: must hold a label that is not blank")
         target = params.target
         ids = [p.id for p in resolve(ctx, target.select, many=target.all)]
         plus, minus = (params.labels, ()) if adding else ((), params.labels)
