@@ -81,6 +81,15 @@ def write_entries_json(raw: bytes, out: TextIO) -> None:
     buffer.write(entries_json(raw))
 
 
+def write_raw(data: bytes) -> None:
+    """Bytes on standard output as they are, flushed: a log file's, which `goproc logs`
+    shows as the process wrote them (as `tail` does); never the daemon's text."""
+    sys.stdout.flush()  # the bytes go below the text layer
+    buffer: BinaryIO = sys.stdout.buffer
+    buffer.write(data)
+    buffer.flush()
+
+
 # ---- key/value layouts -------------------------------------------------------------------
 
 
@@ -103,8 +112,15 @@ def status_lines(info: Mapping[str, Any]) -> Lines:
 
 
 def show_lines(proc: Entry) -> Lines:
-    """One entry in full, one field per line."""
-    return key_values(proc, _cell)
+    """One entry in full, one field per line; its log files as `log.out` and `log.err`
+    (`log  -` when it has none)."""
+    pairs = dict(proc)
+    log = pairs.pop("log", None)
+    if isinstance(log, Mapping):
+        pairs["log.out"], pairs["log.err"] = log.get("out"), log.get("err")
+    elif "log" in proc:
+        pairs["log"] = None
+    return key_values(pairs, _cell)
 
 
 # ---- the entry table -------------------------------------------------------------------
