@@ -17,7 +17,7 @@ from typing import Any, Generic, NewType, TypeVar
 import attrs
 from attrs import field, frozen
 
-from goproc.model import Proc, Selector
+from goproc.model import LogFiles, Proc, Selector
 
 # The CLI imports this module on every run, and each method attrs generates costs
 # start-up time: these values are built, read and encoded, never compared, hashed or
@@ -64,13 +64,16 @@ class NoParams:
 @frozen(repr=False, eq=False)
 class AddParams:
     """`pid` for one process (the result is its entry) or `pids` for several, all or
-    nothing (the result is the array of entries)."""
+    nothing (the result is the array of entries).  `log` (one process only): `True`
+    for the daemon's own files, `<state_dir>/logs/<id>.out` and `.err`, or the
+    files' absolute paths; `False`: none."""
 
     pid: Pid | None = None
     pids: tuple[Pid, ...] | None = None
     tags: tuple[Label, ...] = ()
     groups: tuple[Label, ...] = ()
     name: Name | None = None
+    log: bool | LogFiles = False
 
 
 @frozen(repr=False, eq=False)
@@ -293,5 +296,9 @@ def params_json(params: Any) -> dict[str, Any]:
             default = default.factory()
         if default is not attrs.NOTHING and value == default:
             continue
-        out[a.name] = list(value) if isinstance(value, tuple) else value
+        if isinstance(value, tuple):
+            value = list(value)
+        elif attrs.has(type(value)):
+            value = attrs.asdict(value)
+        out[a.name] = value
     return out

@@ -42,6 +42,34 @@ class ProcessFacts:
     pgid: int | None
 
 
+LOG_PATH_MAX = 4096  # PATH_MAX on Linux, the terminating NUL included
+
+
+def log_path_problem(path: str) -> str | None:
+    """What makes `path` unfit as a log file's path (absolute, no NUL, at most
+    LOG_PATH_MAX bytes), or None."""
+    if not path.startswith("/"):
+        return "must be an absolute path"
+    if "\0" in path:
+        return "must not contain a NUL character"
+    try:
+        size = len(path.encode("utf-8", "surrogateescape"))  # as os.fsencode makes it
+    except UnicodeEncodeError:
+        return "must be a file name (a lone surrogate is none)"
+    if size >= LOG_PATH_MAX:
+        return f"must be shorter than {LOG_PATH_MAX} bytes"
+    return None
+
+
+@frozen
+class LogFiles:
+    """Where an entry's process writes its standard output and error (absolute paths;
+    the same path twice for `goproc run --log PATH`)."""
+
+    out: str
+    err: str
+
+
 @frozen
 class Proc:
     """One registry entry.  `id` is never reused; `alive` is the last probe's verdict."""
@@ -58,6 +86,7 @@ class Proc:
     added_at: float
     last_seen: float
     exited_at: float | None = None  # when the death was detected; None while alive
+    log: LogFiles | None = None  # its output's files (`goproc run`); None: not known
 
 
 def same_entry(a: Proc, b: Proc) -> bool:

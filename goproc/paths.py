@@ -3,7 +3,10 @@
 - socket: $GOPROC_SOCKET, else $GOPROC_RUNTIME_DIR/goproc.sock, else the user runtime dir;
 - PID file: `goproc.pid` beside the socket (the socket's dir is the runtime dir);
 - state (snapshot, journal, lock): $GOPROC_STATE_DIR, else the user state dir.  Never the
-  runtime dir, which is a tmpfs on Linux and empty after a reboot.
+  runtime dir, which is a tmpfs on Linux and empty after a reboot;
+- logs: the state dir's `logs` (0700): `<id>.out` and `<id>.err` of what `goproc run`
+  starts (mode 0600), and nothing else but names starting with "." (temp files), so
+  rotated names (`<id>.out.1`) stay free.
 
 When platformdirs finds no usable place (a fallback runtime dir another user made
 first), `PlaceError` says so in one line naming the variable to set.  Whether a place
@@ -17,6 +20,7 @@ import os
 from pathlib import Path
 
 APP = "goproc"
+LOG_DIR = "logs"
 
 
 class PlaceError(Exception):

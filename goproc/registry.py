@@ -8,14 +8,22 @@ Lookups that miss raise a domain error from `goproc.errors`.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any, Literal
 
 import attrs
 
 from goproc.errors import AlreadyTracked, InvalidValue, NameInUse, NoMatch
 from goproc.index import Ids, add_id, count_ids, discard_id, ids_of, union_ids
-from goproc.model import Change, Proc, ProcessFacts, Selector, normalize_labels, same_start
+from goproc.model import (
+    Change,
+    LogFiles,
+    Proc,
+    ProcessFacts,
+    Selector,
+    normalize_labels,
+    same_start,
+)
 
 Kind = Literal["tags", "groups"]
 
@@ -139,10 +147,12 @@ class Registry:
         tags: Iterable[str] = (),
         groups: Iterable[str] = (),
         name: str | None = None,
+        log: Callable[[int], LogFiles] | None = None,
         now: float,
     ) -> tuple[list[Proc], Change]:
         """Plan tracking live processes, all or nothing: the new entries and the Change
-        that makes them (not applied: pass it to `apply`).
+        that makes them (not applied: pass it to `apply`).  `log` gives the entry's log
+        files from its new id (one process only).
 
         Raises AlreadyTracked when one is tracked alive already (the same pid and start
         time), NameInUse when `name` is taken, InvalidValue when a name is given for
@@ -151,6 +161,8 @@ class Registry:
         """
         if name is not None and len(facts) > 1:
             raise InvalidValue("name: a name can be given to one process only")
+        if log is not None and len(facts) != 1:
+            raise InvalidValue("log: a log can be given to exactly one process")
         pids = [f.pid for f in facts]
         if len(set(pids)) != len(pids):
             raise InvalidValue("pids: the same pid is given more than once")
@@ -182,6 +194,7 @@ class Registry:
                 started_at=f.started_at,
                 added_at=now,
                 last_seen=now,
+                log=None if log is None else log(self.next_id + n),
             )
             for n, f in enumerate(facts)
         ]

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from goproc import errors
 from goproc.api import METHODS
 from goproc.daemon.handlers import Ctx, make_dispatch
-from goproc.model import Proc, ProcessFacts
+from goproc.model import LogFiles, Proc, ProcessFacts
 from goproc.registry import Registry
 from goproc.rpc import jsonrpc
 from goproc.rpc.entries import entry_dict
@@ -352,6 +352,7 @@ entry_texts = st.text(st.characters(blacklist_categories=["Cs"]), max_size=12) |
     ["a\nb", 'q"uote', "back\\slash", "\u2028", "tab\t"]
 )
 stamps = st.floats(1e9, 2e9).map(lambda x: round(x, 6))
+log_paths = entry_texts.map(lambda t: "/" + t.replace("\0", ""))
 
 
 @st.composite
@@ -373,6 +374,7 @@ def registries(draw: st.DrawFn) -> list[Proc]:
             added_at=draw(stamps),
             last_seen=draw(stamps),
             exited_at=draw(st.none() | stamps),
+            log=draw(st.none() | st.builds(LogFiles, out=log_paths, err=log_paths)),
         )
         for i in ids
     ]

@@ -91,5 +91,6 @@ def entry(**fields: Any) -> dict[str, Any]:
         "added_at": "2026-11-26T14:20:18.116194Z",
         "last_seen": "2026-11-26T14:20:18.116194Z",
         "exited_at": None,
+        "log": None,
     }
     return {**base, **fields}

@@ -50,6 +50,7 @@ PROC_FIELDS = [
     "added_at",
     "last_seen",
     "exited_at",
+    "log",
 ]
 NO_SUCH_PROCESS, ALREADY_TRACKED, NAME_IN_USE = -32001, -32003, -32004
 NO_MATCH, AMBIGUOUS, INVALID_PARAMS = -32006, -32007, -32602
@@ -793,16 +794,18 @@ def test_run_starts_the_command_in_its_own_group_and_exits_0(
     assert (e["tags"], e["groups"], e["name"], e["alive"]) == (["t"], ["g"], "runner", True)
 
 
-def test_run_gives_the_command_goproc_stdio_and_its_arguments(
+def test_run_attach_gives_the_command_goproc_stdio_and_its_arguments(
     d: Daemon, procs: Procs, tmp_path: Path
 ) -> None:
     """Everything after `--` is the command's, even what looks like goproc's flags."""
     script = 'echo "out:$*"; echo "err:$1" >&2; exec sleep 302'
-    code, _, _, _ = run_cli(d, tmp_path, "run", "--", "sh", "-c", script, "sh", "--name", "x")
+    code, _, _, _ = run_cli(
+        d, tmp_path, "run", "--attach", "--", "sh", "-c", script, "sh", "--name", "x"
+    )
     assert code == 0
     [e] = entries(d)
     procs.strays.append(e["pid"])
-    assert (e["name"], e["tags"]) == (None, [])
+    assert (e["name"], e["tags"], e["log"]) == (None, [], None)
     wait_until(lambda: command_line(e["pid"]) == ["sleep", "302"], what="the script to exec")
     out = (tmp_path / "run.out").read_text().splitlines()
     assert sorted(out) == sorted([f"Started pid={e['pid']} id={e['id']}", "out:--name x"])

@@ -49,7 +49,12 @@ COMMANDS = (  # name, module:function in goproc.cli.commands, the line `goproc -
     ("ping", "basic:ping", "Check that the daemon answers; prints pong."),
     ("status", "basic:status", "Show the daemon's pid, socket, state dir and counters."),
     ("add", "procs:add", "Track running processes of yours by PID."),
-    ("run", "procs:run", "Start a command in its own process group and track it."),
+    (
+        "run",
+        "procs:run",
+        "Start a command in its own process group and track it; its output goes to log files.",
+    ),
+    ("logs", "logs:logs", "Print (or follow) the output a command started by run wrote."),
     ("list", "procs:list_", "List tracked processes, filtered."),
     ("show", "procs:show", "Show one entry in full."),
     ("rm", "procs:rm", "Forget entries (the processes are not touched)."),

@@ -127,6 +127,16 @@ def write_entries_json(raw: bytes, out: TextIO) -> None:
         buffer.write(entries_json(raw))
 
 
+def write_raw(data: bytes) -> None:
+    """Bytes on standard output as they are, flushed: a log file's, which `goproc logs`
+    shows as the process wrote them (as `tail` does); never the daemon's text."""
+    with writing():
+        sys.stdout.flush()  # the bytes go below the text layer
+        buffer: BinaryIO = sys.stdout.buffer
+        buffer.write(data)
+        buffer.flush()
+
+
 # ---- one line per entry ------------------------------------------------------------------
 
 

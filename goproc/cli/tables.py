@@ -80,10 +80,13 @@ def status_lines(info: Mapping[str, Any]) -> Lines:
 
 def show_lines(proc: Entry, now: float | None = None, local: bool = False) -> Lines:
     """One entry in full, one field per line: `alive` as yes/no (as `list` has it), its
-    age after it, times in local time when `local`."""
+    age after it, times in local time when `local`, its log files as `log.out` and
+    `log.err` (`log  -` when it has none)."""
     fields: dict[str, Any] = {}
     for key, value in proc.items():
-        if key == "alive":
+        if key == "log" and isinstance(value, Mapping):
+            fields["log.out"], fields["log.err"] = value.get("out"), value.get("err")
+        elif key == "alive":
             fields[key] = "yes" if value else "no"
             fields["age"] = entry_age(proc, now)
         elif key in TIMES and value is not None:

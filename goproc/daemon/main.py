@@ -46,7 +46,8 @@ def run_daemon(config: Config, *, force: bool = False, fresh: bool = False) -> i
     )
     try:
         socket_path = paths.socket_path()
-        state_dir = paths.state_dir()
+        # Absolute: `status` tells clients where it is (`goproc run` makes logs there).
+        state_dir = paths.state_dir().absolute()
         places.prepare(socket_path.parent, paths.runtime_variable(), socket_path.name)
         places.prepare(state_dir, "GOPROC_STATE_DIR")
         lock_fd = take_lock(state_dir, socket_path, force)

@@ -33,6 +33,7 @@ from goproc.daemon.probe import OsProbe, boot_id
 from goproc.daemon.server import Server
 from goproc.daemon.service import Outlets, Pulse, Service, Vitals
 from goproc.model import Proc
+from goproc.paths import LOG_DIR
 from goproc.registry import Registry
 from goproc.rpc.jsonrpc import Dispatch
 from goproc.store.journal import Journal
@@ -196,6 +197,7 @@ def build(
         status=status,
         entries_json=lambda procs: writer.on_disk.entries_json(procs),
         exits=watcher,
+        log_dir=str(state_dir.absolute() / LOG_DIR),
     )
 
     def dispatch_for(session: Session) -> Dispatch:

@@ -38,9 +38,9 @@ from goproc.api import (
     wire_names,
 )
 from goproc.errors import InvalidValue
-from goproc.model import Proc, Selector
+from goproc.model import LogFiles, Proc, Selector
 from goproc.rpc import values
-from goproc.rpc.decoding import entry_from_dict
+from goproc.rpc.decoding import entry_from_dict, log_files
 from goproc.rpc.entries import (
     RawJSON,
     entries_json,
@@ -69,6 +69,9 @@ def make_converter(*, detailed: bool = True) -> cattrs.Converter:
     - unknown keys in an object are refused (`forbid_extra_keys`);
     - params classes with flat fields (`goproc.api.flat`) read those fields' members
       from the same object;
+    - an entry's `log`: null or `{"out": PATH, "err": PATH}`, absolute paths (a
+      snapshot entry without it loads as null); `AddParams.log`: true, false or such
+      an object;
     - `KillOutcome.error` and `KillOutcome.removed` are left out when null;
     - with `detailed=False`, entries are structured by `decoding.entry_from_dict`, the
       same rules checked by hand, several times faster (a snapshot's 100,000 entries).
@@ -90,6 +93,7 @@ def make_converter(*, detailed: bool = True) -> cattrs.Converter:
     c.register_structure_hook(Seconds, values.seconds_value)
     c.register_structure_hook_factory(_is_homogeneous_tuple, lambda tp: _tuple_hook(c, tp))
     c.register_structure_hook_factory(_has_flat_fields, lambda cls: _flat_hook(c, cls))
+    c.register_structure_hook_func(lambda tp: tp == bool | LogFiles, _add_log)
     c.register_unstructure_hook(Proc, entry_dict)
     c.register_unstructure_hook(
         KillOutcome,
@@ -113,9 +117,30 @@ def make_converter(*, detailed: bool = True) -> cattrs.Converter:
             added_at=override(struct_hook=values.time_value),
             last_seen=override(struct_hook=values.time_value),
             exited_at=override(struct_hook=values.optional_time),
+            log=override(struct_hook=_entry_log),
         ),
     )
     return c
+
+
+def _entry_log(value: Any, _: Any) -> LogFiles | None:
+    try:
+        return log_files(value)
+    except ValueError as e:
+        raise Invalid(str(e)) from None
+
+
+def _add_log(value: Any, _: Any) -> bool | LogFiles:
+    """`add`'s `log`: true (the daemon's files), false (none) or the files' paths."""
+    if isinstance(value, bool):
+        return value
+    if not isinstance(value, dict):
+        raise Invalid(
+            f'must be true, false or {{"out": PATH, "err": PATH}}, got {show_value(value)}'
+        )
+    files = _entry_log(value, None)
+    assert files is not None  # a dict is never null
+    return files
 
 
 def _is_homogeneous_tuple(tp: Any) -> bool:

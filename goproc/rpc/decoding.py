@@ -12,7 +12,7 @@ from typing import Any
 
 import attrs
 
-from goproc.model import Proc
+from goproc.model import LogFiles, Proc, log_path_problem
 from goproc.rpc.entries import parse_time, short_json
 
 _LABELS_CACHE = 1 << 14
@@ -71,6 +71,30 @@ def _stamp(obj: dict[str, Any], key: str) -> float:
         raise BadEntry(f"{key}: {e}") from None
 
 
+def log_files(value: Any) -> LogFiles | None:
+    """An entry's `log` from its wire form: null, or `{"out": PATH, "err": PATH}` of
+    absolute paths; ValueError naming what is wrong."""
+    if value is None:
+        return None
+    if type(value) is not dict or value.keys() != {"out", "err"}:
+        raise ValueError(f'must be {{"out": PATH, "err": PATH}}, got {short_json(value)}')
+    for key in ("out", "err"):
+        path = value[key]
+        if type(path) is not str:
+            raise ValueError(f"{key}: must be a string, got {short_json(path)}")
+        problem = log_path_problem(path)
+        if problem is not None:
+            raise ValueError(f"{key}: {problem}, got {short_json(path)}")
+    return LogFiles(value["out"], value["err"])
+
+
+def _log(obj: dict[str, Any]) -> LogFiles | None:
+    try:
+        return log_files(obj.get("log"))
+    except ValueError as e:
+        raise BadEntry(f"log: {e}") from None
+
+
 _ENTRY_ORDER = tuple(a.name for a in attrs.fields(Proc))
 _fields_of = operator.itemgetter(*_ENTRY_ORDER)
 _utc_time = datetime.fromisoformat
@@ -102,7 +126,7 @@ def entry_from_dict(obj: Any) -> Proc:
     by `_entry_from_dict`, the same rules, which names what is wrong."""
     try:
         if type(obj) is dict and len(obj) == len(_ENTRY_ORDER):
-            i, pid, pgid, cmd, name, alive, tags, groups, st, ad, ls, ex = _fields_of(obj)
+            i, pid, pgid, cmd, name, alive, tags, groups, st, ad, ls, ex, log = _fields_of(obj)
             if (
                 plain_fields_ok(i, pid, pgid, cmd, name, alive)
                 and type(tags) is list
@@ -129,6 +153,7 @@ def entry_from_dict(obj: Any) -> Proc:
                         _utc_time(ad).timestamp(),
                         _utc_time(ls).timestamp(),
                         None if ex is None else _utc_time(ex).timestamp(),
+                        None if log is None else log_files(log),
                     )
     except (KeyError, TypeError, ValueError):
         pass
@@ -140,7 +165,8 @@ def _entry_from_dict(obj: Any) -> Proc:
         raise BadEntry(f"an entry must be an object, got {short_json(obj)}")
     keys = obj.keys()
     if keys != ENTRY_KEYS:
-        unknown, missing = keys - ENTRY_KEYS, ENTRY_KEYS - keys - {"exited_at"}
+        # Entries written before `exited_at` or `log` existed have no such key: null.
+        unknown, missing = keys - ENTRY_KEYS, ENTRY_KEYS - keys - {"exited_at", "log"}
         if unknown or missing:
             raise BadEntry(f"unknown keys {sorted(unknown)}, missing keys {sorted(missing)}")
     pgid, name, exited, alive = obj["pgid"], obj["name"], obj.get("exited_at"), obj["alive"]
@@ -159,4 +185,5 @@ def _entry_from_dict(obj: Any) -> Proc:
         added_at=_stamp(obj, "added_at"),
         last_seen=_stamp(obj, "last_seen"),
         exited_at=None if exited is None else _stamp(obj, "exited_at"),
+        log=_log(obj),
     )

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from attrs import frozen
 
-from goproc.model import Proc
+from goproc.model import LogFiles, Proc
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 _CHUNK = 1000  # entries per call of the C encoder
@@ -113,12 +113,18 @@ def entry_dict(p: Proc) -> dict[str, Any]:
         "added_at": format_time(p.added_at),
         "last_seen": format_time(p.last_seen),
         "exited_at": None if exited is None else format_time(exited),
+        "log": log_dict(p.log),
     }
+
+
+def log_dict(log: LogFiles | None) -> dict[str, str] | None:
+    """An entry's `log` on the wire: null, or its two paths."""
+    return None if log is None else {"out": log.out, "err": log.err}
 
 
 _TEMPLATE = (
     '{"id":%d,"pid":%d,"pgid":%s,"cmd":%s,"name":%s,"alive":%s,"tags":%s,"groups":%s,'
-    '"started_at":"%s","added_at":"%s","last_seen":"%s","exited_at":%s}'
+    '"started_at":"%s","added_at":"%s","last_seen":"%s","exited_at":%s,"log":%s}'
 )
 _label_text: dict[tuple[str, ...], str] = {}
 _LABELS_CACHE = 1 << 14
@@ -137,7 +143,7 @@ def _labels(labels: tuple[str, ...]) -> str:
 def entry_text(p: Proc) -> str:
     """`entry_dict(p)` as the compact JSON the encoder makes of it, made directly (a
     test holds the two to the same text for any entry)."""
-    pgid, name, exited = p.pgid, p.name, p.exited_at
+    pgid, name, exited, log = p.pgid, p.name, p.exited_at, p.log
     return _TEMPLATE % (
         p.id,
         p.pid,
@@ -151,6 +157,7 @@ def entry_text(p: Proc) -> str:
         format_time(p.added_at),
         format_time(p.last_seen),
         "null" if exited is None else '"' + format_time(exited) + '"',
+        "null" if log is None else '{"out":' + _quote(log.out) + ',"err":' + _quote(log.err) + "}",
     )
 
 

@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 
 import attrs
 
-from goproc.model import Proc
+from goproc.model import LogFiles, Proc, log_path_problem
 from goproc.rpc.decoding import plain_fields_ok
 from goproc.store.files import create_temp, write_all
 from goproc.store.format import Header, SnapshotError, header_of_line
@@ -33,10 +33,17 @@ from goproc.store.spans import OnDisk, file_identity
 
 ROWS = "goproc.snapshot.rows"
 ROWS_MIN = 5000  # entries: below this the rows file is not worth its disk space
-_MAGIC = "goproc rows 1"
+_MAGIC = "goproc rows 2"  # 2: entries have `log`
 _END = "end of rows"
 _CHUNK = 1000  # rows a marshal record
-_row_of = operator.attrgetter(*(a.name for a in attrs.fields(Proc)))
+_fields_of = operator.attrgetter(*(a.name for a in attrs.fields(Proc)))
+
+
+def _row_of(p: Proc) -> tuple[Any, ...]:
+    """An entry as plain values marshal takes: its `log` as (out, err) or None."""
+    row = _fields_of(p)
+    log = p.log
+    return row if log is None else (*row[:-1], (log.out, log.err))
 
 
 def write_rows(state_dir: Path, on_disk: OnDisk, minimum: int = ROWS_MIN) -> None:
@@ -145,9 +152,9 @@ def _read(
 
 def _entry(row: Any, labels: dict[tuple[str, ...], tuple[str, ...]]) -> Proc | None:
     """A row as an entry, if it is one: the types and ranges the JSON path checks."""
-    if type(row) is not tuple or len(row) != 12:
+    if type(row) is not tuple or len(row) != 13:
         return None
-    i, pid, pgid, cmd, name, alive, tags, groups, st, ad, ls, ex = row
+    i, pid, pgid, cmd, name, alive, tags, groups, st, ad, ls, ex, log = row
     if not (
         plain_fields_ok(i, pid, pgid, cmd, name, alive)
         and i > 0
@@ -171,4 +178,16 @@ def _entry(row: Any, labels: dict[tuple[str, ...], tuple[str, ...]]) -> Proc | N
         if not all(type(x) is str for x in groups):
             return None
         shared_groups = labels[groups] = groups
-    return Proc(i, pid, pgid, cmd, name, alive, shared_tags, shared_groups, st, ad, ls, ex)
+    files = None if log is None else _log_files(log)
+    if files is None and log is not None:
+        return None
+    return Proc(i, pid, pgid, cmd, name, alive, shared_tags, shared_groups, st, ad, ls, ex, files)
+
+
+def _log_files(log: Any) -> LogFiles | None:
+    """A row's (out, err) as an entry's log files, if they are ones."""
+    if not (type(log) is tuple and len(log) == 2 and all(type(x) is str for x in log)):
+        return None
+    if log_path_problem(log[0]) is not None or log_path_problem(log[1]) is not None:
+        return None
+    return LogFiles(log[0], log[1])

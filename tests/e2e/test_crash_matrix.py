@@ -554,7 +554,8 @@ def test_snapshot_of_the_first_released_format_loads(
     spawn_daemon: Callable[..., Daemon], sleeper: Callable[..., Any]
 ) -> None:
     """tests/data/snapshot-v1.json: version 1, entries with and without `exited_at`
-    (the first release had no such key), names, tags, groups, a gap in the ids."""
+    (the first release had no such key), none with `log` (read as null), names, tags,
+    groups, a gap in the ids."""
     old = json.loads((DATA / "snapshot-v1.json").read_text())
     d = spawn_daemon(start=False)
     d.state_dir.mkdir(mode=0o700)
@@ -564,7 +565,8 @@ def test_snapshot_of_the_first_released_format_loads(
     entries = d.call("list")
     assert [e["id"] for e in entries] == [p["id"] for p in old["procs"]] == [1, 2, 4, 5]
     for saved, e in zip(old["procs"], entries, strict=True):
-        want = {**saved, "exited_at": saved.get("exited_at")}
+        # Keys the first release had not: `exited_at` (when known), `log` (none).
+        want = {**saved, "exited_at": saved.get("exited_at"), "log": None}
         if saved["alive"]:
             # Its process is gone: the start-up probe finds it dead, and says when.
             assert e["alive"] is False and TIME.fullmatch(e["exited_at"]), e

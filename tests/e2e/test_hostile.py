@@ -873,7 +873,8 @@ def test_no_code_behind_the_socket_can_start_a_process() -> None:
 
 
 # Every request parameter of every method, and what it is.  None is a path, a command,
-# an environment or a file: a client names tracked entries and labels, nothing on disk.
+# an environment or a file the daemon acts on: a client names tracked entries and
+# labels, nothing on disk (`log`'s paths are recorded text, see there).
 PARAMETERS = {
     "pid": "a pid to track (only a live process the daemon's user may signal)",
     "pids": "pids to track, or a selector over tracked entries",
@@ -899,6 +900,10 @@ PARAMETERS = {
     "any": "a boolean",
     "confirm": "the word RESET",
     "subscription": "a subscription id of this connection",
+    # Reviewed: text the daemon stores and sends back, never opens, creates, follows or
+    # runs; `goproc logs` opens it as the user (who wrote it), O_NOFOLLOW, regular
+    # files only.  `true` makes the daemon name files under its own state dir.
+    "log": "true, false, or two absolute paths recorded as text (never opened by the daemon)",
 }
 
 

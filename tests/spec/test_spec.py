@@ -737,6 +737,29 @@ RESULT_CASES: dict[str, Case] = {
         lambda ctx: {"pids": [ctx.world.spawn().pid, ctx.world.spawn().pid], "groups": ["m"]},
         that(lambda ctx, params, result: [p["pid"] for p in result] == params["pids"]),
     ),
+    "add with log true: the daemon's files": Case(
+        "add",
+        lambda ctx: {"pid": ctx.world.spawn().pid, "log": True},
+        that(
+            lambda ctx, params, result: (
+                result["log"]
+                == {
+                    "out": f"{ctx.daemon.state_dir}/logs/{result['id']}.out",
+                    "err": f"{ctx.daemon.state_dir}/logs/{result['id']}.err",
+                }
+            )
+        ),
+    ),
+    "add with log paths": Case(
+        "add",
+        lambda ctx: {"pid": ctx.world.spawn().pid, "log": {"out": "/x/o y", "err": "/x/e"}},
+        that(lambda ctx, params, result: result["log"] == params["log"]),
+    ),
+    "add with log false": Case(
+        "add",
+        lambda ctx: {"pid": ctx.world.spawn().pid, "log": False},
+        that(lambda ctx, params, result: result["log"] is None),
+    ),
     "list everything": Case("list", check=includes("a", "b", "dead")),
     "list with every filter null": Case(
         "list", lambda ctx: dict.fromkeys(method_params("list")), includes("a", "b", "dead")

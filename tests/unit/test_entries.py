@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from goproc.model import Proc
+from goproc.model import LogFiles, Proc
 from goproc.rpc.convert import CONVERTER
 from goproc.rpc.decoding import ENTRY_KEYS, BadEntry, entry_from_dict
 from goproc.rpc.entries import (
@@ -41,6 +41,8 @@ procs = st.builds(
     added_at=times,
     last_seen=times,
     exited_at=st.none() | times,
+    log=st.none()
+    | st.builds(LogFiles, out=texts.map(lambda t: "/" + t), err=texts.map(lambda t: "/" + t)),
 )
 
 

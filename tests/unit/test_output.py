@@ -174,6 +174,17 @@ def test_show_on_a_terminal_has_local_times(monkeypatch: pytest.MonkeyPatch) -> 
         time.tzset()
 
 
+def test_show_gives_log_files_a_line_each_and_a_dash_for_none() -> None:
+    assert output.show_lines(entry())[-1].split() == ["log", "-"]
+    files = {"out": "/s/logs/1.out", "err": "/s/logs/1\x1b[2J.err"}
+    lines = output.show_lines(entry(log=files))
+    assert [line.split() for line in lines[-2:]] == [
+        ["log.out", "/s/logs/1.out"],
+        ["log.err", "/s/logs/1\\x1b[2J.err"],
+    ]
+    assert len({line.index("/", 10) for line in lines[-2:]}) == 1, "one value column"
+
+
 def test_status_aligns_keys() -> None:
     info = {"version": "0.1.0", "pid": 42, "last_sweep_seconds": 0.5}
     assert output.status_lines(info) == [

@@ -30,7 +30,7 @@ from hypothesis.stateful import (
 )
 
 from goproc.errors import ALREADY_TRACKED, AlreadyTracked, InvalidValue, NameInUse
-from goproc.model import Change, Proc, ProcessFacts, Selector
+from goproc.model import Change, LogFiles, Proc, ProcessFacts, Selector
 from goproc.registry import Kind, Registry
 
 # Small alphabets, so that tags, groups, names and pids collide often.  Raw labels include
@@ -46,6 +46,11 @@ KINDS: list[Kind] = ["tags", "groups"]
 
 # The model's own notion of "the same process": start times this close (seconds).
 SAME_START_WITHIN = 1.0
+
+
+def own_log(proc_id: int) -> LogFiles:
+    """The files `add` with `log: true` names for an id (the daemon's `logs/` dir)."""
+    return LogFiles(f"/state/logs/{proc_id}.out", f"/state/logs/{proc_id}.err")
 
 
 def model_labels(raw: list[str]) -> tuple[str, ...]:
@@ -141,10 +146,17 @@ class RegistryMachine(RuleBasedStateMachine):
         return {r["name"] for r in self.model.values() if r["name"] is not None}
 
     def model_add(
-        self, facts: list[ProcessFacts], tags: list[str], groups: list[str], name: str | None
+        self,
+        facts: list[ProcessFacts],
+        tags: list[str],
+        groups: list[str],
+        name: str | None,
+        log: bool = False,
     ) -> tuple[str, Any]:
         """The expected outcome of plan_add+apply: ("ok", [new ids]) or ("error", ...)."""
         if name is not None and len(facts) > 1:
+            return ("invalid", None)
+        if log and len(facts) != 1:
             return ("invalid", None)
         if len({f.pid for f in facts}) != len(facts):
             return ("invalid", None)
@@ -163,6 +175,7 @@ class RegistryMachine(RuleBasedStateMachine):
         groups: list[str],
         name: str | None,
         now: float,
+        log: bool = False,
     ) -> list[int]:
         new_ids = []
         for f in facts:
@@ -188,6 +201,7 @@ class RegistryMachine(RuleBasedStateMachine):
                 "added_at": now,
                 "last_seen": now,
                 "exited_at": None,
+                "log": own_log(self.next_id) if log else None,
             }
             new_ids.append(self.next_id)
             self.next_id += 1
@@ -261,16 +275,21 @@ class RegistryMachine(RuleBasedStateMachine):
         return pid
 
     def _add(
-        self, pids: list[int], tags: list[str], groups: list[str], name: str | None
+        self,
+        pids: list[int],
+        tags: list[str],
+        groups: list[str],
+        name: str | None,
+        log: bool = False,
     ) -> list[int]:
         facts = [self.running[p] for p in pids]
-        expected, detail = self.model_add(facts, tags, groups, name)
+        expected, detail = self.model_add(facts, tags, groups, name, log)
         event(f"add: {expected}")
         before = registry_state(self.registry)
         now = self.tick()
         try:
             added, change = self.registry.plan_add(
-                facts, tags=tags, groups=groups, name=name, now=now
+                facts, tags=tags, groups=groups, name=name, log=own_log if log else None, now=now
             )
         except AlreadyTracked as e:
             assert expected == "tracked", (expected, e)
@@ -289,7 +308,7 @@ class RegistryMachine(RuleBasedStateMachine):
         assert expected == "ok", f"expected {expected} ({detail}), the registry added"
         assert registry_state(self.registry) == before, "plan_add must not change anything"
         self.registry.apply(change)
-        new_ids = self.model_commit_add(facts, tags, groups, name, now)
+        new_ids = self.model_commit_add(facts, tags, groups, name, now, log)
         assert added == [self.model_proc(i) for i in new_ids]
         return new_ids
 
@@ -299,11 +318,12 @@ class RegistryMachine(RuleBasedStateMachine):
         tags=label_lists(),
         groups=label_lists(),
         name=st.none() | st.sampled_from(NAMES),
+        log=st.booleans(),
     )
-    def add(self, pid: int, tags: list[str], groups: list[str], name: str | None) -> Any:
+    def add(self, pid: int, tags: list[str], groups: list[str], name: str | None, log: bool) -> Any:
         if pid not in self.running:
             return multiple()  # the probe would say "no such process"
-        return multiple(*self._add([pid], tags, groups, name))
+        return multiple(*self._add([pid], tags, groups, name, log))
 
     @rule(
         target=ids,
@@ -311,14 +331,15 @@ class RegistryMachine(RuleBasedStateMachine):
         tags=label_lists(),
         groups=label_lists(),
         name=st.none() | st.sampled_from(NAMES),
+        log=st.booleans(),
     )
     def add_several(
-        self, pids: list[int], tags: list[str], groups: list[str], name: str | None
+        self, pids: list[int], tags: list[str], groups: list[str], name: str | None, log: bool
     ) -> Any:
-        """All or nothing; a pid given twice, or a name for several, is refused."""
+        """All or nothing; a pid given twice, or a name or a log for several, is refused."""
         if not all(p in self.running for p in pids):
             return multiple()
-        return multiple(*self._add(pids, tags, groups, name))
+        return multiple(*self._add(pids, tags, groups, name, log))
 
     @rule(proc_id=ids)
     def die(self, proc_id: int) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from hypothesis import assume, given, note
 from hypothesis import strategies as st
 
 from goproc.errors import AlreadyTracked, NameInUse
-from goproc.model import NAME_RE, Change, ProcessFacts
+from goproc.model import NAME_RE, Change, LogFiles, ProcessFacts
 from goproc.registry import Registry
 from goproc.rpc.entries import entry_dict
 from goproc.store import files, load, writer
@@ -52,7 +52,16 @@ facts = st.builds(
     pgid=st.none() | st.integers(0, PID_MAX),
 )
 
-add_ops = st.tuples(st.just("add"), facts, labels, labels, names, nows)
+# An entry's log files: none, the daemon's own (named from the new id), or given paths
+# (any text after the "/", quotes, backslashes and line breaks included).
+log_paths = st.sampled_from(["/l/out", '/l/a "b"\\c\n']) | plain_text.map(lambda t: "/" + t)
+log_choices = (
+    st.none()
+    | st.just("own")
+    | st.builds(LogFiles, out=log_paths, err=log_paths)
+    | log_paths.map(lambda path: LogFiles(path, path))
+)
+add_ops = st.tuples(st.just("add"), facts, labels, labels, names, nows, log_choices)
 forget_ops = st.tuples(st.just("forget"), st.integers(0, 40))
 die_ops = st.tuples(st.just("die"), st.integers(0, 40), nows)
 touch_ops = st.tuples(st.just("touch"), st.integers(0, 40), nows)
@@ -103,10 +112,10 @@ class Daemonish:
         kind = op[0]
         ids = [p.id for p in self.registry]
         if kind == "add":
-            _, f, tags, groups, name, now = op
+            _, f, tags, groups, name, now, log = (*op, None)[:7]
             try:
                 _, change = self.registry.plan_add(
-                    [f], tags=tags, groups=groups, name=name, now=now
+                    [f], tags=tags, groups=groups, name=name, log=log_of(log), now=now
                 )
             except (AlreadyTracked, NameInUse):
                 return
@@ -126,6 +135,16 @@ class Daemonish:
                         files.journal_path(self.dir, g).unlink()
         elif kind == "rotate":
             self.gen += 1
+
+
+def log_of(choice: str | LogFiles | None) -> Callable[[int], LogFiles] | None:
+    """`plan_add`'s `log` for a drawn choice: the daemon's own files are named by id."""
+    if choice is None:
+        return None
+    if choice == "own":
+        return lambda i: LogFiles(f"/state/logs/{i}.out", f"/state/logs/{i}.err")
+    assert isinstance(choice, LogFiles)
+    return lambda _: choice
 
 
 def loaded(directory: Path, fresh: bool = False) -> tuple[Registry, load.Loaded]:
@@ -240,9 +259,11 @@ def test_torn_last_journal_line_is_ignored(ops: list[Any], last: Any, data: st.D
         for op in ops:
             live.run(op, liveness=False)
         before = wire(live.registry)
-        _, f, tags, groups, name, now = last
+        _, f, tags, groups, name, now, log = last
         try:
-            _, change = live.registry.plan_add([f], tags=tags, groups=groups, name=name, now=now)
+            _, change = live.registry.plan_add(
+                [f], tags=tags, groups=groups, name=name, log=log_of(log), now=now
+            )
         except (AlreadyTracked, NameInUse):
             change = Change(next_id=live.registry.next_id + 1)
         line = journal_line(change)

@@ -1,13 +1,18 @@
-"""The entry commands: `add`, `run`, `list`, `show`, `rm`, `name`, `reset`."""
+"""The entry commands: `add`, `run`, `list`, `show`, `rm`, `name`, `reset`.
+
+`rm` and `reset` leave log files where they are (`goproc.cli.logfiles`)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 from typing import Any
+
+import attrs
 
 from goproc import api
 from goproc.cli import output
@@ -26,7 +31,9 @@ from goproc.cli.flags import (
     selector_of,
     targeted_of,
 )
+from goproc.cli.logfiles import LogFileError, Outputs
 from goproc.errors import UsageError
+from goproc.model import Selector
 
 
 def add(
@@ -54,41 +61,84 @@ def add(
 def run(
     *command: str,
     labels: Labels | None = None,
+    attach: Flag = False,
+    log: str | None = None,
     json_: Json = False,
     common: Common | None = None,
 ) -> ExitCode:
-    """Start COMMAND in its own process group (with this terminal's stdio) and track it;
-    goproc exits at once while the command runs on.  Use: goproc run [flags] -- CMD ARGS...
+    """Start COMMAND in its own process group and track it; goproc exits at once while
+    the command runs on, its output in log files (see goproc logs) and its stdin
+    /dev/null.  Use: goproc run [flags] -- CMD ARGS...
 
     Parameters
     ----------
     command
         The command and its arguments.
+    attach
+        Give the command this terminal's stdin, stdout and stderr instead (no log files).
+    log
+        Append both its stdout and its stderr to this file (made 0600 if missing).
     """
     if not command:
         raise UsageError("run needs a command: goproc run [flags] -- CMD ARGS...")
+    if attach and log is not None:
+        raise UsageError("--attach and --log exclude each other: give one")
     with connect(common) as client:  # reachable before anything is started
         try:
-            child = subprocess.Popen(list(command), process_group=0)
+            outputs = _outputs(client, attach, log)
+        except LogFileError as e:
+            output.error(str(e))
+            return ExitCode.REMOTE
+        try:
+            child = subprocess.Popen(
+                list(command),
+                process_group=0,
+                stdin=outputs.stdin,
+                stdout=outputs.stdout,
+                stderr=outputs.stderr,
+            )
         except OSError as e:
+            outputs.discard()
             output.error(f"cannot run {command[0]!r}: {e.strerror or e}")
             return ExitCode.CANNOT_RUN
-        proc = _track(client, child, labels or Labels())
+        outputs.close()
+        try:
+            proc = _track(client, child, labels or Labels(), outputs)
+        except LogFileError as e:
+            output.error(f"{e}; the command was stopped")
+            return ExitCode.REMOTE
     child.returncode = 0  # it runs on: keep Popen's finalizer from warning about it
     output.emit(proc, json_, output.started_lines)
     return ExitCode.OK
 
 
-def _track(client: Client, child: subprocess.Popen[bytes], labels: Labels) -> Any:
-    """Add the child; not tracked means not started: never leave an untracked child."""
+def _outputs(client: Client, attach: bool, log: str | None) -> Outputs:
+    if attach:
+        return Outputs.attached()
+    if log is not None:
+        return Outputs.appended(log)
+    return Outputs.fresh(client.call(api.STATUS, api.NoParams())["state_dir"])
+
+
+def _track(client: Client, child: subprocess.Popen[bytes], labels: Labels, outputs: Outputs) -> Any:
+    """Add the child and put its log files in place; not tracked means not started:
+    never leave an untracked child (nor its files, nor an entry for a killed one)."""
+    params = attrs.evolve(labels.add_params([child.pid]), log=outputs.log)
+    proc = None
     try:
-        return client.call(api.ADD, labels.add_params([child.pid]))
+        proc = client.call(api.ADD, params)
+        outputs.place(proc)
+        return proc
     except BaseException:
         try:
             os.killpg(child.pid, signal.SIGKILL)
         except OSError:
             child.kill()
         child.wait()
+        outputs.discard()
+        if proc is not None:  # tracked, but its files could not be put in place
+            with contextlib.suppress(Exception):
+                client.call(api.REMOVE, api.Targeted(select=Selector(ids=(proc["id"],))))
         raise
 
 

@@ -74,6 +74,9 @@ class Ctx:
     # An array of entries as JSON: the wiring's reads unchanged ones from the snapshot file.
     entries_json: Callable[[Sequence[Proc]], RawJSON] = entries_json
     exits: Exits = UNWATCHED
+    # Where `add` with `log: true` puts an entry's files (`<id>.out`, `<id>.err`): the
+    # state dir's `logs`, absolute.  The daemon names them; `goproc run` makes them.
+    log_dir: str | None = None
     session: Session | None = None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import trio
 
 from goproc.api import (
@@ -16,7 +18,7 @@ from goproc.api import (
 from goproc.api import Status as Status
 from goproc.daemon.handlers.context import Ctx, resolve
 from goproc.errors import InvalidValue
-from goproc.model import Proc, ProcessFacts, Selector
+from goproc.model import LogFiles, Proc, ProcessFacts, Selector
 
 
 async def ping(ctx: Ctx, _: NoParams) -> str:
@@ -33,12 +35,33 @@ async def add(ctx: Ctx, params: AddParams) -> Proc | list[Proc]:
     pids = [params.pid] if params.pid is not None else list(params.pids or ())
     if not pids:
         raise InvalidValue("pids: must not be empty")
+    log = _log_files(ctx, params.log)
+    if log is not None and len(pids) != 1:  # before anything is looked at
+        raise InvalidValue("log: a log can be given to exactly one process")
     facts = [await _inspect(ctx, pid) for pid in pids]
     added, change = ctx.registry.plan_add(
-        facts, tags=params.tags, groups=params.groups, name=params.name, now=ctx.clock()
+        facts,
+        tags=params.tags,
+        groups=params.groups,
+        name=params.name,
+        log=log,
+        now=ctx.clock(),
     )
     await ctx.service.commit(change)
     return added[0] if params.pid is not None else added
+
+
+def _log_files(ctx: Ctx, log: bool | LogFiles) -> Callable[[int], LogFiles] | None:
+    """The entry's log files from its new id: the daemon's own (`true`), the given
+    paths, or none (`false`)."""
+    if isinstance(log, LogFiles):
+        return lambda _: log
+    if not log:
+        return None
+    log_dir = ctx.log_dir
+    if log_dir is None:
+        raise InvalidValue("log: this daemon keeps no log files; give their paths")
+    return lambda proc_id: LogFiles(f"{log_dir}/{proc_id}.out", f"{log_dir}/{proc_id}.err")
 
 
 # Right after exec(2) the new command line is not in /proc for a moment: a process
