@@ -1,4 +1,4 @@
-"""The CLI's exit codes (README: Exit codes), one enum for the app and every command."""
+"""The CLI's exit codes (README: Exit codes and output), one enum for the app and every command."""
 
 from __future__ import annotations
 
