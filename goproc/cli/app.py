@@ -23,7 +23,12 @@ from typing import Any
 
 import attrs
 from cyclopts import App
-from cyclopts.exceptions import CycloptsError, RepeatArgumentError, UnknownOptionError
+from cyclopts.exceptions import (
+    CycloptsError,
+    RepeatArgumentError,
+    UnknownOptionError,
+    UnusedCliTokensError,
+)
 
 from goproc import __version__
 from goproc.cli import output
@@ -80,6 +85,9 @@ EXCLUSIVE = (("--alive", "--dead"),)
 
 
 def _usage_message(e: CycloptsError, args: Sequence[str]) -> str:
+    if isinstance(e, UnusedCliTokensError) and e.unused_tokens:
+        extra = ", ".join(repr(t) for t in e.unused_tokens)
+        return f"unexpected argument{'s' if len(e.unused_tokens) > 1 else ''}: {extra}"
     if isinstance(e, RepeatArgumentError):
         for a, b in EXCLUSIVE:
             if e.token.keyword in (a, b) and a in args and b in args:

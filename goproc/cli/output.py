@@ -63,10 +63,10 @@ def writing() -> Iterator[None]:
 
 
 def json_text(value: Any) -> str:
-    """A result as `--json` prints it (README: Exit codes and output), by its shape: an array (what a
-    command that may touch several entries answers, even one or none) one element per
-    line between `[` and `]`, as `list --json` prints; anything else one line.  Compact
-    and ASCII, as the daemon writes it (`list --json` passes its bytes on)."""
+    """A result as `--json` prints it (README: Exit codes and output), by its shape: an
+    array (what a command that may touch several entries answers, even one or none) one
+    element per line between `[` and `]`, as `list --json` prints; anything else one
+    line.  Compact and ASCII, as the daemon writes it (`list --json` passes its bytes on)."""
     if isinstance(value, list):
         return "[\n" + ",\n".join(map(json_line, value)) + "\n]" if value else "[]"
     return json_line(value)

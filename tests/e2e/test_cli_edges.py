@@ -234,3 +234,18 @@ def test_run_with_the_commands_own_options_hints_at_the_double_dash(daemon: Any)
     assert line.startswith("goproc: Unknown option: -la"), line
     assert "put -- before it: goproc run [FLAGS] -- CMD ARGS" in line
     assert daemon.call("list") == [], "nothing was started"
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["name", "1", "a", "b"], "goproc: unexpected argument: 'b' (see 'goproc --help')"),
+        (["show", "1", "2", "3"], "goproc: unexpected arguments: '2', '3' (see 'goproc --help')"),
+        (["ping", "x"], "goproc: unexpected argument: 'x' (see 'goproc --help')"),
+    ],
+)
+def test_an_argument_too_many_is_named_plainly(
+    spawn_daemon: Any, args: list[str], line: str
+) -> None:
+    r = spawn_daemon().cli(*args)
+    assert (r.returncode, r.stdout, r.stderr) == (2, "", line + "\n")
