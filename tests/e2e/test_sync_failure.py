@@ -120,7 +120,7 @@ def test_changes_refused_by_a_failed_fdatasync_never_come_back(
     answered: list[int] = []
     # Records of ~20 KB: each needs blocks of the image never written before, which
     # the full tmpfs cannot give (a small record would land in a block it already has).
-    tags = [f"late-{n:04d}-" + "x" * 200 for n in range(100)]
+    tags = [f"late-{n:04d}-" + "x" * 54 for n in range(320)]  # 64 characters each, the most
     for _ in range(4):
         reply = d.request("add", {"pid": sleeper().pid, "tags": tags})
         if "error" in reply:
