@@ -18,8 +18,10 @@ from goproc.cli.flags import (
     Flag,
     Json,
     Labels,
+    OptionalTarget,
     PidArgs,
     Select,
+    Target,
     call,
     connect,
     selector_of,
@@ -119,7 +121,7 @@ def _terminal() -> tuple[bool, int | None]:
 
 
 def show(
-    target: str | None = None,
+    target: OptionalTarget = None,
     /,
     *,
     select: Select | None = None,
@@ -138,7 +140,7 @@ def show(
 
 
 def rm(
-    target: str | None = None,
+    target: OptionalTarget = None,
     /,
     *,
     select: Select | None = None,
@@ -159,7 +161,7 @@ def rm(
 
 
 def name(
-    target: str,
+    target: Target,
     new_name: str | None = None,
     /,
     *,
