@@ -409,6 +409,20 @@ def test_a_daemon_that_does_not_answer_costs_a_timeout(silent_socket: None) -> N
     assert time.monotonic() - started < completers.TIMEOUT + 0.5
 
 
+def test_unshowable_values_are_not_offered_and_descriptions_are_escaped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    entry = {"id": 1, "pid": 5, "name": "n", "cmd": "a\x1b[2Jb", "groups": []}
+    entry["tags"] = ["ok", "bad\nline", "tab\there", "\x1b[31m", 3]
+    monkeypatch.setattr(completers, "entries", lambda: [entry, {**entry, "id": "2"}])
+    assert completers.tags() == [("ok", "2 entries")]
+    assert completers.ids() == [("1", "n id 1 pid 5 a\\x1b[2Jb")]
+    assert completers.targets() == [
+        ("1", "n id 1 pid 5 a\\x1b[2Jb"),
+        ("n", "id 1 pid 5 a\\x1b[2Jb"),
+    ]
+
+
 def test_signals_are_the_names_the_daemon_takes() -> None:
     names = [name for name, _ in completers.signals()]
     assert {"TERM", "KILL", "HUP", "USR1", "RTMIN"} <= set(names)
