@@ -1,28 +1,17 @@
 """Shell completion, in real shells: the scripts `goproc --install-completion` writes
-for bash, zsh and fish, loaded as a user's shell loads them and asked what TAB offers.
+for bash, zsh and fish, loaded as a user's shell loads them and asked what TAB offers
+(how, for each shell: tests/shells.py).  A shell that is not installed is skipped,
+saying so (.ci/run installs all three).
 
-- bash: the script is sourced in `bash --norc`, its completion function called with
-  COMP_WORDS/COMP_CWORD set; COMPREPLY is what bash would insert.
-- fish: `complete -C LINE` in `fish --no-config`: the candidates, as values.
-- zsh: completion works only inside the line editor, so an interactive `zsh -f` runs on
-  a pseudo-terminal (zsh/zpty), with compinit and the script on $fpath as the rc line
-  cyclopts adds would have them; each line is typed with a TAB, a `compadd` wrapper
-  records the matches and a key writes back the line as completion left it.
-
-The scripts reach the daemon through `goproc __complete`, which runs `python -m goproc`
-here (a `goproc` on PATH).  A shell that is not installed is skipped, saying so
-(.ci/run installs all three).  Cases: flags that take no value (every flag of the
-commands with a completed positional is classified), values from the daemon (ids, names,
-pids, tags, groups) and signal names, nothing and no delay without a daemon, hostile
-labels offered quoted and never run, and the shells README, --help and --shell agree on.
+Cases: flags that take no value (every flag of the commands with a completed positional
+is classified), values from the daemon (ids, names, pids, tags, groups) and signal
+names, nothing and no delay without a daemon, hostile labels offered quoted and never
+run, and the shells README, --help and --shell agree on.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shlex
-import shutil
 import signal
 import socket
 import subprocess
@@ -33,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from conftest import GOPROC, Daemon
+from shells import Shells, install_completion, needs, offered
 
 from goproc.cli import completers
 from goproc.cli.commands.completion import SHELLS
@@ -51,27 +41,7 @@ TAKES_VALUE = COMPLETED | {"--search", "--timeout", "--config", "--confirm"}
 WITH_TARGETS = ("kill", "wait", "name", "tag add")
 
 
-def needs(shell: str) -> pytest.MarkDecorator:
-    return pytest.mark.skipif(
-        shutil.which(shell) is None, reason=f"{shell} is not installed (.ci/run installs it)"
-    )
-
-
 each_shell = pytest.mark.parametrize("shell", [pytest.param(s, marks=needs(s)) for s in SHELLS])
-
-
-def install_completion(
-    shell: str, script: Path, home: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """`goproc --install-completion` writing into `script` only, with HOME at `home`."""
-    args = ["--install-completion", "--output", str(script), "--no-add-to-startup"]
-    return subprocess.run(
-        [*GOPROC, *args, *(["--shell", shell] if shell else [])],
-        env={**os.environ, "HOME": str(home), "SHELL": f"/bin/{shell}", **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -85,138 +55,6 @@ def scripts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         out = install_completion(shell, path, root)
         assert out.returncode == 0, out.stderr
     return paths
-
-
-class Shells:
-    """Runs completions in each shell against the daemon of `env`, in `cwd`.  A line is
-    what is typed before TAB: its words are separated by single spaces, and a trailing
-    space completes an empty word."""
-
-    def __init__(self, scripts: dict[str, Path], env: dict[str, str], cwd: Path) -> None:
-        self.scripts, self.cwd = scripts, cwd
-        bin_dir = cwd / "bin"
-        bin_dir.mkdir(exist_ok=True)
-        wrapper = bin_dir / "goproc"
-        wrapper.write_text(f'#!/bin/sh\nexec {shlex.join(GOPROC)} "$@"\n')
-        wrapper.chmod(0o755)
-        self.env = {**env, "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', os.defpath)}"}
-
-    def complete(self, shell: str, lines: list[str]) -> list[list[str]]:
-        """What TAB offers at the end of each line: bash's COMPREPLY (quoted as bash
-        inserts them), fish's and zsh's candidate values."""
-        if shell == "zsh":
-            return [candidates for candidates, _ in self.zsh(lines)]
-        return self.bash(lines) if shell == "bash" else self.fish(lines)
-
-    def one(self, shell: str, line: str) -> list[str]:
-        return self.complete(shell, [line])[0]
-
-    def _run(self, args: list[str], timeout: float = 120) -> str:
-        out = subprocess.run(
-            args, env=self.env, cwd=self.cwd, capture_output=True, text=True, timeout=timeout
-        )
-        assert out.returncode == 0, out.stderr
-        assert out.stderr == "", out.stderr  # completion says nothing
-        return out.stdout
-
-    def bash(self, lines: list[str]) -> list[list[str]]:
-        program = [
-            f"source {shlex.quote(str(self.scripts['bash']))}",
-            "fn=$(complete -p goproc | sed -E 's/.*-F ([^ ]+).*/\\1/')",
-            'at_tab() { COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMP_LINE="$*";'
-            " COMP_POINT=${#COMP_LINE}; COMPREPLY=();"
-            ' "$fn" goproc "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}";'
-            " printf '%s\\n' \"${COMPREPLY[@]}\"; printf '\\036\\n'; }",
-        ]
-        program += [f"at_tab {shlex.join(line.split(' '))}" for line in lines]
-        return _records(self._run(["bash", "--norc", "--noprofile", "-c", "\n".join(program)]))
-
-    def fish(self, lines: list[str]) -> list[list[str]]:
-        program = (
-            f"source {shlex.quote(str(self.scripts['fish']))}; "
-            "for line in $argv; complete -C $line; printf '\\036\\n'; end"
-        )
-        out = self._run(["fish", "--no-config", "-c", program, *lines])
-        return [[c.partition("\t")[0] for c in record] for record in _records(out)]
-
-    def zsh(self, lines: list[str]) -> list[tuple[list[str], str]]:
-        """Each line's matches and the line as TAB left it."""
-        log = self.cwd / "zsh.log"
-        log.unlink(missing_ok=True)
-        setup = self.cwd / "zsh-setup.zsh"
-        setup.write_text(ZSH_SETUP)
-        driver = self.cwd / "zsh-drive.zsh"
-        driver.write_text(ZSH_DRIVER)
-        env = {"ZFUNC": str(self.scripts["zsh"].parent), "COMPLETION_LOG": str(log)}
-        self.env, saved = {**self.env, **env}, self.env
-        try:
-            self._run(["zsh", "-f", str(driver), str(setup), *lines])
-        finally:
-            self.env = saved
-        results: list[tuple[list[str], str]] = []
-        matches: list[str] = []
-        for entry in log.read_text().split("\n")[:-1]:
-            kind, _, text = entry.partition(" ")
-            if kind == "m":
-                matches.append(text)
-            else:
-                results.append((matches, text))
-                matches = []
-        assert len(results) == len(lines), log.read_text()
-        return results
-
-
-def _records(out: str) -> list[list[str]]:
-    """Output in records ended by a line holding only \\x1e."""
-    return [[x for x in r.split("\n") if x] for r in out.split("\x1e\n")[:-1]]
-
-
-# Sourced by an interactive `zsh -f` on a pty: completion set up as the rc line cyclopts
-# adds sets it up; `compadd` logs each match ("m MATCH"), Ctrl-T the line ("b LINE").
-ZSH_SETUP = r"""
-PROMPT='' RPROMPT='' PS2=''
-fpath=("$ZFUNC" $fpath)
-autoload -Uz compinit && compinit -u -D
-zstyle ':completion:*' insert-tab false
-# Matches are logged, not listed: a long list would stop at a "see all?" question.
-unsetopt auto_list auto_menu beep
-compadd() {
-  # A call that only asks what would match (-O, -A, -D) is the completion system's own.
-  if (( ${@[(I)-[OAD]]} )); then builtin compadd "$@"; return; fi
-  local -a found
-  builtin compadd -O found "$@"
-  (( $#found )) && print -rl -- "${(@)found/#/m }" >> "$COMPLETION_LOG"
-  builtin compadd "$@"
-}
-log_line() { print -r -- "b $BUFFER" >> "$COMPLETION_LOG" }
-zle -N log_line
-bindkey '^T' log_line
-print READY
-"""
-
-# `zsh -f zsh-drive.zsh SETUP LINE...`: type each LINE, TAB, Ctrl-T, Ctrl-U (the line
-# cleared for the next one); wait for each line's entry in the log.
-ZSH_DRIVER = r"""
-zmodload zsh/zpty || exit 3
-zpty -b shell zsh -f -i
-zpty -w shell "source ${(q)1}"
-zpty -r shell line '*READY*' || exit 4
-: >> $COMPLETION_LOG
-shift
-integer n=0 i
-for typed in "$@"; do
-  (( n++ ))
-  zpty -w -n shell "$typed"$'\t\x14\x15'
-  for (( i = 0; i < 400; i++ )); do
-    # Drain what the shell writes to its terminal: a full pty would stop it.
-    while zpty -r -t shell echoed; do :; done
-    logged=(${(M)${(f)"$(<$COMPLETION_LOG)"}:#b *})
-    (( $#logged >= n )) && break
-    sleep 0.05
-  done
-done
-zpty -d shell
-"""
 
 
 @pytest.fixture
@@ -233,11 +71,6 @@ def tracked(daemon: Daemon, sleeper: Callable[..., subprocess.Popen[bytes]]) -> 
 @pytest.fixture
 def shells(scripts: dict[str, Path], daemon: Daemon, tmp_path: Path) -> Shells:
     return Shells(scripts, daemon.env, tmp_path)
-
-
-def offered(shell: str, found: list[str]) -> set[str]:
-    """Candidates as values: bash's unquoted (a `\\ ` stays in words with spaces)."""
-    return {x.replace("\\ ", " ") if shell == "bash" else x for x in found}
 
 
 @each_shell
@@ -362,14 +195,14 @@ def test_hostile_labels_are_offered_quoted_and_never_run(
         found = shells.zsh(lines)
         inserted = [line.removeprefix("goproc list --tag ").rstrip(" ") for _, line in found[:3]]
         # The word the line now holds stands for the tag, in zsh itself.
-        shown = [shells._run(["zsh", "-f", "-c", f"print -rn -- {word}"]) for word in inserted]
+        shown = [shells.run(["zsh", "-f", "-c", f"print -rn -- {word}"]) for word in inserted]
         assert shown == list(HOSTILE_TAGS)
         assert found[4][0] == ["g;touch pwned-5"]
     elif shell == "bash":
         found_bash = shells.complete(shell, lines)
         assert [len(x) for x in found_bash[:3]] == [1, 1, 1], found_bash
         words = [x[0] for x in found_bash[:3]]
-        shown = [shells._run(["bash", "--norc", "-c", f"printf %s {word}"]) for word in words]
+        shown = [shells.run(["bash", "--norc", "-c", f"printf %s {word}"]) for word in words]
         assert shown == list(HOSTILE_TAGS)
         assert len(found_bash[4]) == 1
     else:  # fish quotes what it inserts itself: the candidates are the tags as they are
