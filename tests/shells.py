@@ -66,9 +66,6 @@ class Shells:
             return [candidates for candidates, _ in self.zsh(lines)]
         return self.bash(lines) if shell == "bash" else self.fish(lines)
 
-    def one(self, shell: str, line: str) -> list[str]:
-        return self.complete(shell, [line])[0]
-
     def run(self, args: list[str], timeout: float = 120) -> str:
         out = subprocess.run(
             args, env=self.env, cwd=self.cwd, capture_output=True, text=True, timeout=timeout
