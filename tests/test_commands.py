@@ -935,60 +935,6 @@ def test_run_json_fits_the_add_result(d: Daemon, procs: Procs, tmp_path: Path) -
     assert value == entries(d)[0]
 
 
-# ---- shell completion --------------------------------------------------------------------
-
-
-def install_completion(shell: str, script: Path, home: Path) -> subprocess.CompletedProcess[str]:
-    """`goproc --install-completion` writing into `script` only, with HOME at `home`."""
-    args = ["--install-completion", "--shell", shell, "--output", str(script)]
-    return subprocess.run(
-        [*GOPROC, *args, "--no-add-to-startup"],
-        env={**os.environ, "HOME": str(home), "SHELL": f"/bin/{shell}"},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-
-
-@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
-def test_install_completion_writes_the_script(tmp_path: Path, shell: str) -> None:
-    """Into the given file only: the home directory (and its rc files) stays untouched."""
-    home = tmp_path / "home"
-    home.mkdir()
-    script = tmp_path / f"goproc.{shell}"
-    out = install_completion(shell, script, home)
-    assert out.returncode == 0, out.stderr
-    assert str(script) in out.stdout
-    assert list(home.iterdir()) == [], "nothing is added to the shell's startup files"
-    text = script.read_text()
-    first = {"bash": "complete -F ", "zsh": "#compdef goproc", "fish": "complete -c goproc"}
-    assert first[shell] in text
-    for command in ("kill", "rename", "reset", "show", "run"):
-        assert command in text, f"{command} is not completed"
-
-
-def test_bash_completion_completes_commands_and_flags(tmp_path: Path) -> None:
-    script = tmp_path / "goproc.bash"
-    assert install_completion("bash", script, tmp_path).returncode == 0
-
-    def complete(*words: str) -> list[str]:
-        words_array = " ".join(f"'{w}'" for w in words)
-        program = (
-            f"source {script}; COMP_WORDS=({words_array}); COMP_CWORD={len(words) - 1}; "
-            'COMP_LINE="${COMP_WORDS[*]}"; COMP_POINT=${#COMP_LINE}; '
-            "$(complete -p goproc | sed -E 's/.*-F ([^ ]+).*/\\1/'); "
-            'printf "%s\\n" "${COMPREPLY[@]}"'
-        )
-        out = subprocess.run(["bash", "-c", program], capture_output=True, text=True, timeout=10)
-        assert out.returncode == 0, out.stderr
-        return out.stdout.split()
-
-    assert complete("goproc", "ki") == ["kill"]
-    assert set(complete("goproc", "tag", "")) >= {"add", "rm", "rename"}
-    assert "--group-kill" in complete("goproc", "kill", "--gr")
-    assert "--confirm" in complete("goproc", "reset", "--")
-
-
 # ---- durability of renames and resets ------------------------------------------------------
 
 

@@ -183,6 +183,8 @@ def _append_lifted(arguments: dict[str, Any], lifted: dict[str, list[str]]) -> N
 def run(args: Sequence[str], config: Path | None = None) -> int:
     """Parse `args` and run the command they name.  `config` (the leading --config)
     applies unless the command is given its own; the completion command gets the app."""
+    if args and args[0] == COMPLETE:
+        return complete(args[1:])
     args, lifted = lift_repeats(args)
     command, bound, ignored = app.parse_args(args, exit_on_error=False, print_error=False)
     _append_lifted(bound.arguments, lifted)
@@ -195,6 +197,21 @@ def run(args: Sequence[str], config: Path | None = None) -> int:
     extra = {"app": app} if "app" in ignored else {}
     code = command(*bound.args, **bound.kwargs, **extra)
     return code if isinstance(code, int) else ExitCode.OK
+
+
+# The command cyclopts' completion scripts run at TAB: `goproc __complete WORDS...`,
+# the words of the command line so far (the last the one being completed).
+COMPLETE = "__complete"
+
+
+def complete(words: Sequence[str]) -> int:
+    """Print the candidates for the last of `words` (cyclopts computes them; a
+    `Parameter.completer` asks the daemon).  A leading `--config FILE` is skipped, as
+    `main` skips it for a command; it names no socket, so completion needs it not."""
+    _, words = leading_config(words)
+    command, bound, _ = app.parse_args([COMPLETE, *words], exit_on_error=False)
+    command(*bound.args, **bound.kwargs)
+    return ExitCode.OK
 
 
 def _one_line(text: str) -> str:

@@ -27,6 +27,7 @@ from cyclopts import Parameter, Token
 from cyclopts.exceptions import CoercionError
 
 from goproc import api, paths
+from goproc.cli import completers
 from goproc.cli.client import Client
 from goproc.config import load_config
 from goproc.durations import parse_duration
@@ -70,6 +71,17 @@ RepeatInt = Annotated[
     Parameter(negative=(), consume_multiple=False, converter=ascii_ints("the value")),
 ]
 PidArgs = Annotated[int, Parameter(converter=ascii_ints("PIDS"))]
+# What shell completion offers for a value (`goproc.cli.completers`).
+Ids = Annotated[RepeatInt, Parameter(completer=completers.ids)]
+Pids = Annotated[RepeatInt, Parameter(completer=completers.pids)]
+Names = Annotated[Repeat, Parameter(completer=completers.names)]
+Tags = Annotated[Repeat, Parameter(completer=completers.tags)]
+Groups = Annotated[Repeat, Parameter(completer=completers.groups)]
+Target = Annotated[str, Parameter(completer=completers.targets)]  # ID|NAME
+OptionalTarget = Annotated[str | None, Parameter(completer=completers.targets)]
+TagArgs = Annotated[str, Parameter(completer=completers.tags)]
+GroupArgs = Annotated[str, Parameter(completer=completers.groups)]
+SignalName = Annotated[str, Parameter(completer=completers.signals)]
 Flag = Annotated[bool, Parameter(negative=())]
 AllFlag = Annotated[
     bool, Parameter(name="--all", negative=(), help="Allow acting on more than one entry.")
@@ -101,9 +113,9 @@ def call(common: Common | None, method: api.Method[P, Any], params: P) -> Any:
 class Labels:
     """What `add` and `run` give a new entry."""
 
-    tag: Repeat = None
+    tag: Tags = None
     "A tag (repeatable; or a comma-separated list)."
-    group: Repeat = None
+    group: Groups = None
     "A group (repeatable; or a comma-separated list)."
     name: str | None = None
     "A unique name: at most 64 of letters, digits, '.', '-', '_'."
@@ -125,21 +137,23 @@ class Labels:
 class Select:
     """The selector flags shared by list, show, rm, kill, tag, group and name."""
 
-    id: RepeatInt = None
+    id: Ids = None
     "Has this id (repeatable; or a comma-separated list)."
-    pid: RepeatInt = None
+    pid: Pids = None
     "Has this PID (repeatable; or a comma-separated list)."
-    name: Repeat = None
+    name: Names = None
     "Has this name (repeatable; or a comma-separated list)."
-    tag: Repeat = None
+    tag: Tags = None
     "Has any of these tags (repeatable; or a comma-separated list)."
-    tag_all: Repeat = None
+    tag_all: Tags = None
     "Has all of these tags (repeatable; or a comma-separated list)."
-    group: Repeat = None
+    group: Groups = None
     "In any of these groups (repeatable; or a comma-separated list)."
-    group_all: Repeat = None
+    group_all: Groups = None
     "In all of these groups (repeatable; or a comma-separated list)."
-    alive: Annotated[bool | None, Parameter(negative="--dead")] = None
+    # n_tokens=0: a flag, no value (cyclopts takes `bool | None` for one that needs a
+    # value when it writes the completion scripts, though it parses it as a flag).
+    alive: Annotated[bool | None, Parameter(negative="--dead", n_tokens=0)] = None
     "Only alive (--alive) or only dead (--dead) entries."
     search: str | None = None
     "The command line contains this text."

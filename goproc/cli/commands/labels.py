@@ -1,21 +1,28 @@
 """`goproc tag ...` and `goproc group ...`: one set of commands, written once, over
-tags or over groups (`goproc.api.TAG` or `goproc.api.GROUP`)."""
+tags or over groups (`goproc.api.TAG` or `goproc.api.GROUP`).
 
-from __future__ import annotations
+No `from __future__ import annotations` here: the commands' annotations name the
+completer of their kind, a local of `label_app`, which cyclopts could not look up from
+a string.
+"""
 
-from cyclopts import App
+from typing import Annotated
+
+from cyclopts import App, Parameter
 
 from goproc import api
-from goproc.cli import output
+from goproc.cli import completers, output
 from goproc.cli.codes import ExitCode
 from goproc.cli.flags import AllFlag, Common, Json, Select, call, label_tuple, targeted_of
 from goproc.errors import UsageError
 from goproc.model import Proc
 
 
-def label_app(kind: str, methods: api.LabelMethods) -> App:
-    """The `kind` command (tag or group): list counts, add, rm, rename."""
+def label_app(kind: str, methods: api.LabelMethods, complete: completers.Completer) -> App:
+    """The `kind` command (tag or group): list counts, add, rm, rename; `complete`
+    offers the labels in use."""
     sub = App(name=kind, help=f"List (bare, or 'list'), add, remove and rename {kind}s.")
+    LabelArg = Annotated[str, Parameter(completer=complete)]
 
     def counts(*, json_: Json = False, common: Common | None = None) -> ExitCode:
         """Every label in use and its number of entries."""
@@ -28,7 +35,7 @@ def label_app(kind: str, methods: api.LabelMethods) -> App:
 
     @sub.command(name="add")
     def add_labels(
-        *labels: str,
+        *labels: LabelArg,
         select: Select | None = None,
         all_: AllFlag = False,
         json_: Json = False,
@@ -39,7 +46,7 @@ def label_app(kind: str, methods: api.LabelMethods) -> App:
 
     @sub.command(name="rm")
     def remove_labels(
-        *labels: str,
+        *labels: LabelArg,
         select: Select | None = None,
         all_: AllFlag = False,
         json_: Json = False,
@@ -50,7 +57,7 @@ def label_app(kind: str, methods: api.LabelMethods) -> App:
 
     @sub.command(name="rename")
     def rename(
-        old: str, new: str, /, *, json_: Json = False, common: Common | None = None
+        old: LabelArg, new: str, /, *, json_: Json = False, common: Common | None = None
     ) -> ExitCode:
         """Rename a label on every entry, atomically."""
         params = api.RenameParams(old=api.Label(old), new=api.Label(new))
@@ -79,5 +86,5 @@ def _change(
     return ExitCode.OK
 
 
-tag_app = label_app("tag", api.TAG)
-group_app = label_app("group", api.GROUP)
+tag_app = label_app("tag", api.TAG, completers.tags)
+group_app = label_app("group", api.GROUP, completers.groups)

@@ -24,8 +24,10 @@ from goproc.cli.flags import (
     Flag,
     Json,
     Labels,
+    OptionalTarget,
     PidArgs,
     Select,
+    Target,
     call,
     connect,
     selector_of,
@@ -171,7 +173,7 @@ def _terminal() -> tuple[bool, int | None]:
 
 
 def show(
-    target: str | None = None,
+    target: OptionalTarget = None,
     /,
     *,
     select: Select | None = None,
@@ -192,7 +194,7 @@ def show(
 
 
 def rm(
-    target: str | None = None,
+    target: OptionalTarget = None,
     /,
     *,
     select: Select | None = None,
@@ -213,7 +215,7 @@ def rm(
 
 
 def name(
-    target: str,
+    target: Target,
     new_name: str | None = None,
     /,
     *,

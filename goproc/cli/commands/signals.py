@@ -17,7 +17,9 @@ from goproc.cli.flags import (
     Common,
     Flag,
     Json,
+    OptionalTarget,
     Select,
+    SignalName,
     connect,
     seconds_of,
     selector_of,
@@ -28,12 +30,12 @@ from goproc.model import Selector
 
 
 def kill(
-    target: str | None = None,
+    target: OptionalTarget = None,
     /,
     *,
     select: Select | None = None,
     all_: AllFlag = False,
-    signal: str = "TERM",
+    signal: SignalName = "TERM",
     timeout: str = "5s",
     group_kill: Flag = False,
     rm: Flag = False,
@@ -70,7 +72,7 @@ def kill(
 
 
 def wait(
-    target: str | None = None,
+    target: OptionalTarget = None,
     /,
     *,
     select: Select | None = None,
