@@ -221,8 +221,16 @@ def signal_of(text: str) -> api.Signal:
         raise UsageError(f"--signal: {e}") from None
 
 
+_BARE_SECONDS = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
+PING_TIMEOUT_MAX = 86400.0
+
+
 def seconds_of(flag: str, text: str) -> api.Seconds:
-    """A Go duration given to `flag`, in seconds; a bad one is a usage error."""
+    """A duration given to `flag`, in seconds: a Go duration (`500ms`, `1m30s`) or a bare
+    number of seconds (`2`, `0.5`), as the upstream goproc takes `ping --timeout`, and
+    so every `--timeout` here; a bad or negative one is a usage error."""
+    if _BARE_SECONDS.fullmatch(text):
+        return api.Seconds(float(text))
     try:
         seconds = parse_duration(text)
     except ValueError as e:
@@ -232,14 +240,10 @@ def seconds_of(flag: str, text: str) -> api.Seconds:
     return api.Seconds(seconds)
 
 
-_BARE_SECONDS = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
-PING_TIMEOUT_MAX = 86400.0
-
-
 def timeout_of(flag: str, text: str) -> float:
-    """A timeout given to `flag`: a Go duration, or a bare number of seconds (as the
-    upstream goproc takes it); more than 0 and at most a day, else a usage error."""
-    seconds = float(text) if _BARE_SECONDS.fullmatch(text) else seconds_of(flag, text)
+    """`ping --timeout`: a duration as `seconds_of` reads it, more than 0 and at most a
+    day, else a usage error."""
+    seconds = seconds_of(flag, text)
     if not 0 < seconds <= PING_TIMEOUT_MAX:
         raise UsageError(f"{flag}: must be more than 0 and at most 24h, got {text!r}")
     return seconds

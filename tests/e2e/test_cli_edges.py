@@ -249,3 +249,19 @@ def test_an_argument_too_many_is_named_plainly(
 ) -> None:
     r = spawn_daemon().cli(*args)
     assert (r.returncode, r.stdout, r.stderr) == (2, "", line + "\n")
+
+
+@pytest.mark.parametrize("value", ["2", "0.5", "500ms"])
+def test_every_timeout_takes_bare_seconds_as_ping_does(
+    daemon: Any, sleeper: Any, value: str
+) -> None:
+    """`kill --timeout 2` and `wait --timeout 2` as `ping --timeout 2`: seconds."""
+    p = sleeper()
+    daemon.call("add", {"pid": p.pid})
+    r = daemon.cli("wait", "1", "--timeout", value)
+    assert (r.returncode, r.stderr) == (
+        1,
+        f"goproc: timed out after {value}; still alive: id 1 (pid {p.pid})\n",
+    )
+    r = daemon.cli("kill", "1", "--timeout", value)
+    assert (r.returncode, r.stdout) == (0, f"id 1 pid {p.pid}: exited\n"), r.stderr
