@@ -52,7 +52,7 @@ def kill(
     signal
         Signal name or number (TERM, HUP, INT, KILL, USR1, 9, ...).
     timeout
-        How long TERM gets before KILL (Go duration: 500ms, 5s, 1m).
+        How long TERM gets before KILL: a duration (500ms, 5s, 1m) or seconds; 0: no wait.
     group_kill
         Signal the whole process group.
     rm
@@ -90,7 +90,7 @@ def wait(
     target
         An id or a name.
     timeout
-        How long to wait at most (Go duration: 500ms, 30s, 5m).
+        How long to wait at most: a duration (500ms, 30s, 5m) or seconds.
     any_
         Return as soon as one of them has exited.
     """
