@@ -6,7 +6,6 @@ time, and every entry's age as `ps etime` and pm2's uptime show it (`3h12m`)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 from goproc.cli.escape import shown
@@ -22,6 +21,8 @@ TIMES = ("started_at", "added_at", "last_seen", "exited_at")
 
 def seconds_of(stamp: str) -> float | None:
     """An RFC 3339 time as seconds since the epoch; None when it is not one."""
+    from datetime import datetime  # here: `goproc ping` shows no time, nor pays for it
+
     try:
         return datetime.fromisoformat(stamp).timestamp()
     except (TypeError, ValueError):
@@ -34,6 +35,8 @@ def when(stamp: Any, local: bool) -> str:
     seconds = seconds_of(stamp) if local and isinstance(stamp, str) else None
     if seconds is None:
         return shown(stamp)
+    from datetime import datetime
+
     return datetime.fromtimestamp(seconds).astimezone().strftime("%Y-%m-%d %H:%M:%S %z")
 
 
