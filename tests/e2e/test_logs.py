@@ -215,12 +215,9 @@ def test_logs_prints_the_last_lines_of_out_or_err(daemon: Daemon, started: Start
         assert refused(logs(daemon, "seq", "-n", bad), 2)
 
 
-def test_logs_follow_sees_appended_lines_and_a_truncation_and_exits_0_on_sigint(
-    daemon: Daemon, started: Started
-) -> None:
-    _, proc_id = run(daemon, started, "--", "sh", "-c", "echo first; exec sleep 1000")
-    path = logs_dir(daemon) / f"{proc_id}.out"
-    wait_until(lambda: path.read_text() == "first\n", what="the first line")
+@contextlib.contextmanager
+def following(daemon: Daemon, proc_id: int) -> Iterator[subprocess.Popen[bytes]]:
+    """`goproc logs ID -f`, killed at the end if it has not exited."""
     follower = subprocess.Popen(
         [*GOPROC, "logs", str(proc_id), "-f"],
         env=daemon.env,
@@ -228,6 +225,20 @@ def test_logs_follow_sees_appended_lines_and_a_truncation_and_exits_0_on_sigint(
         stderr=subprocess.PIPE,
     )
     try:
+        yield follower
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+        follower.wait(10)
+
+
+def test_logs_follow_sees_appended_lines_and_a_truncation_and_exits_0_on_sigint(
+    daemon: Daemon, started: Started
+) -> None:
+    _, proc_id = run(daemon, started, "--", "sh", "-c", "echo first; exec sleep 1000")
+    path = logs_dir(daemon) / f"{proc_id}.out"
+    wait_until(lambda: path.read_text() == "first\n", what="the first line")
+    with following(daemon, proc_id) as follower:
         assert follower.stdout is not None
         assert follower.stdout.readline() == b"first\n"
         with path.open("ab") as f:
@@ -241,10 +252,6 @@ def test_logs_follow_sees_appended_lines_and_a_truncation_and_exits_0_on_sigint(
         follower.send_signal(signal.SIGINT)
         assert follower.wait(10) == 0
         assert follower.stderr is not None and follower.stderr.read() == b""
-    finally:
-        if follower.poll() is None:
-            follower.kill()
-            follower.wait(10)
 
 
 def test_logs_follow_ends_quietly_when_its_reader_goes_away(
@@ -252,22 +259,12 @@ def test_logs_follow_ends_quietly_when_its_reader_goes_away(
 ) -> None:
     _, proc_id = run(daemon, started, "--", "sh", "-c", "echo first; exec sleep 1000")
     wait_until(lambda: logs(daemon, str(proc_id)).stdout == "first\n", what="the first line")
-    follower = subprocess.Popen(
-        [*GOPROC, "logs", str(proc_id), "-f"],
-        env=daemon.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
+    with following(daemon, proc_id) as follower:
         assert follower.stdout is not None
         assert follower.stdout.readline() == b"first\n"
         follower.stdout.close()  # nothing more is written: it must notice anyway
         assert follower.wait(10) == 0
         assert follower.stderr is not None and follower.stderr.read() == b""
-    finally:
-        if follower.poll() is None:
-            follower.kill()
-            follower.wait(10)
 
 
 def test_logs_of_an_entry_without_logs_exits_1_in_one_line(
