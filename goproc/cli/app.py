@@ -60,7 +60,7 @@ COMMANDS = (  # name, module:function in goproc.cli.commands, the line `goproc -
         "Start a command in its own process group and track it; its output goes to log files.",
     ),
     ("logs", "logs:logs", "Print (or follow) the output a command started by run wrote."),
-    ("list", "procs:list_", "List tracked processes, filtered."),
+    ("list", "listing:list_", "List tracked processes, filtered and sorted."),
     ("show", "procs:show", "Show one entry in full."),
     ("rm", "procs:rm", "Forget entries (the processes are not touched)."),
     ("kill", "signals:kill", "Signal matching entries: TERM, then KILL after a timeout."),

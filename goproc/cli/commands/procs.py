@@ -144,34 +144,6 @@ def _track(client: Client, child: subprocess.Popen[bytes], labels: Labels, outpu
         raise
 
 
-def list_(
-    *, select: Select | None = None, json_: Json = False, common: Common | None = None
-) -> ExitCode:
-    """List tracked processes, filtered; filters combine with AND."""
-    selector = selector_of(select)
-    with connect(common) as client:
-        if json_:
-            output.write_entries_json(client.call_raw(api.LIST, selector), sys.stdout)
-            return ExitCode.OK
-        procs = client.call(api.LIST, selector)
-    colour, columns = _terminal()
-    lines = output.table_lines(procs, colour=colour, columns=columns, now=time.time())
-    output.print_lines(lines)
-    return ExitCode.OK
-
-
-def _terminal() -> tuple[bool, int | None]:
-    """Whether the table is coloured and the width it is cut to: on a terminal its
-    width, and colour unless NO_COLOR is set; otherwise neither."""
-    if not sys.stdout.isatty():
-        return False, None
-    try:
-        columns = os.get_terminal_size(sys.stdout.fileno()).columns
-    except OSError:
-        columns = 80
-    return "NO_COLOR" not in os.environ, columns
-
-
 def show(
     target: OptionalTarget = None,
     /,
