@@ -26,8 +26,9 @@ from helpers import wait_until
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = REPO / "config.example.json"
 README = REPO / "README.md"
-HEADER = ["ID", "PID", "NAME", "ALIVE", "AGE", "TAGS", "GROUPS", "CMD"]
+HEADER = ["ID", "PID", "NAME", "ALIVE", "CPU%", "MEM", "AGE", "TAGS", "GROUPS", "CMD"]
 AGE = r"[0-9]+s|[0-9]+m[0-9]+s"  # a just-started process's AGE cell
+CPU, MEM = r"[0-9]+\.[0-9]|-", r"[0-9.]+[BKMGT]|-"  # a dash until it is sampled
 HEAVY_MODULES = ("trio", "cattrs", "psutil")
 
 
@@ -141,12 +142,14 @@ def test_list_table_has_header_aligned_columns_and_no_ansi(daemon: Daemon, sleep
     starts = [header.index(col) for col in HEADER]
     empty = None  # an empty cell: blank or a placeholder such as "-"
     expected_rows: list[list[str | None]] = [
-        ["1", str(short.pid), empty, "yes", AGE, "db", empty, "sleep 300"],
+        ["1", str(short.pid), empty, "yes", CPU, MEM, AGE, "db", empty, "sleep 300"],
         [
             "2",
             str(long.pid),
             "a-long-name",
             "yes",
+            CPU,
+            MEM,
             AGE,
             "a-rather-long-tag,web",
             "production",
@@ -158,8 +161,8 @@ def test_list_table_has_header_aligned_columns_and_no_ansi(daemon: Daemon, sleep
             got = line[start:end].rstrip()
             if cell is empty:
                 assert got in ("", "-"), f"column at {start} of {line!r}"
-            elif cell is AGE:
-                assert re.fullmatch(AGE, got), f"AGE at {start} of {line!r}"
+            elif cell in (CPU, MEM, AGE):
+                assert re.fullmatch(cell, got), f"{cell} at {start} of {line!r}"
             else:
                 assert got == cell, f"column at {start} of {line!r}"
             assert start == 0 or line[start - 1] == " "

@@ -62,6 +62,7 @@ COMMANDS = (  # name, module:function in goproc.cli.commands, the line `goproc -
     ("logs", "logs:logs", "Print (or follow) the output a command started by run wrote."),
     ("list", "listing:list_", "List tracked processes, filtered and sorted."),
     ("show", "procs:show", "Show one entry in full."),
+    ("stats", "stats:stats", "The matching entries' CPU, memory and IO, summed."),
     ("rm", "procs:rm", "Forget entries (the processes are not touched)."),
     ("kill", "signals:kill", "Signal matching entries: TERM, then KILL after a timeout."),
     ("wait", "signals:wait", "Block until matching entries have exited."),

@@ -13,7 +13,7 @@ from goproc.cli.escape import shown
 Entry = Mapping[str, Any]
 Lines = list[str]
 
-TABLE_HEADER = ("ID", "PID", "NAME", "ALIVE", "AGE", "TAGS", "GROUPS", "CMD")
+TABLE_HEADER = ("ID", "PID", "NAME", "ALIVE", "CPU%", "MEM", "AGE", "TAGS", "GROUPS", "CMD")
 ALIVE_COLUMN = TABLE_HEADER.index("ALIVE")
 GREEN, RED, PLAIN = "\x1b[32m", "\x1b[31m", "\x1b[0m"
 TIMES = ("started_at", "added_at", "last_seen", "exited_at")
@@ -52,6 +52,21 @@ def age(seconds: float) -> str:
     if hours:
         return f"{hours}h{minutes}m"
     return f"{minutes}m{s}s" if minutes else f"{s}s"
+
+
+def size(n: float) -> str:
+    """Bytes in binary units as top and htop show them: `800B`, `512K`, `12.3M`, `1.5G`."""
+    for unit in ("B", "K", "M", "G", "T"):
+        if abs(n) < 1024 or unit == "T":
+            break
+        n /= 1024
+    return f"{n:.0f}{unit}" if unit == "B" or abs(n) >= 100 else f"{n:.1f}{unit}"
+
+
+def metric(p: Entry, name: str) -> Any:
+    """One of an entry's metrics; None while it has none (never sampled, or dead)."""
+    metrics = p.get("metrics")
+    return metrics.get(name) if isinstance(metrics, Mapping) else None
 
 
 def entry_age(p: Entry, now: float | None) -> str:
@@ -134,8 +149,14 @@ def _row(p: Entry, now: float | None) -> tuple[str, ...]:
         shown(p["pid"]),
         shown(p["name"] or "-"),
         "yes" if p["alive"] else "no",
+        _or_dash(metric(p, "cpu_percent"), lambda v: f"{v:.1f}"),
+        _or_dash(metric(p, "rss_bytes"), size),
         entry_age(p, now),
         shown(",".join(p["tags"]) or "-"),
         shown(",".join(p["groups"]) or "-"),
         shown(p["cmd"]),
     )
+
+
+def _or_dash(value: Any, text: Callable[[Any], str]) -> str:
+    return "-" if not isinstance(value, int | float) or isinstance(value, bool) else text(value)

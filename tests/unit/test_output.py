@@ -82,17 +82,35 @@ LATER = STARTED + 3 * 3600 + 12 * 60 + 9  # 3h12m9s after PG started
 
 
 def test_table_aligns_columns_and_dashes_empty_cells() -> None:
-    lines = output.table_lines([PG, NAP], now=LATER)
+    sampled = {**PG, "metrics": {"cpu_percent": 12.345, "rss_bytes": 12_900_000}}
+    lines = output.table_lines([sampled, NAP], now=LATER)
     assert lines == [
-        "ID  PID     NAME  ALIVE  AGE    TAGS   GROUPS  CMD",
-        "1   7091    pg    yes    3h12m  db     prod    sleep 300",
-        "12  123456  -     no     -      a,job  -       sleep 600 --long",
+        "ID  PID     NAME  ALIVE  CPU%  MEM    AGE    TAGS   GROUPS  CMD",
+        "1   7091    pg    yes    12.3  12.3M  3h12m  db     prod    sleep 300",
+        "12  123456  -     no     -     -      -      a,job  -       sleep 600 --long",
     ]
-    assert output.table_lines([PG])[1].split()[4] == "-", "no clock, no age"
+    assert output.table_lines([PG])[1].split()[4:7] == ["-"] * 3, "no metrics, no clock"
 
 
 def test_table_of_nothing_is_the_header() -> None:
-    assert output.table_lines([]) == ["ID  PID  NAME  ALIVE  AGE  TAGS  GROUPS  CMD"]
+    assert output.table_lines([]) == ["ID  PID  NAME  ALIVE  CPU%  MEM  AGE  TAGS  GROUPS  CMD"]
+
+
+@pytest.mark.parametrize(
+    ("n", "shown"),
+    [
+        (0, "0B"),
+        (800, "800B"),
+        (1024, "1.0K"),
+        (524288, "512K"),
+        (12.3 * 2**20, "12.3M"),
+        (150 * 2**20, "150M"),
+        (1.5 * 2**30, "1.5G"),
+        (5 * 2**40, "5.0T"),
+    ],
+)
+def test_sizes_are_binary_units_as_top_shows_them(n: float, shown: str) -> None:
+    assert tables.size(n) == shown
 
 
 @pytest.mark.parametrize(
@@ -126,8 +144,8 @@ def test_table_is_plain_unless_coloured() -> None:
 
 def test_table_cuts_the_command_to_the_terminal_width() -> None:
     long = entry(cmd="x" * 200)
-    [_, row] = output.table_lines([long], columns=60)
-    assert len(row) == 60 and row.endswith("x…"), "the line fills the width exactly"
+    [_, row] = output.table_lines([long], columns=80)
+    assert len(row) == 80 and row.endswith("x…"), "the line fills the width exactly"
     [_, row] = output.table_lines([long])
     assert row.endswith("x" * 200), "not a terminal: never cut"
     [_, row] = output.table_lines([long], columns=5)

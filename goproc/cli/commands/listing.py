@@ -14,7 +14,7 @@ from goproc import api
 from goproc.cli import output
 from goproc.cli.codes import ExitCode
 from goproc.cli.flags import Common, Flag, Json, Select, connect, selector_of
-from goproc.cli.tables import seconds_of
+from goproc.cli.tables import metric, seconds_of
 
 SortKey = Literal["id", "pid", "name", "age", "cpu", "mem"]
 
@@ -56,8 +56,7 @@ def _metric(name: str) -> Callable[[dict[str, Any]], float | None]:
     """A metric, the most first (as top sorts); None while the entry has none."""
 
     def most_first(p: dict[str, Any]) -> float | None:
-        metrics = p.get("metrics")
-        value = metrics.get(name) if isinstance(metrics, dict) else None
+        value = metric(p, name)
         return None if value is None else -value
 
     return most_first
