@@ -181,12 +181,38 @@ def _append_lifted(arguments: dict[str, Any], lifted: dict[str, list[str]]) -> N
                 break
 
 
+# Flags whose value may be left out, and what it then is: `list --watch` is `--watch 2s`.
+OPTIONAL_VALUES = {"--watch": "2s"}
+
+
+def optional_values(args: Sequence[str]) -> list[str]:
+    """`args` with the value of each OPTIONAL_VALUES flag given as `--flag=VALUE`: the
+    next argument when it is no flag (no command with such a flag takes a positional
+    argument), else the default.  Nothing after `--` is touched."""
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            return out + list(args[i:])
+        default = OPTIONAL_VALUES.get(arg)
+        if default is None:
+            out.append(arg)
+        elif i + 1 < len(args) and not args[i + 1].startswith("-"):
+            out.append(f"{arg}={args[i + 1]}")
+            i += 1
+        else:
+            out.append(f"{arg}={default}")
+        i += 1
+    return out
+
+
 def run(args: Sequence[str], config: Path | None = None) -> int:
     """Parse `args` and run the command they name.  `config` (the leading --config)
     applies unless the command is given its own; the completion command gets the app."""
     if args and args[0] == COMPLETE:
         return complete(args[1:])
-    args, lifted = lift_repeats(args)
+    args, lifted = lift_repeats(optional_values(args))
     command, bound, ignored = app.parse_args(args, exit_on_error=False, print_error=False)
     _append_lifted(bound.arguments, lifted)
     if config is not None and "common" in bound.signature.parameters:

@@ -97,6 +97,14 @@ def print_lines(lines: Iterable[str], out: TextIO | None = None, flush: bool = F
             print(line, file=out, flush=flush)
 
 
+def write_text(text: str) -> None:
+    """Text (terminal control sequences of our own and lines already `shown`) on
+    standard output, flushed: how `list --watch` draws its frames."""
+    with writing():
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
 def say(lines: Iterable[str], out: TextIO | None = None) -> None:
     """Lines of plain text (not from a formatter), each `shown`."""
     print_lines(map(shown, lines), out)

@@ -19,7 +19,7 @@ GREEN, RED, PLAIN = "\x1b[32m", "\x1b[31m", "\x1b[0m"
 TIMES = ("started_at", "added_at", "last_seen", "exited_at")
 
 
-def seconds_of(stamp: str) -> float | None:
+def stamp_seconds(stamp: str) -> float | None:
     """An RFC 3339 time as seconds since the epoch; None when it is not one."""
     from datetime import datetime  # here: `goproc ping` shows no time, nor pays for it
 
@@ -32,7 +32,7 @@ def seconds_of(stamp: str) -> float | None:
 def when(stamp: Any, local: bool) -> str:
     """A time as the daemon sent it, or (`local`) in local time with its UTC offset:
     `2026-12-01 19:21:06 +0100`."""
-    seconds = seconds_of(stamp) if local and isinstance(stamp, str) else None
+    seconds = stamp_seconds(stamp) if local and isinstance(stamp, str) else None
     if seconds is None:
         return shown(stamp)
     from datetime import datetime
@@ -71,7 +71,7 @@ def metric(p: Entry, name: str) -> Any:
 
 def entry_age(p: Entry, now: float | None) -> str:
     """How long an alive entry's process has run; a dash for a dead one (or no clock)."""
-    started = seconds_of(p["started_at"]) if now is not None and p["alive"] else None
+    started = stamp_seconds(p["started_at"]) if now is not None and p["alive"] else None
     return "-" if started is None or now is None else age(now - started)
 
 

@@ -13,8 +13,10 @@ from cyclopts import Parameter
 from goproc import api
 from goproc.cli import output
 from goproc.cli.codes import ExitCode
-from goproc.cli.flags import Common, Flag, Json, Select, connect, selector_of
-from goproc.cli.tables import metric, seconds_of
+from goproc.cli.flags import Common, Flag, Json, Select, connect, seconds_of, selector_of
+from goproc.cli.tables import metric, stamp_seconds
+from goproc.errors import UsageError
+from goproc.model import Selector
 
 SortKey = Literal["id", "pid", "name", "age", "cpu", "mem"]
 
@@ -24,6 +26,7 @@ def list_(
     select: Select | None = None,
     sort: SortKey = "id",
     reverse: Annotated[Flag, Parameter(name=["--reverse", "-r"])] = False,
+    watch: str | None = None,
     json_: Json = False,
     common: Common | None = None,
 ) -> ExitCode:
@@ -36,8 +39,15 @@ def list_(
         (the most first); entries without the value come last.
     reverse
         The other way round.
+    watch
+        Redraw every INTERVAL (default 2s; a duration or seconds, at least 100ms) until
+        Ctrl+C; on a terminal in place, like watch(1).
     """
     selector = selector_of(select)
+    if watch is not None:
+        if json_:
+            raise UsageError("--watch and --json exclude each other: give one")
+        return _watch(common, selector, sort, reverse, watch_interval(watch))
     with connect(common) as client:
         if json_ and sort == "id" and not reverse:  # the daemon's order, passed on as it is
             output.write_entries_json(client.call_raw(api.LIST, selector), sys.stdout)
@@ -52,6 +62,48 @@ def list_(
     return ExitCode.OK
 
 
+def watch_interval(text: str) -> float:
+    seconds = seconds_of("--watch", text)
+    if seconds < WATCH_MIN:
+        raise UsageError(f"--watch: must be at least 100ms, got {text!r}")
+    return seconds
+
+
+WATCH_MIN = 0.1
+HOME, CLEAR_LINE, CLEAR_BELOW = "\x1b[H", "\x1b[K", "\x1b[J"
+ALTERNATE, MAIN = "\x1b[?1049h\x1b[?25l", "\x1b[?25h\x1b[?1049l"  # and the cursor
+
+
+def _watch(
+    common: Common | None, selector: Selector, sort: str, reverse: bool, every: float
+) -> ExitCode:
+    """The table again every `every` seconds on one connection.  On a terminal each
+    frame overwrites the last in place (home, each line cleared to its end, the rest
+    below cleared: no blank frame between two, so no flicker) on the alternate screen,
+    which is left as it was at the end; otherwise each table follows the last after a
+    blank line."""
+    on_terminal = sys.stdout.isatty()
+    with connect(common) as client:
+        if on_terminal:
+            output.write_text(ALTERNATE)
+        try:
+            while True:  # until Ctrl+C, the one way it ends: exit 0, as watch(1)
+                procs = sorted_entries(client.call(api.LIST, selector), sort, reverse)
+                colour, columns = _terminal()
+                lines = output.table_lines(procs, colour=colour, columns=columns, now=time.time())
+                if on_terminal:
+                    frame = "".join(f"{line}{CLEAR_LINE}\n" for line in lines)
+                    output.write_text(HOME + frame + CLEAR_BELOW)
+                else:
+                    output.print_lines([*lines, ""], flush=True)
+                time.sleep(every)
+        except KeyboardInterrupt:
+            return ExitCode.OK
+        finally:
+            if on_terminal:
+                output.write_text(MAIN)
+
+
 def _metric(name: str) -> Callable[[dict[str, Any]], float | None]:
     """A metric, the most first (as top sorts); None while the entry has none."""
 
@@ -63,7 +115,7 @@ def _metric(name: str) -> Callable[[dict[str, Any]], float | None]:
 
 
 def _youngest_first(p: dict[str, Any]) -> float | None:
-    started = seconds_of(p["started_at"]) if p["alive"] else None  # a dead one has no age
+    started = stamp_seconds(p["started_at"]) if p["alive"] else None  # a dead one has no age
     return None if started is None else -started
 
 
