@@ -160,3 +160,24 @@ def _row(p: Entry, now: float | None) -> tuple[str, ...]:
 
 def _or_dash(value: Any, text: Callable[[Any], str]) -> str:
     return "-" if not isinstance(value, int | float) or isinstance(value, bool) else text(value)
+
+
+BLOCKS = "▁▂▃▄▅▆▇█"
+ASCII_LEVELS = "_.-=+*#@"  # the same eight levels where the terminal cannot show blocks
+
+
+def sparkline(values: Sequence[float | None], top: float | None = None, ascii: bool = False) -> str:
+    """One character per value, its height from 0 to `top` (the largest value when not
+    given); a space for a missing one.  `ascii` for a terminal whose encoding is not
+    UTF-8."""
+    levels = ASCII_LEVELS if ascii else BLOCKS
+    known = [v for v in values if v is not None]
+    ceiling = max([top or 0.0, *known]) if known or top else 0.0
+    out = []
+    for v in values:
+        if v is None:
+            out.append(" ")
+        else:
+            share = v / ceiling if ceiling > 0 else 0.0
+            out.append(levels[min(int(share * len(levels)), len(levels) - 1)])
+    return "".join(out)

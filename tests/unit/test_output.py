@@ -305,3 +305,11 @@ def test_wait_refusals_name_five_entries_at_most() -> None:
     assert output.removed_line(many[:2]) == (
         "goproc: removed while waited for, not seen to exit: id 1 (pid 1001), id 2 (pid 1002)"
     )
+
+
+def test_sparkline_heights_gaps_and_ascii() -> None:
+    assert tables.sparkline([0, 12.5, 50, 99, 100, None, 30], top=100) == "▁▂▅██ ▃"
+    assert tables.sparkline([0, 12.5, 50, 99, 100, None, 30], top=100, ascii=True) == "_.+@@ -"
+    assert tables.sparkline([5, 5, 5]) == "███", "no top: the largest value is the top"
+    assert tables.sparkline([0, 0]) == "▁▁" and tables.sparkline([]) == ""
+    assert tables.sparkline([None, None], top=100) == "  "
