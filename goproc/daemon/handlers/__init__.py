@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from goproc import api
-from goproc.daemon.handlers import kill, procs, subscriptions, wait
+from goproc.daemon.handlers import kill, metrics, procs, subscriptions, wait
 from goproc.daemon.handlers.context import Bound, Ctx, bind
 from goproc.daemon.handlers.labels import label_handlers
 from goproc.rpc.convert import encode_result, structure_params
@@ -36,6 +36,7 @@ TABLE: dict[str, Bound[Any, Any]] = {
         bind(api.WAIT, wait.wait),
         bind(api.SUBSCRIBE, subscriptions.subscribe),
         bind(api.UNSUBSCRIBE, subscriptions.unsubscribe),
+        bind(api.METRICS_HISTORY, metrics.history),
     )
 }
 assert TABLE.keys() == api.METHODS.keys(), "every method of the contract has a handler"
@@ -50,7 +51,7 @@ def make_dispatch(ctx: Ctx) -> Dispatch:
             raise method_not_found(req.method)
         params = structure_params(req.params, bound.method.params)
         return encode_result(
-            await bound.handler(ctx, params), bound.method.result, ctx.entries_json
+            await bound.handler(ctx, params), bound.method.result, ctx.entries_json, ctx.metrics
         )
 
     return dispatch

@@ -8,13 +8,14 @@ from contextlib import AbstractAsyncContextManager, AbstractContextManager, null
 from typing import Any, Generic, Protocol, TypeVar
 
 import trio
-from attrs import frozen
+from attrs import field, frozen
 
 from goproc.api import Method, Status
 from goproc.daemon.events import EventBus, Subscription
 from goproc.daemon.probe import Probe
 from goproc.daemon.service import Pulse, Service, Vitals
 from goproc.errors import Ambiguous, NoMatch
+from goproc.metrics import MetricsStore
 from goproc.model import Proc, Selector
 from goproc.registry import Registry
 from goproc.rpc.entries import RawJSON, entries_json
@@ -77,6 +78,10 @@ class Ctx:
     # Where `add` with `log: true` puts an entry's files (`<id>.out`, `<id>.err`): the
     # state dir's `logs`, absolute.  The daemon names them; `goproc run` makes them.
     log_dir: str | None = None
+    # Every entry's latest metrics and history (`goproc.daemon.metrics` fills it), and
+    # how often they are sampled (0: never).
+    metrics: MetricsStore = field(factory=MetricsStore)
+    metrics_interval: float = 0.0
     session: Session | None = None
 
 

@@ -1,0 +1,250 @@
+"""How tracked processes live: one OS reading turned into metrics, and a short history
+of them per entry.  Pure: no trio, no I/O (the readings come from the probe, see
+`goproc.daemon.metrics`).
+
+Metrics are memory only: they are never journaled or snapshotted.  A `Track` belongs to
+one process (entry id, pid, start time): a reading is recorded only for that process,
+and the store's answers for an entry that is dead, or whose process is another, are
+None.  History is kept in a ring of `array`s (28 bytes a sample), allocated whole at an
+entry's first sample: 300 samples for 1,000 entries are about 8.4 MB.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
+
+from attrs import frozen
+
+from goproc.model import Proc, same_start
+
+DEFAULT_HISTORY = 300
+
+
+class Reading(NamedTuple):
+    """What the OS tells about a process at one moment.  `read_bytes`, `write_bytes`
+    and `fds` are None where the OS does not tell, or where they were not read this
+    time (they are read at a slower cadence, see `goproc.daemon.metrics`)."""
+
+    cpu_seconds: float  # user + system, since the process started
+    rss_bytes: int
+    vms_bytes: int
+    threads: int
+    read_bytes: int | None = None
+    write_bytes: int | None = None
+    fds: int | None = None
+
+
+@frozen
+class Metrics:
+    """An entry's latest sample, as the wire shows it (`Proc.metrics`)."""
+
+    sampled_at: float
+    cpu_percent: float  # of one core, over the last interval (like top)
+    cpu_seconds: float
+    rss_bytes: int
+    vms_bytes: int
+    read_bytes: int | None
+    write_bytes: int | None
+    read_rate: float | None  # bytes/s over the last interval the counters were read
+    write_rate: float | None
+    threads: int
+    fds: int | None
+
+
+class Sample(NamedTuple):
+    """One point of an entry's history."""
+
+    t: float
+    cpu_percent: float
+    rss_bytes: int
+    read_rate: float | None
+    write_rate: float | None
+
+
+def rate(now: int | None, before: int | None, seconds: float) -> float | None:
+    """Bytes per second between two counter readings; None when either is unknown.  A
+    counter that went back (it cannot, for one process) counts as no progress."""
+    if now is None or before is None or seconds <= 0:
+        return None
+    return max(0, now - before) / seconds
+
+
+def cpu_percent(now: float, before: float, seconds: float) -> float:
+    """Percent of one core between two readings of the CPU seconds (100: one core busy)."""
+    if seconds <= 0:
+        return 0.0
+    return max(0.0, now - before) / seconds * 100.0
+
+
+def _nan_if_none(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def _none_if_nan(value: float, digits: int) -> float | None:
+    return None if math.isnan(value) else round(value, digits)
+
+
+class History:
+    """The last `size` samples of one entry, oldest first, in parallel arrays."""
+
+    __slots__ = ("_cpu", "_head", "_read", "_rss", "_t", "_write", "count", "size")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.count = 0
+        self._head = 0  # where the next sample goes
+        self._t = array("d", bytes(8 * size))
+        self._cpu = array("f", bytes(4 * size))
+        self._rss = array("Q", bytes(8 * size))
+        self._read = array("f", bytes(4 * size))
+        self._write = array("f", bytes(4 * size))
+
+    def append(self, s: Sample) -> None:
+        i = self._head
+        self._t[i] = s.t
+        self._cpu[i] = s.cpu_percent
+        self._rss[i] = max(0, s.rss_bytes)
+        self._read[i] = _nan_if_none(s.read_rate)
+        self._write[i] = _nan_if_none(s.write_rate)
+        self._head = (i + 1) % self.size
+        self.count = min(self.count + 1, self.size)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[Sample]:
+        start = (self._head - self.count) % self.size
+        for k in range(self.count):
+            i = (start + k) % self.size
+            yield Sample(
+                self._t[i],
+                round(self._cpu[i], 2),  # float32 kept: as precise as it was given
+                self._rss[i],
+                _none_if_nan(self._read[i], 1),
+                _none_if_nan(self._write[i], 1),
+            )
+
+    def since(self, t: float | None) -> list[Sample]:
+        """The samples taken at `t` or later (all of them for None), oldest first."""
+        return [s for s in self if t is None or s.t >= t]
+
+
+class Track:
+    """One process's latest reading, its metrics (and their wire text) and history."""
+
+    __slots__ = (
+        "added_at",
+        "cpu",
+        "history",
+        "io_at",
+        "last_at",
+        "latest",
+        "pid",
+        "read",
+        "started_at",
+        "text",
+        "write",
+    )
+
+    def __init__(self, proc: Proc, size: int) -> None:
+        self.pid = proc.pid
+        self.started_at = proc.started_at
+        self.added_at = proc.added_at
+        self.history = History(size)
+        self.cpu = 0.0  # CPU seconds at the last reading
+        self.last_at = 0.0  # monotonic seconds of the last reading
+        self.read: int | None = None  # io counters at the last reading that had them
+        self.write: int | None = None
+        self.io_at = 0.0
+        self.latest: Metrics | None = None
+        self.text: str | None = None
+
+    def holds(self, p: Proc) -> bool:
+        return (
+            p.pid == self.pid
+            and p.added_at == self.added_at
+            and same_start(p.started_at, self.started_at)
+        )
+
+
+class MetricsStore:
+    """Every sampled entry's `Track`, by entry id.  `encode` makes a `Metrics`' wire
+    text (`goproc.rpc.entries.metrics_text`), once per sample."""
+
+    def __init__(self, history: int = DEFAULT_HISTORY, encode: Callable[[Metrics], str] = repr):
+        self.history_size = history
+        self.encode = encode
+        self.tracks: dict[int, Track] = {}
+
+    def __len__(self) -> int:
+        return len(self.tracks)
+
+    def record(
+        self, p: Proc, reading: Reading, wall: float, mono: float, full: bool = True
+    ) -> None:
+        """Turn a reading of `p`'s process (taken at `wall`, `mono` seconds) into its
+        latest metrics and a history sample.  `full`: the reading has the io counters
+        and descriptors (else the last ones stand, with the rates they gave).  The first
+        reading of a process averages over its life so far (as `top`'s first frame)."""
+        track = self.tracks.get(p.id)
+        if track is None or not track.holds(p):
+            track = self.tracks[p.id] = Track(p, self.history_size)
+        previous = track.latest
+        read_before: int | None
+        write_before: int | None
+        if previous is None:  # since the process started
+            seconds = io_seconds = max(wall - p.started_at, 1e-6)
+            cpu_before, read_before, write_before = 0.0, 0, 0
+        else:
+            seconds, io_seconds = mono - track.last_at, mono - track.io_at
+            cpu_before, read_before, write_before = track.cpu, track.read, track.write
+        if full or previous is None:
+            read_bytes, write_bytes, fds = reading.read_bytes, reading.write_bytes, reading.fds
+            read_rate = rate(read_bytes, read_before, io_seconds)
+            write_rate = rate(write_bytes, write_before, io_seconds)
+            track.read, track.write, track.io_at = read_bytes, write_bytes, mono
+        else:
+            read_bytes, write_bytes, fds = previous.read_bytes, previous.write_bytes, previous.fds
+            read_rate, write_rate = previous.read_rate, previous.write_rate
+        m = Metrics(
+            sampled_at=wall,
+            cpu_percent=round(cpu_percent(reading.cpu_seconds, cpu_before, seconds), 2),
+            cpu_seconds=reading.cpu_seconds,
+            rss_bytes=reading.rss_bytes,
+            vms_bytes=reading.vms_bytes,
+            read_bytes=read_bytes,
+            write_bytes=write_bytes,
+            read_rate=None if read_rate is None else round(read_rate, 1),
+            write_rate=None if write_rate is None else round(write_rate, 1),
+            threads=reading.threads,
+            fds=fds,
+        )
+        track.cpu, track.last_at, track.latest = reading.cpu_seconds, mono, m
+        track.text = self.encode(m)
+        track.history.append(Sample(wall, m.cpu_percent, m.rss_bytes, m.read_rate, m.write_rate))
+
+    def track(self, p: Proc) -> Track | None:
+        """`p`'s track, if `p` is alive and the track is of its process."""
+        if not p.alive:
+            return None
+        track = self.tracks.get(p.id)
+        return track if track is not None and track.holds(p) else None
+
+    def latest(self, p: Proc) -> Metrics | None:
+        track = self.track(p)
+        return None if track is None else track.latest
+
+    def text(self, p: Proc) -> str | None:
+        """`latest(p)` as its wire text."""
+        if not p.alive:  # the common case of a long list: not looked up
+            return None
+        track = self.tracks.get(p.id)
+        return track.text if track is not None and track.holds(p) else None
+
+    def retain(self, ids: set[int]) -> None:
+        """Forget the tracks of every entry not in `ids` (dead, removed, gone)."""
+        for proc_id in [i for i in self.tracks if i not in ids]:
+            del self.tracks[proc_id]
