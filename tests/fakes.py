@@ -62,7 +62,9 @@ class TableProbe:
         if not self.is_alive(pid, started_at):
             return None
         reading = self.readings.get(pid, DEFAULT_READING)
-        return reading if full else reading._replace(read_bytes=None, write_bytes=None, fds=None)
+        if not full or pid == FOREIGN_PID:  # another user's io and fds are not ours to see
+            return reading._replace(read_bytes=None, write_bytes=None, fds=None)
+        return reading
 
     def send_signal(
         self, pid: int, started_at: float, signum: int, *, group: bool, pidfd: int | None = None

@@ -215,7 +215,7 @@ def build(
         pulse=outlets.pulse,
         clock=outlets.clock,
         status=status,
-        entries_json=lambda procs: writer.on_disk.entries_json(procs, metrics),
+        entries_json=lambda procs, metrics: writer.on_disk.entries_json(procs, metrics),
         exits=watcher,
         log_dir=str(state_dir.absolute() / LOG_DIR),
         metrics=metrics,

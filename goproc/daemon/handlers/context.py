@@ -18,7 +18,7 @@ from goproc.errors import Ambiguous, NoMatch
 from goproc.metrics import MetricsStore
 from goproc.model import Proc, Selector
 from goproc.registry import Registry
-from goproc.rpc.entries import RawJSON, entries_json
+from goproc.rpc.entries import MetricsSource, RawJSON, entries_json
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -72,8 +72,9 @@ class Ctx:
     pulse: Pulse
     clock: Callable[[], float]
     status: Callable[[], Status]
-    # An array of entries as JSON: the wiring's reads unchanged ones from the snapshot file.
-    entries_json: Callable[[Sequence[Proc]], RawJSON] = entries_json
+    # An array of entries as JSON with their metrics: the wiring's reads unchanged ones
+    # from the snapshot file.
+    entries_json: Callable[[Sequence[Proc], MetricsSource], RawJSON] = entries_json
     exits: Exits = UNWATCHED
     # Where `add` with `log: true` puts an entry's files (`<id>.out`, `<id>.err`): the
     # state dir's `logs`, absolute.  The daemon names them; `goproc run` makes them.
