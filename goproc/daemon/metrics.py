@@ -64,7 +64,8 @@ class Sampler:
     async def sweep(self) -> int:
         """Read every alive entry once; returns how many were sampled."""
         started = time.perf_counter()
-        targets = [p for p in self.entries() if p.alive]
+        everything = list(self.entries())  # one C-level copy; the rest in a thread
+        targets = await trio.to_thread.run_sync(lambda: [p for p in everything if p.alive])
         probe, store = self.probe, self.store
         full_sweep = self.sweeps % FULL_EVERY == 0
         sampled: set[int] = set()
