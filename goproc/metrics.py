@@ -16,8 +16,6 @@ from array import array
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
-from attrs import frozen
-
 from goproc.model import Proc, same_start
 
 DEFAULT_HISTORY = 300
@@ -37,9 +35,9 @@ class Reading(NamedTuple):
     fds: int | None = None
 
 
-@frozen
-class Metrics:
-    """An entry's latest sample, as the wire shows it (`Proc.metrics`)."""
+class Metrics(NamedTuple):
+    """An entry's latest sample, as the wire shows it (`Proc.metrics`).  A named tuple:
+    one is made per process per sweep, and a tuple is the cheapest value to make."""
 
     sampled_at: float
     cpu_percent: float  # of one core, over the last interval (like top)
@@ -79,8 +77,11 @@ def cpu_percent(now: float, before: float, seconds: float) -> float:
     return max(0.0, now - before) / seconds * 100.0
 
 
-def _nan_if_none(value: float | None) -> float:
-    return math.nan if value is None else value
+NAN = math.nan
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 def _none_if_nan(value: float, digits: int) -> float | None:
@@ -103,14 +104,20 @@ class History:
         self._write = array("f", bytes(4 * size))
 
     def append(self, s: Sample) -> None:
+        self.add(s.t, s.cpu_percent, s.rss_bytes, s.read_rate, s.write_rate)
+
+    def add(
+        self, t: float, cpu: float, rss: int, read_rate: float | None, write_rate: float | None
+    ) -> None:
         i = self._head
-        self._t[i] = s.t
-        self._cpu[i] = s.cpu_percent
-        self._rss[i] = max(0, s.rss_bytes)
-        self._read[i] = _nan_if_none(s.read_rate)
-        self._write[i] = _nan_if_none(s.write_rate)
-        self._head = (i + 1) % self.size
-        self.count = min(self.count + 1, self.size)
+        self._t[i] = t
+        self._cpu[i] = cpu
+        self._rss[i] = rss if rss > 0 else 0
+        self._read[i] = NAN if read_rate is None else read_rate
+        self._write[i] = NAN if write_rate is None else write_rate
+        self._head = i + 1 if i + 1 < self.size else 0
+        if self.count < self.size:
+            self.count += 1
 
     def __len__(self) -> int:
         return self.count
@@ -172,7 +179,7 @@ class Track:
 
 class MetricsStore:
     """Every sampled entry's `Track`, by entry id.  `encode` makes a `Metrics`' wire
-    text (`goproc.rpc.entries.metrics_text`), once per sample."""
+    text (`goproc.rpc.entries.metrics_text`), at most once per sample."""
 
     def __init__(self, history: int = DEFAULT_HISTORY, encode: Callable[[Metrics], str] = repr):
         self.history_size = history
@@ -203,28 +210,28 @@ class MetricsStore:
             cpu_before, read_before, write_before = track.cpu, track.read, track.write
         if full or previous is None:
             read_bytes, write_bytes, fds = reading.read_bytes, reading.write_bytes, reading.fds
-            read_rate = rate(read_bytes, read_before, io_seconds)
-            write_rate = rate(write_bytes, write_before, io_seconds)
+            read_rate = _rounded(rate(read_bytes, read_before, io_seconds))
+            write_rate = _rounded(rate(write_bytes, write_before, io_seconds))
             track.read, track.write, track.io_at = read_bytes, write_bytes, mono
         else:
             read_bytes, write_bytes, fds = previous.read_bytes, previous.write_bytes, previous.fds
             read_rate, write_rate = previous.read_rate, previous.write_rate
+        cpu = round(cpu_percent(reading.cpu_seconds, cpu_before, seconds), 2)
         m = Metrics(
-            sampled_at=wall,
-            cpu_percent=round(cpu_percent(reading.cpu_seconds, cpu_before, seconds), 2),
-            cpu_seconds=reading.cpu_seconds,
-            rss_bytes=reading.rss_bytes,
-            vms_bytes=reading.vms_bytes,
-            read_bytes=read_bytes,
-            write_bytes=write_bytes,
-            read_rate=None if read_rate is None else round(read_rate, 1),
-            write_rate=None if write_rate is None else round(write_rate, 1),
-            threads=reading.threads,
-            fds=fds,
+            wall,
+            cpu,
+            reading.cpu_seconds,
+            reading.rss_bytes,
+            reading.vms_bytes,
+            read_bytes,
+            write_bytes,
+            read_rate,
+            write_rate,
+            reading.threads,
+            fds,
         )
-        track.cpu, track.last_at, track.latest = reading.cpu_seconds, mono, m
-        track.text = self.encode(m)
-        track.history.append(Sample(wall, m.cpu_percent, m.rss_bytes, m.read_rate, m.write_rate))
+        track.cpu, track.last_at, track.latest, track.text = reading.cpu_seconds, mono, m, None
+        track.history.add(wall, cpu, reading.rss_bytes, read_rate, write_rate)
 
     def track(self, p: Proc) -> Track | None:
         """`p`'s track, if `p` is alive and the track is of its process."""
@@ -238,11 +245,16 @@ class MetricsStore:
         return None if track is None else track.latest
 
     def text(self, p: Proc) -> str | None:
-        """`latest(p)` as its wire text."""
+        """`latest(p)` as its wire text, made when first asked for (most samples are
+        never shown)."""
         if not p.alive:  # the common case of a long list: not looked up
             return None
         track = self.tracks.get(p.id)
-        return track.text if track is not None and track.holds(p) else None
+        if track is None or track.latest is None or not track.holds(p):
+            return None
+        if track.text is None:
+            track.text = self.encode(track.latest)
+        return track.text
 
     def retain(self, ids: set[int]) -> None:
         """Forget the tracks of every entry not in `ids` (dead, removed, gone)."""

@@ -66,12 +66,13 @@ class Sampler:
         started = time.perf_counter()
         everything = list(self.entries())  # one C-level copy; the rest in a thread
         targets = await trio.to_thread.run_sync(lambda: [p for p in everything if p.alive])
-        probe, store = self.probe, self.store
+        probe, store, current = self.probe, self.store, self.current
         full_sweep = self.sweeps % FULL_EVERY == 0
         sampled: set[int] = set()
         for at in range(0, len(targets), CHUNK):
             chunk = targets[at : at + CHUNK]
-            fulls = [full_sweep or store.track(p) is None for p in chunk]
+            tracks = store.tracks
+            fulls = [full_sweep or p.id not in tracks for p in chunk]
 
             def read(chunk: list[Proc] = chunk, fulls: list[bool] = fulls) -> list[Reading | None]:
                 return [_reading(probe, p, f) for p, f in zip(chunk, fulls, strict=True)]
@@ -79,8 +80,10 @@ class Sampler:
             readings = await trio.to_thread.run_sync(read)
             wall, mono = self.clock(), time.monotonic()
             for p, full, reading in zip(chunk, fulls, readings, strict=True):
-                now = self.current(p.id)
-                if reading is None or now is None or not now.alive or not same_entry(now, p):
+                if reading is None:
+                    continue
+                now = current(p.id)
+                if now is not p and (now is None or not now.alive or not same_entry(now, p)):
                     continue  # gone meanwhile, or not the entry read: no sample
                 store.record(now, reading, wall, mono, full)
                 sampled.add(p.id)

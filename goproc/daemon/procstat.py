@@ -1,11 +1,13 @@
 """One reading of a process's CPU, memory, io and descriptors (`goproc.metrics.Reading`),
 for `goproc.daemon.probe.OsProbe.sample`.
 
-On Linux straight from `/proc/<pid>/stat`, `statm`, `io` and a count of `fd/`, with
+On Linux straight from `/proc/<pid>/stat`, `io` and a count of `fd/`, with
 `os.open`/`os.read` (a buffered file object costs more than the read); elsewhere from
-psutil.  The process's start time comes from the very `stat` read its numbers come
-from, so a reading is never of a process that took the pid over.  Blocking: called in
-worker threads.
+psutil.  `stat` holds the virtual size and the resident pages too (the very figures
+`statm` and `status`'s VmRSS give), so `statm` is not read: one file less a process.
+The process's start time comes from the very `stat` read its numbers come from, so a
+reading is never of a process that took the pid over.  Blocking: called in worker
+threads.
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ def procfs_reading(
     base = f"/proc/{pid}/"
     try:
         stat = _read(base + "stat")
-        statm = _read(base + "statm")
     except _GONE:
         return None
     fields = stat[stat.rindex(b")") + 2 :].split()
@@ -48,7 +49,6 @@ def procfs_reading(
         return None
     if not same_start(int(fields[19]) / ticks + boot_time, started_at):
         return None
-    pages = statm.split()
     read_bytes = write_bytes = fds = None
     if full:
         try:
@@ -66,13 +66,13 @@ def procfs_reading(
         except _GONE:
             return None
     return Reading(
-        cpu_seconds=(int(fields[11]) + int(fields[12])) / ticks,
-        rss_bytes=int(pages[1]) * PAGE_SIZE,
-        vms_bytes=int(pages[0]) * PAGE_SIZE,
-        threads=int(fields[17]),
-        read_bytes=read_bytes,
-        write_bytes=write_bytes,
-        fds=fds,
+        (int(fields[11]) + int(fields[12])) / ticks,  # utime + stime
+        int(fields[21]) * PAGE_SIZE,  # rss, in pages
+        int(fields[20]),  # vsize, in bytes
+        int(fields[17]),  # num_threads
+        read_bytes,
+        write_bytes,
+        fds,
     )
 
 

@@ -197,19 +197,9 @@ def metrics_dict(m: Metrics | None) -> dict[str, Any] | None:
     """An entry's `metrics` on the wire (spec/openrpc.json's `Metrics`), or None."""
     if m is None:
         return None
-    return {
-        "sampled_at": format_time(m.sampled_at),
-        "cpu_percent": m.cpu_percent,
-        "cpu_seconds": m.cpu_seconds,
-        "rss_bytes": m.rss_bytes,
-        "vms_bytes": m.vms_bytes,
-        "read_bytes": m.read_bytes,
-        "write_bytes": m.write_bytes,
-        "read_rate": m.read_rate,
-        "write_rate": m.write_rate,
-        "threads": m.threads,
-        "fds": m.fds,
-    }
+    out = m._asdict()  # the fields in the wire's order
+    out["sampled_at"] = format_time(m.sampled_at)
+    return out
 
 
 def metrics_text(m: Metrics) -> str:

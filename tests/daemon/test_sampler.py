@@ -2,7 +2,7 @@
 tests/daemon/test_probe_contract.py): alive entries are sampled, into `show`, `list`,
 events and `metrics.history`; an entry whose process ended, or that changed while its
 chunk was read, gets no sample; history stays bounded; interval 0 never samples.  The
-real-process counterpart: tests/e2e/test_metrics.py."""
+real-process counterpart: tests/e2e/test_metrics_live.py."""
 
 from __future__ import annotations
 
