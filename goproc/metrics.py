@@ -5,8 +5,8 @@ of them per entry.  Pure: no trio, no I/O (the readings come from the probe, see
 Metrics are memory only: they are never journaled or snapshotted.  A `Track` belongs to
 one process (entry id, pid, start time): a reading is recorded only for that process,
 and the store's answers for an entry that is dead, or whose process is another, are
-None.  History is kept in a ring of `array`s (28 bytes a sample), allocated whole at an
-entry's first sample: 300 samples for 1,000 entries are about 8.4 MB.
+None.  History is kept in a ring of `array`s (20 bytes a sample), allocated whole at an
+entry's first sample: 300 samples for 1,000 entries are about 6 MB.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from array import array
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
-from goproc.model import Proc, same_start
+from goproc.model import START_TOLERANCE, Proc
 
 DEFAULT_HISTORY = 300
 
@@ -78,28 +78,29 @@ def cpu_percent(now: float, before: float, seconds: float) -> float:
 
 
 NAN = math.nan
+_OFFSET_MAX = 2**32 - 1
 
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
-def _none_if_nan(value: float, digits: int) -> float | None:
-    return None if math.isnan(value) else round(value, digits)
-
-
 class History:
-    """The last `size` samples of one entry, oldest first, in parallel arrays."""
+    """The last `size` samples of one entry, oldest first, in parallel arrays of 4-byte
+    items: the time in milliseconds after `base` (moved forward when the offsets would
+    overflow, about every 49 days), CPU % and rates as float32, RSS in KiB (exact: it is
+    whole pages)."""
 
-    __slots__ = ("_cpu", "_head", "_read", "_rss", "_t", "_write", "count", "size")
+    __slots__ = ("_cpu", "_head", "_read", "_rss", "_t", "_write", "base", "count", "size")
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.count = 0
+        self.base = 0  # the milliseconds since the epoch that offset 0 stands for
         self._head = 0  # where the next sample goes
-        self._t = array("d", bytes(8 * size))
+        self._t = array("I", bytes(4 * size))
         self._cpu = array("f", bytes(4 * size))
-        self._rss = array("Q", bytes(8 * size))
+        self._rss = array("I", bytes(4 * size))
         self._read = array("f", bytes(4 * size))
         self._write = array("f", bytes(4 * size))
 
@@ -109,29 +110,71 @@ class History:
     def add(
         self, t: float, cpu: float, rss: int, read_rate: float | None, write_rate: float | None
     ) -> None:
-        i = self._head
-        self._t[i] = t
+        ms = round(t * 1000)
+        if not self.count:
+            self.base = ms
+        offset = ms - self.base
+        if not 0 <= offset <= _OFFSET_MAX:
+            offset = self._rebase(ms)
+        i = self._head  # `_put`, inlined: this runs for every process every sweep
+        self._t[i] = offset
         self._cpu[i] = cpu
-        self._rss[i] = rss if rss > 0 else 0
+        self._rss[i] = min(rss >> 10, _OFFSET_MAX) if rss > 0 else 0
         self._read[i] = NAN if read_rate is None else read_rate
         self._write[i] = NAN if write_rate is None else write_rate
         self._head = i + 1 if i + 1 < self.size else 0
         if self.count < self.size:
             self.count += 1
 
+    def _rebase(self, ms: int) -> int:
+        """Offsets from the oldest sample kept (or from `ms`, going back), so that `ms`
+        fits; samples that cannot be told apart from it any more are dropped."""
+        base, kept = self.base, list(self._raw())
+        kept = [k for k in kept if abs(ms - (base + k[0])) <= _OFFSET_MAX]
+        self.base = min([ms, *(base + k[0] for k in kept)])
+        self.count = self._head = 0
+        for offset, cpu, kib, read, write in kept:
+            self._put(base + offset - self.base, cpu, kib << 10, read, write)
+        return ms - self.base
+
+    def _put(
+        self, offset: int, cpu: float, rss: int, read_rate: float | None, write_rate: float | None
+    ) -> None:
+        i = self._head
+        self._t[i] = offset
+        self._cpu[i] = cpu
+        self._rss[i] = min(rss >> 10, _OFFSET_MAX) if rss > 0 else 0
+        self._read[i] = NAN if read_rate is None else read_rate
+        self._write[i] = NAN if write_rate is None else write_rate
+        self._head = i + 1 if i + 1 < self.size else 0
+        if self.count < self.size:
+            self.count += 1
+
+    def _raw(self) -> Iterator[tuple[int, float, int, float | None, float | None]]:
+        start = (self._head - self.count) % self.size
+        for k in range(self.count):
+            i = (start + k) % self.size
+            read, write = self._read[i], self._write[i]
+            yield (
+                self._t[i],
+                self._cpu[i],
+                self._rss[i],
+                None if math.isnan(read) else read,
+                None if math.isnan(write) else write,
+            )
+
     def __len__(self) -> int:
         return self.count
 
     def __iter__(self) -> Iterator[Sample]:
-        start = (self._head - self.count) % self.size
-        for k in range(self.count):
-            i = (start + k) % self.size
+        base = self.base
+        for offset, cpu, kib, read, write in self._raw():
             yield Sample(
-                self._t[i],
-                round(self._cpu[i], 2),  # float32 kept: as precise as it was given
-                self._rss[i],
-                _none_if_nan(self._read[i], 1),
-                _none_if_nan(self._write[i], 1),
+                (base + offset) / 1000,
+                round(cpu, 2),  # float32 kept: as precise as it was given
+                kib << 10,
+                None if read is None else round(read, 1),
+                None if write is None else round(write, 1),
             )
 
     def since(self, t: float | None) -> list[Sample]:
@@ -173,7 +216,7 @@ class Track:
         return (
             p.pid == self.pid
             and p.added_at == self.added_at
-            and same_start(p.started_at, self.started_at)
+            and abs(p.started_at - self.started_at) <= START_TOLERANCE  # `same_start`
         )
 
 
