@@ -44,7 +44,7 @@ def procfs_reading(
         stat = _read(base + "stat")
     except _GONE:
         return None
-    fields = stat[stat.rindex(b")") + 2 :].split()
+    fields = stat[stat.rindex(b")") + 2 :].split(None, 22)  # up to rss, no further
     if fields[0] in (b"Z", b"X"):
         return None
     if not same_start(int(fields[19]) / ticks + boot_time, started_at):
