@@ -122,7 +122,9 @@ def test_write_bytes_of_a_direct_writer_is_within_5_percent(
         script = f"dd if=/dev/zero of={target} bs=1M count=64 oflag=direct status=none && read x"
         p = procs(["sh", "-c", script], stdin=subprocess.PIPE)
         entry = d.call("add", {"pid": p.pid})
-        wait_until(lambda: os.path.getsize(target) >= 64 << 20, 30, "dd to finish")
+        wait_until(
+            lambda: target.exists() and target.stat().st_size >= 64 << 20, 30, "dd to finish"
+        )
         first = d.call("status")["metrics_sweeps"]
         # A full sweep (io counters) comes at least every fifth one.
         wait_until(lambda: d.call("status")["metrics_sweeps"] >= first + 6, 10)
