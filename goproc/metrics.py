@@ -224,7 +224,7 @@ class MetricsStore:
     """Every sampled entry's `Track`, by entry id.  `encode` makes a `Metrics`' wire
     text (`goproc.rpc.entries.metrics_text`), at most once per sample."""
 
-    def __init__(self, history: int = DEFAULT_HISTORY, encode: Callable[[Metrics], str] = repr):
+    def __init__(self, history: int, encode: Callable[[Metrics], str]) -> None:
         self.history_size = history
         self.encode = encode
         self.tracks: dict[int, Track] = {}

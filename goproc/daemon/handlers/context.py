@@ -15,10 +15,10 @@ from goproc.daemon.events import EventBus, Subscription
 from goproc.daemon.probe import Probe
 from goproc.daemon.service import Pulse, Service, Vitals
 from goproc.errors import Ambiguous, NoMatch
-from goproc.metrics import MetricsStore
+from goproc.metrics import DEFAULT_HISTORY, MetricsStore
 from goproc.model import Proc, Selector
 from goproc.registry import Registry
-from goproc.rpc.entries import MetricsSource, RawJSON, entries_json
+from goproc.rpc.entries import MetricsSource, RawJSON, entries_json, metrics_text
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -81,7 +81,7 @@ class Ctx:
     log_dir: str | None = None
     # Every entry's latest metrics and history (`goproc.daemon.metrics` fills it), and
     # how often they are sampled (0: never).
-    metrics: MetricsStore = field(factory=MetricsStore)
+    metrics: MetricsStore = field(factory=lambda: MetricsStore(DEFAULT_HISTORY, metrics_text))
     metrics_interval: float = 0.0
     session: Session | None = None
 
