@@ -33,6 +33,7 @@ Name = NewType("Name", str)  # `goproc.model.NAME_RE`
 Label = NewType("Label", str)  # a tag or a group
 Signal = NewType("Signal", int)  # on the wire: a name ("TERM", "SIGKILL") or a number
 Seconds = NewType("Seconds", float)  # on the wire: a number of seconds, 0..86400
+Timestamp = NewType("Timestamp", float)  # on the wire: an RFC 3339 string with a time zone
 
 PID_MAX = 2**31 - 1  # pid_t is a signed 32-bit integer
 ID_MAX = 2**63 - 1
@@ -128,6 +129,14 @@ class UnsubscribeParams:
     subscription: ProcId
 
 
+@frozen(repr=False, eq=False)
+class HistoryParams:
+    """Every matching entry's metrics history; `since`: only samples taken then or later."""
+
+    select: Selector = flat(Selector)
+    since: Timestamp | None = None
+
+
 # ---- results ---------------------------------------------------------------------------
 
 
@@ -148,6 +157,11 @@ class Status:
     watched: int
     subscriptions: int
     fd_limit: int
+    metrics_interval: float  # seconds between metrics sweeps; 0: sampling is off
+    metrics_sweeps: int
+    metrics_last_sweep_seconds: float
+    metrics_sampled: int  # processes the last metrics sweep read
+    cpu_seconds: float  # the daemon's own CPU time (user + system) since it started
 
 
 @frozen(repr=False, eq=False)
@@ -190,6 +204,24 @@ class ResetResult:
 
 
 @frozen(repr=False, eq=False)
+class HistorySample:
+    t: str  # RFC 3339
+    cpu_percent: float
+    rss_bytes: int
+    read_rate: float | None
+    write_rate: float | None
+
+
+@frozen(repr=False, eq=False)
+class History:
+    """One entry's samples, oldest first; `interval`: the daemon's metrics interval."""
+
+    id: int
+    interval: float
+    samples: list[HistorySample]
+
+
+@frozen(repr=False, eq=False)
 class Subscribed:
     subscription: int
 
@@ -214,6 +246,9 @@ WAIT: Method[WaitParams, WaitResult] = Method("wait", WaitParams, WaitResult)
 SUBSCRIBE: Method[Selector, Subscribed] = Method("subscribe", Selector, Subscribed)
 UNSUBSCRIBE: Method[UnsubscribeParams, Unsubscribed] = Method(
     "unsubscribe", UnsubscribeParams, Unsubscribed
+)
+METRICS_HISTORY: Method[HistoryParams, list[History]] = Method(
+    "metrics.history", HistoryParams, list[History]
 )
 
 
@@ -256,6 +291,7 @@ METHODS: dict[str, Method[Any, Any]] = {
         WAIT,
         SUBSCRIBE,
         UNSUBSCRIBE,
+        METRICS_HISTORY,
     )
 }
 

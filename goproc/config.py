@@ -44,6 +44,10 @@ class Config:
     # written to the kernel first, so it survives a crash of the daemon.
     journal_fsync: str = "interval"
     journal_sync_interval: float = 1.0
+    # How often every alive entry's CPU, memory, io and descriptors are read; 0: never
+    # (`"off"` or `"0"` in the file or `GOPROC_METRICS_INTERVAL`).
+    metrics_interval: float = 2.0
+    metrics_history: int = 300  # samples kept per entry (memory only)
 
 
 # Each duration key and its floor, as text and in seconds: below it a daemon would spin
@@ -55,18 +59,24 @@ DURATION_FLOORS = {
     "send_timeout": ("100ms", 0.1),
     "idle_timeout": ("100ms", 0.1),
     "journal_sync_interval": ("1ms", 0.001),
+    "metrics_interval": ("100ms", 0.1),
 }
+# Duration keys that may also be off (0): `0`, `"0"` or `"off"`.
+OFF_KEYS = ("metrics_interval",)
 DURATION_KEYS = tuple(DURATION_FLOORS)
 CHOICE_KEYS = {"exit_watch": ("auto", "poll"), "journal_fsync": ("interval", "always")}
 ENV_KEYS = {
     "liveness_interval": "GOPROC_LIVENESS_INTERVAL",
     "last_seen_interval": "GOPROC_LAST_SEEN_INTERVAL",
+    "metrics_interval": "GOPROC_METRICS_INTERVAL",
 }
 
 
 def _duration(key: str, value: Any) -> float:
     """A duration setting: a Go duration string, exactly (no spaces around it), at
-    least the key's floor."""
+    least the key's floor (or off, for the keys that may be: see OFF_KEYS)."""
+    if key in OFF_KEYS and (value in ("0", "off") or (type(value) is int and value == 0)):
+        return 0.0
     if not isinstance(value, str):
         raise ValueError(f'must be a duration string like "10s", got {json.dumps(value)}')
     if value != value.strip():

@@ -49,6 +49,11 @@ class Daemon:
             **(env or {}),
         }
         self.env.pop("GOPROC_SOCKET", None)
+        # Metrics change from one sample to the next, so a daemon of a test samples only
+        # when its config asks for it (tests of metrics do, and the spec's world daemon):
+        # answers compared across calls or restarts stay the same.
+        if "metrics_interval" not in (config or {}):
+            self.env.setdefault("GOPROC_METRICS_INTERVAL", "off")
         self.config_path: Path | None = None
         if config is not None:
             self.config_path = root / "config.json"

@@ -17,11 +17,22 @@ from goproc.daemon.events import EventBus
 from goproc.daemon.handlers import Ctx, make_dispatch
 from goproc.daemon.service import Outlets, Pulse, Service, Vitals
 from goproc.errors import NoSuchProcess, PermissionDenied
+from goproc.metrics import Reading
 from goproc.model import Change, Proc, ProcessFacts, same_start
 from goproc.registry import Registry
 from goproc.rpc.jsonrpc import respond_line
 
 FOREIGN_PID = 1  # the table probe's process of another user
+# What the table probe reads of a process it has no reading for: a small idle one.
+DEFAULT_READING = Reading(
+    cpu_seconds=0.0,
+    rss_bytes=1 << 20,
+    vms_bytes=8 << 20,
+    threads=1,
+    read_bytes=0,
+    write_bytes=0,
+    fds=3,
+)
 
 
 @attrs.define
@@ -32,6 +43,8 @@ class TableProbe:
     procs: dict[int, ProcessFacts]
     signals: list[tuple[int, int]] = attrs.field(factory=list)
     on_signal: Callable[[int, int], None] | None = None
+    # What `sample` reads of a live process (by pid); a default one for the others.
+    readings: dict[int, Reading] = attrs.field(factory=dict)
 
     def inspect(self, pid: int) -> ProcessFacts:
         if pid == FOREIGN_PID:
@@ -44,6 +57,14 @@ class TableProbe:
     def is_alive(self, pid: int, started_at: float) -> bool:
         facts = self.procs.get(pid)
         return facts is not None and same_start(facts.started_at, started_at)
+
+    def sample(self, pid: int, started_at: float, *, full: bool = True) -> Reading | None:
+        if not self.is_alive(pid, started_at):
+            return None
+        reading = self.readings.get(pid, DEFAULT_READING)
+        if not full or pid == FOREIGN_PID:  # another user's io and fds are not ours to see
+            return reading._replace(read_bytes=None, write_bytes=None, fds=None)
+        return reading
 
     def send_signal(
         self, pid: int, started_at: float, signum: int, *, group: bool, pidfd: int | None = None
@@ -135,6 +156,11 @@ def make_parts(
             watched=len(watcher.ids),
             subscriptions=len(outlets.bus.subscriptions),
             fd_limit=0,
+            metrics_interval=0.0,
+            metrics_sweeps=0,
+            metrics_last_sweep_seconds=0.0,
+            metrics_sampled=0,
+            cpu_seconds=0.0,
         )
 
     ctx = Ctx(

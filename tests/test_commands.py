@@ -51,6 +51,7 @@ PROC_FIELDS = [
     "last_seen",
     "exited_at",
     "log",
+    "metrics",
 ]
 NO_SUCH_PROCESS, ALREADY_TRACKED, NAME_IN_USE = -32001, -32003, -32004
 NO_MATCH, AMBIGUOUS, INVALID_PARAMS = -32006, -32007, -32602

@@ -99,11 +99,16 @@ def status_lines(info: Mapping[str, Any]) -> Lines:
 def show_lines(proc: Entry, now: float | None = None, local: bool = False) -> Lines:
     """One entry in full, one field per line: `alive` as yes/no (as `list` has it), its
     age after it, times in local time when `local`, its log files as `log.out` and
-    `log.err` (`log  -` when it has none)."""
+    `log.err` (`log  -` when it has none), its metrics as `metrics.NAME` lines
+    (`metrics  -` when it has none)."""
     fields: dict[str, Any] = {}
     for key, value in proc.items():
         if key == "log" and isinstance(value, Mapping):
             fields["log.out"], fields["log.err"] = value.get("out"), value.get("err")
+        elif key == "metrics" and isinstance(value, Mapping):
+            for name, number in value.items():  # one line each, as `log`
+                shown_value = when(number, local) if name == "sampled_at" else number
+                fields[f"metrics.{name}"] = shown_value
         elif key == "alive":
             fields[key] = "yes" if value else "no"
             fields["age"] = entry_age(proc, now)

@@ -20,7 +20,7 @@ from attrs import frozen
 from goproc.api import EVENT_METHOD
 from goproc.errors import TooManySubscriptions
 from goproc.model import Proc, Selector
-from goproc.rpc.entries import dumps, entry_json, format_time
+from goproc.rpc.entries import NO_METRICS, MetricsSource, dumps, format_time, spliced
 
 DEFAULT_QUEUE = 1024
 DEFAULT_MAX_SUBSCRIPTIONS = 1024
@@ -33,6 +33,7 @@ class Event:
     kind: str
     time: float
     proc: Proc
+    metrics: str | None = None  # the entry's metrics' wire text when it happened
 
     def line(self, subscription: int) -> bytes:
         """The `event` notification for one subscription, as one line."""
@@ -45,7 +46,9 @@ class Event:
             "pid": p.pid,
             "name": p.name,
         }
-        return b"".join((_NOTIFICATION_HEAD, dumps(head)[:-1], b',"proc":', entry_json(p), b"}}\n"))
+        return b"".join(
+            (_NOTIFICATION_HEAD, dumps(head)[:-1], b',"proc":', spliced(p, self.metrics), b"}}\n")
+        )
 
 
 @frozen
@@ -136,8 +139,12 @@ class EventBus:
     against all, so their number bounds what a change costs."""
 
     def __init__(
-        self, queue_limit: int = DEFAULT_QUEUE, max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS
+        self,
+        queue_limit: int = DEFAULT_QUEUE,
+        max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS,
+        metrics: MetricsSource = NO_METRICS,
     ) -> None:
+        self.metrics = metrics  # entries in events carry their metrics (`Proc.metrics`)
         self.queue_limit = queue_limit
         self.max_subscriptions = max_subscriptions
         self.subscriptions: dict[int, Subscription] = {}
@@ -180,7 +187,7 @@ class EventBus:
                 continue
             if sub.held is None or sub.held.holds(proc):
                 if event is None:  # made once, shared by every subscriber
-                    event = Event(kind, now, proc)
+                    event = Event(kind, now, proc, self.metrics.text(proc))
                 sub.offer(event)
                 if sub.overflowed:
                     self.subscriptions.pop(sub.id, None)

@@ -16,7 +16,9 @@ from typing import Protocol
 
 import psutil
 
+from goproc.daemon.procstat import procfs_reading, psutil_reading
 from goproc.errors import InvalidValue, NoSuchProcess, PermissionDenied
+from goproc.metrics import Reading
 from goproc.model import ProcessFacts, same_start
 
 
@@ -36,6 +38,11 @@ class Probe(Protocol):
         """Signal the process (pid, started_at), or its process group, only if it is
         still that very process; raises NoSuchProcess or PermissionDenied.  `pidfd`:
         one held since that process was checked (see `goproc.daemon.exits`), which pins it."""
+        ...
+
+    def sample(self, pid: int, started_at: float, *, full: bool = True) -> Reading | None:
+        """The CPU, memory (and with `full` io and descriptors) of the process (pid,
+        started_at); None when it is gone, a zombie or another process."""
         ...
 
 
@@ -159,6 +166,14 @@ class OsProbe:
             except PermissionError:
                 return True
             return True
+
+    def sample(self, pid: int, started_at: float, *, full: bool = True) -> Reading | None:
+        if self._procfs:
+            try:
+                return procfs_reading(pid, started_at, self._clock_ticks, self.boot_time, full)
+            except (PermissionError, ValueError, IndexError):
+                pass  # unreadable: psutil knows the other ways
+        return psutil_reading(pid, started_at, self._psutil_start, full)
 
     def _psutil_start(self, p: psutil.Process) -> float:
         """psutil's start time on this probe's boot-time anchor (on Linux psutil adds

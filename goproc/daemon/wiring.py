@@ -1,6 +1,6 @@
 """Build every part of the daemon once, with explicit dependencies, and run them in one
-nursery: the journal, the exit watcher, the snapshot writer, the liveness ticker and
-the server.  If any of them fails the nursery (and so the daemon) stops.
+nursery: the journal, the exit watcher, the snapshot writer, the liveness ticker, the
+metrics sampler and the server.  If any of them fails the nursery (and so the daemon) stops.
 
 SIGINT/SIGTERM stop it cleanly: the server accepts no more and finishes the requests in
 flight (within its grace), the snapshot is flushed, then everything else is cancelled.
@@ -29,12 +29,15 @@ from goproc.daemon.exits import ExitWatcher, raise_fd_limit
 from goproc.daemon.handlers import Ctx, make_dispatch
 from goproc.daemon.handlers.context import Session
 from goproc.daemon.liveness import Liveness
+from goproc.daemon.metrics import Sampler
 from goproc.daemon.probe import OsProbe, boot_id
 from goproc.daemon.server import Server
 from goproc.daemon.service import Outlets, Pulse, Service, Vitals
+from goproc.metrics import MetricsStore
 from goproc.model import Proc
 from goproc.paths import LOG_DIR
 from goproc.registry import Registry
+from goproc.rpc.entries import metrics_text
 from goproc.rpc.jsonrpc import Dispatch
 from goproc.store.journal import Journal
 from goproc.store.load import Loaded, load_state
@@ -93,6 +96,7 @@ def status_source(
     liveness: Liveness,
     watcher: ExitWatcher,
     bus: EventBus,
+    sampler: Sampler,
     connections: Callable[[], int],
 ) -> Callable[[], Status]:
     """What `status` answers, read from the parts when it is asked."""
@@ -115,6 +119,11 @@ def status_source(
             watched=watcher.watched,
             subscriptions=len(bus.subscriptions),
             fd_limit=fd_limit,
+            metrics_interval=sampler.interval,
+            metrics_sweeps=sampler.sweeps,
+            metrics_last_sweep_seconds=round(sampler.last_sweep_seconds, 6),
+            metrics_sampled=sampler.sampled,
+            cpu_seconds=round(time.process_time(), 3),
         )
 
     return status
@@ -130,6 +139,7 @@ class Parts:
     writer: SnapshotWriter
     watcher: ExitWatcher
     liveness: Liveness
+    sampler: Sampler
     server: Server
 
 
@@ -158,7 +168,8 @@ def build(
         newest_gen=loaded.newest_gen,
         previous_gen=loaded.previous_gen,
     )
-    bus = EventBus(config.event_queue, config.max_subscriptions_total)
+    metrics = MetricsStore(config.metrics_history, metrics_text)
+    bus = EventBus(config.event_queue, config.max_subscriptions_total, metrics)
     outlets = Outlets(bus=bus, pulse=Pulse(), mark_dirty=writer.mark_dirty)
     vitals = Vitals(registry, outlets)
     watcher = ExitWatcher(
@@ -176,6 +187,14 @@ def build(
         last_seen_interval=config.last_seen_interval,
         clock=outlets.clock,
     )
+    sampler = Sampler(
+        lambda: registry,
+        registry.get,
+        probe,
+        metrics,
+        interval=config.metrics_interval,
+        clock=outlets.clock,
+    )
     status = status_source(
         registry,
         socket_path,
@@ -184,6 +203,7 @@ def build(
         liveness,
         watcher,
         outlets.bus,
+        sampler,
         lambda: server.connections,
     )
     ctx = Ctx(
@@ -195,16 +215,18 @@ def build(
         pulse=outlets.pulse,
         clock=outlets.clock,
         status=status,
-        entries_json=lambda procs: writer.on_disk.entries_json(procs),
+        entries_json=lambda procs, metrics: writer.on_disk.entries_json(procs, metrics),
         exits=watcher,
         log_dir=str(state_dir.absolute() / LOG_DIR),
+        metrics=metrics,
+        metrics_interval=config.metrics_interval,
     )
 
     def dispatch_for(session: Session) -> Dispatch:
         return make_dispatch(attrs.evolve(ctx, session=session))
 
     server = Server(listener, config, dispatch_for, outlets.bus)
-    return Parts(registry, loaded, journal, writer, watcher, liveness, server)
+    return Parts(registry, loaded, journal, writer, watcher, liveness, sampler, server)
 
 
 async def run(parts: Parts, socket_path: Path, state_dir: Path) -> None:
@@ -221,6 +243,7 @@ async def run(parts: Parts, socket_path: Path, state_dir: Path) -> None:
             await nursery.start(parts.watcher.run)
             await nursery.start(parts.writer.run)
             await nursery.start(parts.liveness.run)
+            await nursery.start(parts.sampler.run)
             async with trio.open_nursery() as serving:
                 await serving.start(parts.server.run)
                 log.info(

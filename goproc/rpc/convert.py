@@ -34,6 +34,7 @@ from goproc.api import (
     ProcId,
     Seconds,
     Signal,
+    Timestamp,
     flat_type,
     wire_names,
 )
@@ -42,11 +43,14 @@ from goproc.model import LogFiles, Proc, Selector
 from goproc.rpc import values
 from goproc.rpc.decoding import entry_from_dict, log_files
 from goproc.rpc.entries import (
+    NO_METRICS,
+    MetricsSource,
     RawJSON,
     entries_json,
     entry_dict,
-    entry_json,
     format_time,
+    wire_dict,
+    wire_json,
 )
 from goproc.rpc.values import Invalid, show_value
 
@@ -65,7 +69,7 @@ def make_converter(*, detailed: bool = True) -> cattrs.Converter:
       control character (`values.label_value`);
       a Selector's ids and pids as ProcId and Pid, its names, tags and groups not blank;
     - Signal: a name in ASCII ("TERM", "SIGKILL", any case) or a valid number;
-      Seconds: 0..86400;
+      Seconds: 0..86400; Timestamp (`metrics.history`'s `since`): RFC 3339 with a zone;
     - unknown keys in an object are refused (`forbid_extra_keys`);
     - params classes with flat fields (`goproc.api.flat`) read those fields' members
       from the same object;
@@ -91,6 +95,7 @@ def make_converter(*, detailed: bool = True) -> cattrs.Converter:
     c.register_structure_hook(bool, values.bool_value)
     c.register_structure_hook(Signal, values.signal_value)
     c.register_structure_hook(Seconds, values.seconds_value)
+    c.register_structure_hook(Timestamp, values.time_value)
     c.register_structure_hook_factory(_is_homogeneous_tuple, lambda tp: _tuple_hook(c, tp))
     c.register_structure_hook_factory(_has_flat_fields, lambda cls: _flat_hook(c, cls))
     c.register_structure_hook_func(lambda tp: tp == bool | LogFiles, _add_log)
@@ -289,15 +294,21 @@ def encode_result(
     value: Any,
     result_type: Any,
     encode_entries: Callable[[Sequence[Proc]], RawJSON] = entries_json,
+    metrics: MetricsSource = NO_METRICS,
 ) -> Any:
     """A handler's result, of its method's declared result type, as JSON: entries as
     their byte encoding spliced into the reply (an array of them by `encode_entries`),
-    anything else through the converter."""
+    anything else through the converter, entries in it with their `metrics`."""
     if result_type is Proc or (isinstance(value, Proc) and result_type == Proc | list[Proc]):
-        return RawJSON((entry_json(value),))
+        return RawJSON((wire_json(value, metrics),))
     if result_type == list[Proc] or result_type == Proc | list[Proc]:
         return encode_entries(value)
-    return CONVERTER.unstructure(value, result_type)
+    out = CONVERTER.unstructure(value, result_type)
+    if attrs.has(result_type):  # entries in fields of a result (`wait`'s)
+        for a in attrs.fields(result_type):
+            if a.type in (list[Proc], "list[Proc]"):
+                out[a.name] = [wire_dict(p, metrics) for p in getattr(value, a.name)]
+    return out
 
 
 __all__ = [

@@ -1,6 +1,7 @@
-"""Entries (`goproc.model.Proc`) as JSON, fast: the wire form of `list`, `show`, events,
-the journal and the snapshot (read back by `goproc.rpc.decoding`).  Pure: no trio, no
-I/O.
+"""Entries (`goproc.model.Proc`) as JSON, fast: the stored form (the journal and the
+snapshot, read back by `goproc.rpc.decoding`) and the wire form of `list`, `show` and
+events, which is the stored form with the entry's `metrics` (memory only, never stored)
+added last, just before its closing brace.  Pure: no trio, no I/O.
 
 An entry is encoded when it is sent, never cached: 100,000 entries cost their objects
 and nothing more.  `entry_dict` is the one definition of the form; `entry_json` and
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 
 from attrs import frozen
 
+from goproc.metrics import Metrics
 from goproc.model import LogFiles, Proc
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
@@ -165,6 +167,75 @@ def entry_json(p: Proc) -> bytes:
     return entry_text(p).encode()
 
 
+class MetricsSource(Protocol):
+    """An entry's latest metrics (`goproc.metrics.MetricsStore`): None while never
+    sampled, once dead, or for an entry whose process it is not."""
+
+    def latest(self, p: Proc) -> Metrics | None: ...
+
+    def text(self, p: Proc) -> str | None:
+        """`metrics_text(latest(p))`, made once per sample."""
+        ...
+
+
+class NoMetrics:
+    """Nothing sampled: every entry's metrics are null."""
+
+    def latest(self, p: Proc) -> Metrics | None:
+        return None
+
+    def text(self, p: Proc) -> str | None:
+        return None
+
+
+NO_METRICS = NoMetrics()
+METRICS_KEY = ',"metrics":'
+NULL_METRICS = METRICS_KEY + "null"
+
+
+def metrics_dict(m: Metrics | None) -> dict[str, Any] | None:
+    """An entry's `metrics` on the wire (spec/openrpc.json's `Metrics`), or None."""
+    if m is None:
+        return None
+    out = m._asdict()  # the fields in the wire's order
+    out["sampled_at"] = format_time(m.sampled_at)
+    return out
+
+
+def metrics_text(m: Metrics) -> str:
+    return _ENCODER.encode(metrics_dict(m))
+
+
+def wire_dict(p: Proc, metrics: MetricsSource = NO_METRICS) -> dict[str, Any]:
+    """The wire form of an entry as a plain dict: `entry_dict` and its `metrics`."""
+    out = entry_dict(p)
+    out["metrics"] = metrics_dict(metrics.latest(p))
+    return out
+
+
+def wire_text(p: Proc, metrics: MetricsSource = NO_METRICS) -> str:
+    """`wire_dict(p, metrics)` as compact JSON: the stored form with `metrics` spliced
+    in before its closing brace."""
+    m = metrics.text(p)
+    return entry_text(p)[:-1] + (NULL_METRICS if m is None else METRICS_KEY + m) + "}"
+
+
+def wire_json(p: Proc, metrics: MetricsSource = NO_METRICS) -> bytes:
+    return wire_text(p, metrics).encode()
+
+
+def spliced(p: Proc, metrics: str | None) -> bytes:
+    """The wire form of `p` with the given metrics text (None: null)."""
+    return (
+        entry_text(p)[:-1] + (NULL_METRICS if metrics is None else METRICS_KEY + metrics) + "}"
+    ).encode()
+
+
+def wire_run(procs: Sequence[Proc], metrics: MetricsSource = NO_METRICS) -> bytes:
+    """Entries in their wire form joined by ","."""
+    return ",".join([wire_text(p, metrics) for p in procs]).encode()
+
+
 def entry_lines(procs: Sequence[Proc], sep: bytes = b",") -> list[bytes]:
     """The entries' encodings joined by `sep`, a chunk of entries per bytes object."""
     glue = sep.decode()
@@ -174,17 +245,18 @@ def entry_lines(procs: Sequence[Proc], sep: bytes = b",") -> list[bytes]:
     ]
 
 
-def entries_json(procs: Sequence[Proc]) -> RawJSON:
-    """An array of entries, encoded a chunk at a time as the parts are taken."""
-    return RawJSON(_array_parts(procs))
+def entries_json(procs: Sequence[Proc], metrics: MetricsSource = NO_METRICS) -> RawJSON:
+    """An array of entries in their wire form, encoded a chunk at a time as the parts
+    are taken."""
+    return RawJSON(_array_parts(procs, metrics))
 
 
-def _array_parts(procs: Sequence[Proc]) -> Iterator[bytes]:
+def _array_parts(procs: Sequence[Proc], metrics: MetricsSource) -> Iterator[bytes]:
     if not procs:
         yield b"[]"
         return
     yield b"["
     for start in range(0, len(procs), _CHUNK):
-        text = ",".join(map(entry_text, procs[start : start + _CHUNK]))
-        yield (text if start == 0 else "," + text).encode()
+        text = wire_run(procs[start : start + _CHUNK], metrics)
+        yield text if start == 0 else b"," + text
     yield b"]"

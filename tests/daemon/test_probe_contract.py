@@ -113,6 +113,16 @@ def test_a_live_process_of_ours(
     probe.send_signal(pid, facts.started_at, signal.SIGCONT, group=False)  # no error
     probe.send_signal(pid, facts.started_at, signal.SIGCONT, group=True)
 
+    reading = probe.sample(pid, facts.started_at)
+    assert reading is not None
+    assert reading.cpu_seconds >= 0 and reading.threads == 1
+    assert 0 < reading.rss_bytes <= reading.vms_bytes
+    assert reading.read_bytes is not None and reading.write_bytes is not None
+    assert reading.fds is not None and reading.fds >= 0
+    fast = probe.sample(pid, facts.started_at + START_TOLERANCE / 2, full=False)
+    assert fast is not None and fast.rss_bytes > 0
+    assert (fast.read_bytes, fast.write_bytes, fast.fds) == (None, None, None)
+
 
 def test_a_pid_reused_by_another_process(
     kind: str, real: OsProbe, start: Callable[[], subprocess.Popen[bytes]]
@@ -132,6 +142,8 @@ def test_a_pid_reused_by_another_process(
         probe.send_signal(p.pid, tracked_start, signal.SIGKILL, group=True)
     if isinstance(probe, TableProbe):
         assert probe.signals == []
+    assert probe.sample(p.pid, tracked_start) is None, "never a reading of another process"
+    assert probe.sample(p.pid, facts.started_at - 2 * START_TOLERANCE, full=False) is None
 
 
 def test_a_pid_that_does_not_exist(kind: str, real: OsProbe) -> None:
@@ -144,6 +156,7 @@ def test_a_pid_that_does_not_exist(kind: str, real: OsProbe) -> None:
     assert probe.is_alive(pid, 1_700_000_000.0) is False
     with pytest.raises(NoSuchProcess):
         probe.send_signal(pid, 1_700_000_000.0, signal.SIGTERM, group=False)
+    assert probe.sample(pid, 1_700_000_000.0) is None
 
 
 @pytest.mark.parametrize("reaped", [True, False], ids=["reaped", "zombie"])
@@ -167,6 +180,7 @@ def test_a_process_that_exited(
     for group in (False, True):
         with pytest.raises(NoSuchProcess):
             probe.send_signal(p.pid, facts.started_at, signal.SIGTERM, group=group)
+    assert probe.sample(p.pid, facts.started_at) is None
 
 
 def test_a_process_of_another_user(
@@ -196,3 +210,7 @@ def test_a_process_of_another_user(
         assert probe.is_alive(pid, facts.started_at) is True
         with pytest.raises(PermissionDenied):
             probe.send_signal(pid, facts.started_at, signal.SIGTERM, group=False)
+        # Its CPU and memory can be read (stat, statm); its io and descriptors cannot.
+        reading = probe.sample(pid, facts.started_at)
+        assert reading is not None and reading.rss_bytes >= 0 and reading.threads >= 1
+        assert (reading.read_bytes, reading.write_bytes, reading.fds) == (None, None, None)

@@ -277,3 +277,40 @@ def test_the_daemon_refuses_a_spinning_liveness_interval_in_one_line(spawn_daemo
         f"goproc: config {d.config_path}: key 'liveness_interval': must be at least 100ms, "
         "got '1ns'"
     ]
+
+
+# ---- metrics_interval: a duration that may also be off --------------------------------
+
+METRICS_VAR = "GOPROC_METRICS_INTERVAL"
+
+
+def test_metrics_settings_default_to_2s_and_300() -> None:
+    config = load_config(None, environ={})
+    assert (config.metrics_interval, config.metrics_history) == (2.0, 300)
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("off", 0.0), ("0", 0.0), (0, 0.0), ("100ms", 0.1)])
+def test_metrics_interval_in_the_file(tmp_path: Path, value: object, seconds: float) -> None:
+    path = write_config(tmp_path, {"metrics_interval": value, "metrics_history": 10})
+    config = load_config(path, environ={})
+    assert (config.metrics_interval, config.metrics_history) == (seconds, 10)
+
+
+@pytest.mark.parametrize("value", ["99ms", "0s", "-1s", "on", 1, True])
+def test_metrics_interval_below_100ms_or_not_a_duration_is_refused(
+    tmp_path: Path, value: object
+) -> None:
+    path = write_config(tmp_path, {"metrics_interval": value})
+    with pytest.raises(ConfigError, match="metrics_interval"):
+        load_config(path, environ={})
+
+
+def test_metrics_interval_from_the_environment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path, {"metrics_interval": "5s"})
+    assert load_config(path, environ={METRICS_VAR: "off"}).metrics_interval == 0.0
+    assert load_config(path, environ={METRICS_VAR: "250ms"}).metrics_interval == 0.25
+    assert load_config(path, environ={METRICS_VAR: "1ms"}).metrics_interval == 5.0
+    err = capsys.readouterr().err
+    assert METRICS_VAR in err and "1ms" in err

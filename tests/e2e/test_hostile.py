@@ -787,11 +787,12 @@ def every_method_once(d: Daemon, pid: int) -> None:
         conn.call("wait", {**ids, "timeout": 0})
         conn.call("kill", {**ids, "timeout": 5})
         conn.call("wait", {**ids, "timeout": 5})
+        conn.call("metrics.history", {**ids, "since": "2020-01-01T00:00:00Z"})
         conn.call("remove", ids)
         conn.call("reset", {"confirm": "RESET"})
     assert set(METHODS) == {
         "ping", "status", "add", "list", "show", "remove", "kill", "wait", "reset",
-        "name.set", "subscribe", "unsubscribe",
+        "name.set", "subscribe", "unsubscribe", "metrics.history",
         *(f"{k}.{op}" for k in ("tag", "group") for op in ("add", "remove", "rename", "list")),
     }, "a new method: call it above too"  # fmt: skip
 
@@ -900,6 +901,7 @@ PARAMETERS = {
     "any": "a boolean",
     "confirm": "the word RESET",
     "subscription": "a subscription id of this connection",
+    "since": "an RFC 3339 timestamp (metrics.history), compared with sample times",
     # Reviewed: text the daemon stores and sends back, never opens, creates, follows or
     # runs; `goproc logs` opens it as the user (who wrote it), O_NOFOLLOW, regular
     # files only.  `true` makes the daemon name files under its own state dir.

@@ -203,6 +203,14 @@ def test_show_gives_log_files_a_line_each_and_a_dash_for_none() -> None:
     assert len({line.index("/", 10) for line in lines[-2:]}) == 1, "one value column"
 
 
+def test_show_gives_each_metric_a_line_and_a_dash_for_none() -> None:
+    assert ["metrics", "-"] in [line.split() for line in output.show_lines(entry(metrics=None))]
+    m = {"sampled_at": "2026-11-26T14:20:18.116194Z", "cpu_percent": 99.5, "fds": None}
+    lines = [line.split() for line in output.show_lines(entry(metrics=m))]
+    assert ["metrics.sampled_at", "2026-11-26T14:20:18.116194Z"] in lines
+    assert ["metrics.cpu_percent", "99.5"] in lines and ["metrics.fds", "-"] in lines
+
+
 def test_status_aligns_keys() -> None:
     info = {"version": "0.1.0", "pid": 42, "last_sweep_seconds": 0.5}
     assert output.status_lines(info) == [

@@ -17,9 +17,18 @@ from fuzzing import registries
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from goproc.metrics import Metrics
 from goproc.model import Proc
 from goproc.registry import Registry
-from goproc.rpc.entries import entries_json, read_parts
+from goproc.rpc.entries import (
+    NO_METRICS,
+    MetricsSource,
+    entries_json,
+    metrics_dict,
+    metrics_text,
+    read_parts,
+    wire_dict,
+)
 from goproc.store import load, spans, writer
 from goproc.store.format import SNAPSHOT, snapshot_chunks
 
@@ -49,12 +58,32 @@ def load_dir(state_dir: Path) -> tuple[list[Proc], spans.OnDisk]:
     return list(registry), loaded.on_disk
 
 
-def wire(on_disk: spans.OnDisk, procs: Sequence[Proc]) -> bytes:
-    return read_parts(on_disk.entries_json(procs).parts)
+def wire(
+    on_disk: spans.OnDisk, procs: Sequence[Proc], metrics: MetricsSource = NO_METRICS
+) -> bytes:
+    return read_parts(on_disk.entries_json(procs, metrics).parts)
 
 
-def fresh(procs: Sequence[Proc]) -> bytes:
-    return read_parts(entries_json(procs).parts)
+def fresh(procs: Sequence[Proc], metrics: MetricsSource = NO_METRICS) -> bytes:
+    return read_parts(entries_json(procs, metrics).parts)
+
+
+class SomeMetrics:
+    """Metrics for the alive entries whose ids are in `ids` (a dead one has none)."""
+
+    def __init__(self, ids: set[int]) -> None:
+        self.ids = ids
+
+    def latest(self, p: Proc) -> Metrics | None:
+        if not p.alive or p.id not in self.ids:
+            return None
+        return Metrics(
+            p.started_at, p.id / 7, 1.5, p.id << 12, p.id << 13, None, 5, None, 2.5, 1, 3
+        )
+
+    def text(self, p: Proc) -> str | None:
+        m = self.latest(p)
+        return None if m is None else metrics_text(m)
 
 
 @settings(max_examples=60, deadline=None)
@@ -72,6 +101,11 @@ def test_spans_are_the_entries_own_encoding(data: st.DataObject, procs: list[Pro
         subset = [p for p in now if data.draw(st.booleans())]
         for selection in (now, subset):
             assert wire(on_disk, selection) == fresh(selection)
+        # Metrics spliced into spans are where encoding afresh puts them.
+        metrics = SomeMetrics({p.id for p in now if data.draw(st.booleans())})
+        for selection in (loaded, now, subset):
+            assert wire(on_disk, selection, metrics) == fresh(selection, metrics)
+        assert json.loads(fresh(now, metrics)) == [wire_dict(p, metrics) for p in now]
 
         # The next snapshot copies what it can from the file and lays out its own right.
         written = writer.write_snapshot_over(d, now, 1000, 1, None, on_disk)
@@ -89,6 +123,21 @@ def big(n: int) -> list[Proc]:
         Proc(i, 1000 + i, None, f"cmd {i}", None, False, ("t",), (), base, base, base, base + i)
         for i in range(1, n + 1)
     ]
+
+
+def test_spans_get_metrics_spliced_in(tmp_path: Path) -> None:
+    """A span read from the file, some of its entries alive with metrics: the bytes
+    are the entries' wire form, metrics where they belong, null elsewhere."""
+    procs = [attrs.evolve(p, alive=p.id % 3 == 0) for p in big(3 * spans.SPAN_MIN)]
+    writer.write_snapshot(tmp_path, procs, 1000, 0)
+    loaded, on_disk = load_dir(tmp_path)
+    metrics = SomeMetrics({p.id for p in loaded if p.id % 2 == 0})
+    parts = list(on_disk.entries_json(loaded, metrics).parts)
+    assert any(isinstance(part, spans.Span) for part in parts), "read from the file"
+    got = json.loads(read_parts(parts))
+    assert got == [wire_dict(p, metrics) for p in loaded]
+    assert [e["metrics"] is not None for e in got] == [p.id % 6 == 0 for p in loaded]
+    assert got[5]["metrics"] == metrics_dict(metrics.latest(loaded[5]))
 
 
 def test_a_snapshot_changed_in_place_is_never_read(tmp_path: Path) -> None:

@@ -10,13 +10,16 @@ answered.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from goproc import api
-from goproc.daemon.handlers import kill, procs, subscriptions, wait
+from goproc.daemon.handlers import kill, metrics, procs, subscriptions, wait
 from goproc.daemon.handlers.context import Bound, Ctx, bind
 from goproc.daemon.handlers.labels import label_handlers
+from goproc.model import Proc
 from goproc.rpc.convert import encode_result, structure_params
+from goproc.rpc.entries import RawJSON
 from goproc.rpc.jsonrpc import Dispatch, Request, method_not_found
 
 TABLE: dict[str, Bound[Any, Any]] = {
@@ -36,6 +39,7 @@ TABLE: dict[str, Bound[Any, Any]] = {
         bind(api.WAIT, wait.wait),
         bind(api.SUBSCRIBE, subscriptions.subscribe),
         bind(api.UNSUBSCRIBE, subscriptions.unsubscribe),
+        bind(api.METRICS_HISTORY, metrics.history),
     )
 }
 assert TABLE.keys() == api.METHODS.keys(), "every method of the contract has a handler"
@@ -44,14 +48,16 @@ assert TABLE.keys() == api.METHODS.keys(), "every method of the contract has a h
 def make_dispatch(ctx: Ctx) -> Dispatch:
     """Request -> JSON result, through the method table."""
 
+    def entries(procs: Sequence[Proc]) -> RawJSON:
+        return ctx.entries_json(procs, ctx.metrics)
+
     async def dispatch(req: Request) -> Any:
         bound = TABLE.get(req.method)
         if bound is None:
             raise method_not_found(req.method)
         params = structure_params(req.params, bound.method.params)
-        return encode_result(
-            await bound.handler(ctx, params), bound.method.result, ctx.entries_json
-        )
+        result = await bound.handler(ctx, params)
+        return encode_result(result, bound.method.result, entries, ctx.metrics)
 
     return dispatch
 

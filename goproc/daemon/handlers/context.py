@@ -8,16 +8,17 @@ from contextlib import AbstractAsyncContextManager, AbstractContextManager, null
 from typing import Any, Generic, Protocol, TypeVar
 
 import trio
-from attrs import frozen
+from attrs import field, frozen
 
 from goproc.api import Method, Status
 from goproc.daemon.events import EventBus, Subscription
 from goproc.daemon.probe import Probe
 from goproc.daemon.service import Pulse, Service, Vitals
 from goproc.errors import Ambiguous, NoMatch
+from goproc.metrics import DEFAULT_HISTORY, MetricsStore
 from goproc.model import Proc, Selector
 from goproc.registry import Registry
-from goproc.rpc.entries import RawJSON, entries_json
+from goproc.rpc.entries import MetricsSource, RawJSON, entries_json, metrics_text
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -71,12 +72,17 @@ class Ctx:
     pulse: Pulse
     clock: Callable[[], float]
     status: Callable[[], Status]
-    # An array of entries as JSON: the wiring's reads unchanged ones from the snapshot file.
-    entries_json: Callable[[Sequence[Proc]], RawJSON] = entries_json
+    # An array of entries as JSON with their metrics: the wiring's reads unchanged ones
+    # from the snapshot file.
+    entries_json: Callable[[Sequence[Proc], MetricsSource], RawJSON] = entries_json
     exits: Exits = UNWATCHED
     # Where `add` with `log: true` puts an entry's files (`<id>.out`, `<id>.err`): the
     # state dir's `logs`, absolute.  The daemon names them; `goproc run` makes them.
     log_dir: str | None = None
+    # Every entry's latest metrics and history (`goproc.daemon.metrics` fills it), and
+    # how often they are sampled (0: never).
+    metrics: MetricsStore = field(factory=lambda: MetricsStore(DEFAULT_HISTORY, metrics_text))
+    metrics_interval: float = 0.0
     session: Session | None = None
 
 

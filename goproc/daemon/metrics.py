@@ -1,0 +1,103 @@
+"""The metrics sampler: read every alive entry's CPU, memory, io and descriptors each
+`interval`, into the `goproc.metrics.MetricsStore` (memory only).
+
+A sweep reads its entries in chunks of `CHUNK`, each chunk in a worker thread, so the
+event loop is never held for more than one chunk's bookkeeping; the readings are
+recorded back on the trio side only for entries that are still the very entries read
+(alive, same process), and the probe reads each process's start time from the same
+`stat` read its numbers come from (`goproc.daemon.procstat`), so a reading is never
+given to a process that took a pid over.  The io counters and the descriptor count
+cost as much as the rest together: they are read every `FULL_EVERY` sweeps (and at an
+entry's first), the rates over the time between two such reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+import trio
+
+from goproc.daemon.probe import Probe
+from goproc.metrics import MetricsStore, Reading
+from goproc.model import Proc, same_entry
+
+log = logging.getLogger("goproc.metrics")
+
+CHUNK = 250  # entries read per worker-thread call: about 3 ms of reading, and of recording
+FULL_EVERY = 5  # io counters and descriptors: every this many sweeps
+
+
+class Sampler:
+    """Sweeps every `interval` seconds; `interval` 0: never (sampling is off)."""
+
+    def __init__(
+        self,
+        entries: Callable[[], Iterable[Proc]],
+        current: Callable[[int], Proc | None],
+        probe: Probe,
+        store: MetricsStore,
+        *,
+        interval: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self.entries = entries
+        self.current = current
+        self.probe = probe
+        self.store = store
+        self.interval = interval
+        self.clock = clock
+        self.sweeps = 0
+        self.last_sweep_seconds = 0.0
+        self.sampled = 0
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        if not self.interval:
+            return
+        while True:
+            started = trio.current_time()
+            await self.sweep()
+            await trio.sleep_until(max(started + self.interval, trio.current_time() + 0.01))
+
+    async def sweep(self) -> int:
+        """Read every alive entry once; returns how many were sampled."""
+        started = time.perf_counter()
+        everything = list(self.entries())  # one C-level copy; the rest in a thread
+        targets = await trio.to_thread.run_sync(lambda: [p for p in everything if p.alive])
+        probe, store, current = self.probe, self.store, self.current
+        full_sweep = self.sweeps % FULL_EVERY == 0
+        sampled: set[int] = set()
+        for at in range(0, len(targets), CHUNK):
+            chunk = targets[at : at + CHUNK]
+            tracks = store.tracks
+            fulls = [full_sweep or p.id not in tracks for p in chunk]
+
+            def read(chunk: list[Proc] = chunk, fulls: list[bool] = fulls) -> list[Reading | None]:
+                return [_reading(probe, p, f) for p, f in zip(chunk, fulls, strict=True)]
+
+            readings = await trio.to_thread.run_sync(read)
+            wall, mono = self.clock(), time.monotonic()
+            for p, full, reading in zip(chunk, fulls, readings, strict=True):
+                if reading is None:
+                    continue
+                now = current(p.id)
+                if now is not p and (now is None or not now.alive or not same_entry(now, p)):
+                    continue  # gone meanwhile, or not the entry read: no sample
+                store.record(now, reading, wall, mono, full)
+                sampled.add(p.id)
+        store.retain(sampled)
+        self.sweeps += 1
+        self.sampled = len(sampled)
+        self.last_sweep_seconds = time.perf_counter() - started
+        return len(sampled)
+
+
+def _reading(probe: Probe, p: Proc, full: bool) -> Reading | None:
+    """The reading of the entry's process; None when it is not that process any more,
+    or the OS would not say (EMFILE and the like), which must not end the sampler."""
+    try:
+        return probe.sample(p.pid, p.started_at, full=full)
+    except OSError:
+        return None
