@@ -96,11 +96,18 @@ def status_lines(info: Mapping[str, Any]) -> Lines:
     return key_values(info)
 
 
-def show_lines(proc: Entry, now: float | None = None, local: bool = False) -> Lines:
+def show_lines(
+    proc: Entry,
+    now: float | None = None,
+    local: bool = False,
+    history: Sequence[Mapping[str, Any]] = (),
+    ascii: bool = False,
+) -> Lines:
     """One entry in full, one field per line: `alive` as yes/no (as `list` has it), its
     age after it, times in local time when `local`, its log files as `log.out` and
     `log.err` (`log  -` when it has none), its metrics as `metrics.NAME` lines
-    (`metrics  -` when it has none)."""
+    (`metrics  -` when it has none), and `history` (its samples, oldest first) as
+    sparklines of CPU and RSS (`ascii`: in ASCII)."""
     fields: dict[str, Any] = {}
     for key, value in proc.items():
         if key == "log" and isinstance(value, Mapping):
@@ -116,6 +123,8 @@ def show_lines(proc: Entry, now: float | None = None, local: bool = False) -> Li
             fields[key] = when(value, local)
         else:
             fields[key] = value
+    if history:
+        fields.update(history_fields(history[-HISTORY_SHOWN:], ascii))
     return key_values(fields, _cell)
 
 
@@ -186,3 +195,19 @@ def sparkline(values: Sequence[float | None], top: float | None = None, ascii: b
             share = v / ceiling if ceiling > 0 else 0.0
             out.append(levels[min(int(share * len(levels)), len(levels) - 1)])
     return "".join(out)
+
+
+HISTORY_SHOWN = 60  # samples a sparkline of `show` covers, the newest
+
+
+def history_fields(samples: Sequence[Mapping[str, Any]], ascii: bool) -> dict[str, str]:
+    """CPU (0 to 100% of one core, or more) and RSS (0 to its largest) as sparklines."""
+    cpu = [s.get("cpu_percent") for s in samples]
+    rss = [s.get("rss_bytes") for s in samples]
+    cpu_top = max([100.0, *(v for v in cpu if v is not None)])
+    rss_top = max([0, *(v for v in rss if v is not None)])
+    n = f"the last {len(samples)} samples"
+    return {
+        "history.cpu": f"{sparkline(cpu, cpu_top, ascii)}  ({n}, 0-{cpu_top:.0f}%)",
+        "history.rss": f"{sparkline(rss, rss_top, ascii)}  ({n}, 0-{size(rss_top)})",
+    }

@@ -159,10 +159,20 @@ def show(
     target
         An id or a name.
     """
-    proc = call(common, api.SHOW, selector_of(select, target))
+    with connect(common) as client:
+        proc = client.call(api.SHOW, selector_of(select, target))
+        history = [] if json_ or proc.get("metrics") is None else _history(client, proc["id"])
     now, local = time.time(), sys.stdout.isatty()
-    output.emit(proc, json_, lambda p: output.show_lines(p, now, local))
+    ascii = (sys.stdout.encoding or "").lower().replace("-", "") != "utf8"
+    output.emit(proc, json_, lambda p: output.show_lines(p, now, local, history, ascii))
     return ExitCode.OK
+
+
+def _history(client: Client, proc_id: int) -> list[dict[str, Any]]:
+    """The entry's metrics samples, oldest first (none when it has gone meanwhile)."""
+    params = api.HistoryParams(select=Selector(ids=(api.ProcId(proc_id),)))
+    found = client.call(api.METRICS_HISTORY, params)
+    return list(found[0]["samples"]) if found else []
 
 
 def rm(
