@@ -293,12 +293,13 @@ def test_repeated_flags_combine_and_keep_their_errors(
 def test_repeated_flags_bind_what_cyclopts_binds(args: list[str]) -> None:
     """Taking later occurrences out of argv (`lift_repeats`) binds the same values, in
     the same order, as cyclopts reading them all."""
-    from goproc.cli.app import _append_lifted, app, lift_repeats
+    from goproc.cli.app import app
+    from goproc.cli.argv import append_lifted, lift_repeats
 
     _, whole, _ = app.parse_args(args, exit_on_error=False, print_error=False)
     kept, lifted = lift_repeats(args)
     _, bound, _ = app.parse_args(kept, exit_on_error=False, print_error=False)
-    _append_lifted(bound.arguments, lifted)
+    append_lifted(bound.arguments, lifted)
     assert repr(bound.arguments) == repr(whole.arguments)
     flags = kept[: kept.index("--")] if "--" in kept else kept
     assert flags.count("--tag") <= 1 and flags.count("--id") <= 1

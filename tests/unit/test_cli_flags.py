@@ -9,7 +9,7 @@ from typing import cast
 import pytest
 
 from goproc import api
-from goproc.cli.app import leading_config
+from goproc.cli.argv import leading_config
 from goproc.cli.flags import Labels, Select, seconds_of, signal_of
 from goproc.errors import UsageError
 
