@@ -276,8 +276,8 @@ def daemon(spawn_daemon: Callable[..., Daemon]) -> Daemon:
 def sleeper() -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(*cmd: str) -> subprocess.Popen[bytes]:
-        p = subprocess.Popen(list(cmd) if cmd else ["sleep", "300"])
+    def start(*cmd: str, **popen: Any) -> subprocess.Popen[bytes]:
+        p = subprocess.Popen(list(cmd) if cmd else ["sleep", "300"], **popen)
         procs.append(p)
         return p
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,20 +28,15 @@ HOLD_200MB = [
 ]
 
 
+Start = Callable[..., subprocess.Popen[bytes]]
+
+
 @pytest.fixture
-def procs() -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(cmd: list[str], **kw: Any) -> subprocess.Popen[bytes]:
-        p = subprocess.Popen(cmd, **kw)
-        started.append(p)
-        return p
-
-    yield start
-    for p in started:
-        if p.poll() is None:
-            p.kill()
-        p.wait(10)
+def procs(
+    sleeper: Callable[..., subprocess.Popen[bytes]],
+) -> Callable[..., subprocess.Popen[bytes]]:
+    """`sleeper` taking the command as one list (and Popen's keywords)."""
+    return lambda cmd, **popen: sleeper(*cmd, **popen)
 
 
 def metrics_of(d: Daemon, proc_id: int) -> dict[str, Any] | None:
