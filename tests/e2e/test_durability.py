@@ -180,6 +180,8 @@ def test_burst_of_adds_causes_few_snapshot_writes(daemon: Daemon, sleeper) -> No
     wait_until(
         lambda: len(read_snapshot(daemon)["procs"]) == n, what="the snapshot to hold the burst"
     )
+    # The write is counted just after its file is in place: wait for the count too.
+    wait_until(lambda: daemon.call("status")["snapshot_writes"] > before, what="the count")
     writes = daemon.call("status")["snapshot_writes"] - before
     assert 1 <= writes <= 10, f"{writes} snapshot writes for {n} adds"
 
