@@ -41,6 +41,7 @@ class Sampler:
         *,
         interval: float,
         clock: Callable[[], float],
+        on_sweep: Callable[[list[Proc]], None] = lambda sampled: None,
     ) -> None:
         self.entries = entries
         self.current = current
@@ -48,6 +49,7 @@ class Sampler:
         self.store = store
         self.interval = interval
         self.clock = clock
+        self.on_sweep = on_sweep  # told each sweep's sampled entries (the alert rules)
         self.sweeps = 0
         self.last_sweep_seconds = 0.0
         self.sampled = 0
@@ -68,7 +70,7 @@ class Sampler:
         targets = await trio.to_thread.run_sync(lambda: [p for p in everything if p.alive])
         probe, store, current = self.probe, self.store, self.current
         full_sweep = self.sweeps % FULL_EVERY == 0
-        sampled: set[int] = set()
+        sampled: list[Proc] = []
         for at in range(0, len(targets), CHUNK):
             chunk = targets[at : at + CHUNK]
             tracks = store.tracks
@@ -86,11 +88,12 @@ class Sampler:
                 if now is not p and (now is None or not now.alive or not same_entry(now, p)):
                     continue  # gone meanwhile, or not the entry read: no sample
                 store.record(now, reading, wall, mono, full)
-                sampled.add(p.id)
-        store.retain(sampled)
+                sampled.append(now)
+        store.retain({p.id for p in sampled})
         self.sweeps += 1
         self.sampled = len(sampled)
         self.last_sweep_seconds = time.perf_counter() - started
+        self.on_sweep(sampled)
         return len(sampled)
 
 
