@@ -13,13 +13,16 @@ A condition is METRIC OP VALUE [for DURATION]:
 
 `Crossing` says when a condition fires for one entry: once per crossing, at the first
 sample at which it has held for its whole window, and again only after a sample at which
-it did not hold.
+it did not hold.  `parse_action` reads what a rule does then: `event` (the `alert`
+event and a log line only), `signal:NAME` (a name like HUP or SIGUSR1, or a number), or
+`kill` (what `goproc kill` does: TERM, then KILL after its timeout).
 """
 
 from __future__ import annotations
 
 import operator
 import re
+import signal
 from collections.abc import Callable
 
 from attrs import frozen
@@ -57,7 +60,9 @@ _CONDITION = re.compile(
     re.ASCII,
 )
 _NUMBER = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(.*)", re.ASCII)
-FIELD = "if"  # the parameter a condition comes in, which every message names
+FIELD = "condition"  # the parameter a condition comes in, which every message names
+ACTION_FIELD = "action"
+ACTIONS = ("event", "signal:NAME", "kill")
 
 
 @frozen
@@ -71,11 +76,40 @@ class Condition:
         return OPS[self.op](value, self.value)
 
     def text(self) -> str:
-        """The condition in a canonical spelling (the metric's base unit), which
-        `parse_condition` reads back as the same condition."""
-        unit = {"cpu": "%", "age": "s"}.get(self.metric, "")
-        window = f" for {_number(self.window)}s" if self.window else ""
-        return f"{self.metric} {self.op} {_number(self.value)}{unit}{window}"
+        """The condition in a canonical spelling (bytes in the largest unit that states
+        them exactly, durations in h, m or s), which `parse_condition` reads back as the
+        same condition."""
+        window = f" for {_seconds_text(self.window)}" if self.window else ""
+        return f"{self.metric} {self.op} {self._value_text()}{window}"
+
+    def _value_text(self) -> str:
+        if self.metric == "cpu":
+            return f"{_number(self.value)}%"
+        if self.metric == "age":
+            return _seconds_text(self.value)
+        if self.metric in ("threads", "fds"):
+            return _number(self.value)
+        rate = "/s" if self.metric != "mem" else ""
+        return _bytes_text(self.value) + rate
+
+
+_SHOWN_UNITS = ("TiB", "TB", "GiB", "GB", "MiB", "MB", "KiB", "kB")
+
+
+def _bytes_text(value: float) -> str:
+    """Bytes in the largest unit that states them to three decimals exactly."""
+    for unit in _SHOWN_UNITS:
+        q = value / SIZE_UNITS[unit]
+        if q >= 1 and round(q, 3) == q and round(q, 3) * SIZE_UNITS[unit] == value:
+            return _number(q) + unit
+    return _number(value)
+
+
+def _seconds_text(seconds: float) -> str:
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{_number(seconds / size)}{unit}"
+    return f"{_number(seconds)}s"
 
 
 def _number(value: float) -> str:
@@ -157,3 +191,45 @@ class Crossing:
         since = t if self.since is None else self.since
         fire = not self.fired and t - since >= condition.window
         return Crossing(since=since, fired=self.fired or fire), fire
+
+
+def parse_action(text: str) -> str:
+    """The action `text` states, spelt canonically (`event`, `kill`, `signal:HUP`, or
+    `signal:40` for a signal without a name); InvalidValue naming what is wrong."""
+    word = text.strip(" \t") if text.isascii() else ""
+    if word in ("event", "kill"):
+        return word
+    kind, colon, sig = word.partition(":")
+    if kind == "signal" and colon:
+        number = _signal_number(sig.strip(" \t"))
+        if number is not None:
+            return "signal:" + _signal_text(number)
+        raise InvalidValue(
+            f"{ACTION_FIELD}: not a signal name or number, like signal:HUP, got {text!r}"
+        )
+    raise InvalidValue(
+        f"{ACTION_FIELD}: must be event, signal:NAME (like signal:HUP) or kill, got {text!r}"
+    )
+
+
+def action_signal(action: str) -> int | None:
+    """The signal a canonical `signal:` action sends; None for `event` and `kill`."""
+    kind, _, sig = action.partition(":")
+    return _signal_number(sig) if kind == "signal" else None
+
+
+def _signal_number(text: str) -> int | None:
+    if text.isdigit() and len(text) <= 3:
+        number = int(text)
+        return number if number and number in signal.valid_signals() else None
+    name = text.upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    sig = getattr(signal.Signals, name, None) if name.isidentifier() else None
+    return int(sig) if isinstance(sig, signal.Signals) else None
+
+
+def _signal_text(number: int) -> str:
+    try:
+        return signal.Signals(number).name.removeprefix("SIG")
+    except ValueError:  # a real-time signal: a number only
+        return str(number)

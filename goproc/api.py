@@ -17,7 +17,7 @@ from typing import Any, Generic, NewType, TypeVar
 import attrs
 from attrs import field, frozen
 
-from goproc.model import LogFiles, Proc, Selector
+from goproc.model import LogFiles, Proc, Rule, Selector
 
 # The CLI imports this module on every run, and each method attrs generates costs
 # start-up time: these values are built, read and encoded, never compared, hashed or
@@ -137,6 +137,25 @@ class HistoryParams:
     since: Timestamp | None = None
 
 
+@frozen(repr=False, eq=False)
+class AlertAddParams:
+    """A new alert rule: `condition` (`goproc.alerts.parse_condition`), `action`
+    (`goproc.alerts.parse_action`), an optional unique `rule` name; for the entries the
+    selectors match, or every entry with `all` and no selector."""
+
+    condition: str
+    action: str = "event"
+    rule: Name | None = None
+    target: Targeted = flat(Targeted)
+
+
+@frozen(repr=False, eq=False)
+class AlertRemoveParams:
+    """`rule`: the rule's number (a ProcId) or its name."""
+
+    rule: ProcId | Name
+
+
 # ---- results ---------------------------------------------------------------------------
 
 
@@ -162,6 +181,8 @@ class Status:
     metrics_last_sweep_seconds: float
     metrics_sampled: int  # processes the last metrics sweep read
     cpu_seconds: float  # the daemon's own CPU time (user + system) since it started
+    alert_rules: int
+    alerts_fired: int  # times an alert rule fired since the daemon started
 
 
 @frozen(repr=False, eq=False)
@@ -222,6 +243,15 @@ class History:
 
 
 @frozen(repr=False, eq=False)
+class AlertRule:
+    """A rule as stored, and the ids of the entries it has fired for and that have not
+    cleared since (memory only: empty again after a restart)."""
+
+    rule: Rule
+    firing: tuple[int, ...] = ()
+
+
+@frozen(repr=False, eq=False)
 class Subscribed:
     subscription: int
 
@@ -249,6 +279,11 @@ UNSUBSCRIBE: Method[UnsubscribeParams, Unsubscribed] = Method(
 )
 METRICS_HISTORY: Method[HistoryParams, list[History]] = Method(
     "metrics.history", HistoryParams, list[History]
+)
+ALERT_ADD: Method[AlertAddParams, AlertRule] = Method("alert.add", AlertAddParams, AlertRule)
+ALERT_LIST: Method[NoParams, list[AlertRule]] = Method("alert.list", NoParams, list[AlertRule])
+ALERT_REMOVE: Method[AlertRemoveParams, AlertRule] = Method(
+    "alert.remove", AlertRemoveParams, AlertRule
 )
 
 
@@ -292,12 +327,15 @@ METHODS: dict[str, Method[Any, Any]] = {
         SUBSCRIBE,
         UNSUBSCRIBE,
         METRICS_HISTORY,
+        ALERT_ADD,
+        ALERT_LIST,
+        ALERT_REMOVE,
     )
 }
 
 # Event notifications: `{"jsonrpc":"2.0","method":"event","params":EVENT}`.
 EVENT_METHOD = "event"
-EVENT_KINDS = ("added", "removed", "exited", "revived", "updated")
+EVENT_KINDS = ("added", "removed", "exited", "revived", "updated", "alert")
 
 
 # ---- params on the wire ----------------------------------------------------------------

@@ -103,6 +103,10 @@ class TooManySubscriptions(TooManyConnections):
     """`max_subscriptions` on this connection, or `max_subscriptions_total` in all."""
 
 
+class TooManyRules(TooManyConnections):
+    """`goproc.rulebook.MAX_RULES` alert rules are kept already."""
+
+
 class ShuttingDown(GoprocError):
     """The daemon is stopping: a request that would block (`wait`) is ended unanswered
     by its result."""

@@ -11,6 +11,8 @@ from collections.abc import Iterable
 
 from attrs import frozen
 
+from goproc.alerts import Condition
+
 NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 NAME_RULE = "at most 64 of letters, digits, '.', '-', '_'"
 
@@ -126,12 +128,32 @@ class Selector:
 
 
 @frozen
+class Rule:
+    """An alert rule: what to do (`action`, canonical: `goproc.alerts.parse_action`)
+    when `condition` holds for an alive entry that `select` matches (every entry when
+    `all`).  `id` is never reused until a `reset`; `name` is unique among rules."""
+
+    id: int
+    name: str | None
+    select: Selector
+    all: bool
+    condition: Condition
+    action: str
+    created_at: float
+
+
+@frozen
 class Change:
     """What one mutation did, as a journal record: entries written whole (`put`), ids
-    forgotten (`deleted`), and the id counter after it.  `reset` forgets everything first.
-    Applying a Change is idempotent, so replaying a journal over a newer snapshot is safe."""
+    forgotten (`deleted`), and the id counter after it; alert rules likewise
+    (`rules_put`, `rules_deleted`, `next_rule`: 0 leaves the rule counter as it is).
+    `reset` forgets everything first, rules included.  Applying a Change is
+    idempotent, so replaying a journal over a newer snapshot is safe."""
 
     next_id: int
     put: tuple[Proc, ...] = ()
     deleted: tuple[int, ...] = ()
     reset: bool = False
+    rules_put: tuple[Rule, ...] = ()
+    rules_deleted: tuple[int, ...] = ()
+    next_rule: int = 0

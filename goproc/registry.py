@@ -20,10 +20,12 @@ from goproc.model import (
     LogFiles,
     Proc,
     ProcessFacts,
+    Rule,
     Selector,
     normalize_labels,
     same_start,
 )
+from goproc.rulebook import RuleBook
 
 Kind = Literal["tags", "groups"]
 
@@ -35,9 +37,10 @@ class Registry:
     exactly the ids whose entry carries that key.
     """
 
-    __slots__ = ("_by_group", "_by_name", "_by_pid", "_by_tag", "_procs", "next_id")
+    __slots__ = ("_by_group", "_by_name", "_by_pid", "_by_tag", "_procs", "next_id", "rules")
 
     def __init__(self) -> None:
+        self.rules = RuleBook()  # the alert rules: changed by `apply` only, as entries
         self._clear()
 
     def _clear(self) -> None:
@@ -49,6 +52,7 @@ class Registry:
         self._by_tag: dict[str, Ids] = {}
         self._by_group: dict[str, Ids] = {}
         self.next_id = 1
+        self.rules.clear()
 
     # ---- reading -------------------------------------------------------------------
 
@@ -244,7 +248,7 @@ class Registry:
         return new, Change(next_id=self.next_id, put=(new,) if new != p else ())
 
     def plan_reset(self) -> Change:
-        """Forget everything and start ids at 1 again."""
+        """Forget everything, alert rules too, and start ids at 1 again."""
         return Change(next_id=1, reset=True)
 
     def set_alive(self, proc_id: int, alive: bool, now: float) -> Proc | None:
@@ -275,6 +279,7 @@ class Registry:
         if change.reset:
             self._clear()
             self.next_id = change.next_id
+        self.rules.apply(change)
         for proc_id in change.deleted:
             self._unindex(proc_id)
             self._procs.pop(proc_id, None)
@@ -292,15 +297,31 @@ class Registry:
 
     def _undo_for(self, change: Change) -> Change:
         if change.reset:
-            return Change(next_id=self.next_id, put=tuple(self._procs.values()), reset=True)
+            return Change(
+                next_id=self.next_id,
+                put=tuple(self._procs.values()),
+                reset=True,
+                rules_put=tuple(self.rules),
+                next_rule=self.rules.next_id,
+            )
         touched = {p.id for p in change.put} | set(change.deleted)
         before = tuple(self._procs[i] for i in sorted(touched) if i in self._procs)
         created = tuple(i for i in sorted(touched) if i not in self._procs)
-        return Change(next_id=self.next_id, put=before, deleted=created)
+        rules_before, rules_created = self.rules.undo_for(change)
+        return Change(
+            next_id=self.next_id,
+            put=before,
+            deleted=created,
+            rules_put=rules_before,
+            rules_deleted=rules_created,
+        )
 
-    def load(self, procs: Iterable[Proc], next_id: int) -> None:
-        """Replace the content with `procs` (from a snapshot)."""
+    def load(
+        self, procs: Iterable[Proc], next_id: int, rules: tuple[Rule, ...] = (), next_rule: int = 1
+    ) -> None:
+        """Replace the content with `procs` and `rules` (from a snapshot)."""
         self._clear()
+        self.rules.load(rules, next_rule)
         for p in sorted(procs, key=lambda p: p.id):
             self._procs[p.id] = p
             self._index(p)

@@ -161,6 +161,8 @@ def make_parts(
             metrics_last_sweep_seconds=0.0,
             metrics_sampled=0,
             cpu_seconds=0.0,
+            alert_rules=len(registry.rules),
+            alerts_fired=0,
         )
 
     ctx = Ctx(

@@ -70,6 +70,7 @@ COMMANDS = (  # name, module:function in goproc.cli.commands, the line `goproc -
     ("tag", "labels:tag_app", "List (bare, or 'list'), add, remove, rename tags."),
     ("group", "labels:group_app", "List (bare, or 'list'), add, remove, rename groups."),
     ("name", "procs:name", "Set or clear an entry's unique name."),
+    ("alert", "alerts:alert_app", "Add, list (bare, or 'list') and remove alert rules."),
     ("reset", "procs:reset", "Forget every entry and restart ids at 1."),
     (
         "--install-completion",

@@ -67,6 +67,23 @@ def groups(_: Any = None) -> Candidates:
     return _labels("groups")
 
 
+def rules(_: Any = None) -> Candidates:
+    """An alert rule's number or name (`alert rm`)."""
+    try:
+        with Client(paths.socket_path(), timeout=TIMEOUT) as client:
+            found = client.call(api.ALERT_LIST, api.NoParams())
+    except Exception:  # as `entries`: nothing rather than a failure in the shell
+        return []
+    found = [r for r in found if isinstance(r, dict)] if isinstance(found, list) else []
+    about = [shown(f"{r.get('condition')} then {r.get('action')}")[:DESCRIPTION_MAX] for r in found]
+    return _unique(
+        [
+            *((_number(r.get("id")), a) for r, a in zip(found, about, strict=True)),
+            *((r.get("name"), a) for r, a in zip(found, about, strict=True)),
+        ]
+    )
+
+
 def signals(_: Any = None) -> Candidates:
     """The signal names (without SIG), in number order; the daemon takes these, as it
     takes SIGTERM, term and numbers."""

@@ -260,7 +260,16 @@ def event_line(event: Mapping[str, Any], json_: bool, local: bool = False) -> st
         return f"{time}  overflow: events were dropped; reconnect"
     name = f" name={shown(event['name'])}" if event.get("name") else ""
     ids = f"id={shown(event['id'])} pid={shown(event['pid'])}"
-    return f"{time}  {shown(event['kind']):<8} {ids}{name}"
+    line = f"{time}  {shown(event['kind']):<8} {ids}{name}"
+    if event["kind"] == "alert":  # which rule, and the value that crossed
+        rule = f"rule={shown(event.get('rule'))}"
+        if event.get("rule_name"):
+            rule += f" ({shown(event['rule_name'])})"
+        line += (
+            f" {rule}: {shown(event.get('condition'))}, value {shown(event.get('value'))};"
+            f" then {shown(event.get('action'))}"
+        )
+    return line
 
 
 # ---- tags and groups ---------------------------------------------------------------------

@@ -12,7 +12,8 @@ from __future__ import annotations
 import itertools
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import trio
 from attrs import frozen
@@ -28,12 +29,14 @@ DEFAULT_MAX_SUBSCRIPTIONS = 1024
 
 @frozen
 class Event:
-    """What happened to one entry (`kind`: added, removed, exited, revived, updated)."""
+    """What happened to one entry (`kind`: added, removed, exited, revived, updated,
+    alert); `extra`: the kind's own fields (an alert's rule, condition and value)."""
 
     kind: str
     time: float
     proc: Proc
     metrics: str | None = None  # the entry's metrics' wire text when it happened
+    extra: Mapping[str, Any] | None = None
 
     def line(self, subscription: int) -> bytes:
         """The `event` notification for one subscription, as one line."""
@@ -46,6 +49,8 @@ class Event:
             "pid": p.pid,
             "name": p.name,
         }
+        if self.extra:
+            head.update(self.extra)
         return b"".join(
             (_NOTIFICATION_HEAD, dumps(head)[:-1], b',"proc":', spliced(p, self.metrics), b"}}\n")
         )
@@ -174,7 +179,14 @@ class EventBus:
         sub.close()
         return True
 
-    def publish(self, kind: str, proc: Proc, now: float, before: Proc | None = None) -> None:
+    def publish(
+        self,
+        kind: str,
+        proc: Proc,
+        now: float,
+        before: Proc | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
         """Offer the event to every subscription whose selector matches the entry as it
         is now or, for an update, as it was (so a subscriber to tag x sees x removed)."""
         if not self.subscriptions:
@@ -187,7 +199,7 @@ class EventBus:
                 continue
             if sub.held is None or sub.held.holds(proc):
                 if event is None:  # made once, shared by every subscriber
-                    event = Event(kind, now, proc, self.metrics.text(proc))
+                    event = Event(kind, now, proc, self.metrics.text(proc), extra)
                 sub.offer(event)
                 if sub.overflowed:
                     self.subscriptions.pop(sub.id, None)

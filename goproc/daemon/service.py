@@ -156,8 +156,15 @@ class Service:
 
     def _changes_nothing(self, change: Change) -> bool:
         return (
-            not (change.put or change.deleted or change.reset)
+            not (
+                change.put
+                or change.deleted
+                or change.reset
+                or change.rules_put
+                or change.rules_deleted
+            )
             and change.next_id == self.registry.next_id
+            and change.next_rule in (0, self.registry.rules.next_id)
         )
 
     async def _wait_synced(self, ticket: int, undo: Change) -> None:

@@ -24,10 +24,12 @@ import trio
 from goproc import __version__
 from goproc.api import Status
 from goproc.config import Config
+from goproc.daemon.alerting import ACTION_QUEUE, Act, Alerter, run_actions
 from goproc.daemon.events import EventBus
 from goproc.daemon.exits import ExitWatcher, raise_fd_limit
 from goproc.daemon.handlers import Ctx, make_dispatch
 from goproc.daemon.handlers.context import Session
+from goproc.daemon.handlers.kill import kill_one
 from goproc.daemon.liveness import Liveness
 from goproc.daemon.metrics import Sampler
 from goproc.daemon.probe import OsProbe, boot_id
@@ -39,6 +41,7 @@ from goproc.paths import LOG_DIR
 from goproc.registry import Registry
 from goproc.rpc.entries import metrics_text
 from goproc.rpc.jsonrpc import Dispatch
+from goproc.store.format import RuleState
 from goproc.store.journal import Journal
 from goproc.store.load import Loaded, load_state
 from goproc.store.writer import SnapshotWriter
@@ -97,6 +100,7 @@ def status_source(
     watcher: ExitWatcher,
     bus: EventBus,
     sampler: Sampler,
+    alerter: Alerter,
     connections: Callable[[], int],
 ) -> Callable[[], Status]:
     """What `status` answers, read from the parts when it is asked."""
@@ -124,6 +128,8 @@ def status_source(
             metrics_last_sweep_seconds=round(sampler.last_sweep_seconds, 6),
             metrics_sampled=sampler.sampled,
             cpu_seconds=round(time.process_time(), 3),
+            alert_rules=len(registry.rules),
+            alerts_fired=alerter.fired,
         )
 
     return status
@@ -141,6 +147,7 @@ class Parts:
     liveness: Liveness
     sampler: Sampler
     server: Server
+    actions: Callable[..., Any]  # the alert rules' action runner: `nursery.start` it
 
 
 def build(
@@ -167,6 +174,7 @@ def build(
         loaded.on_disk,
         newest_gen=loaded.newest_gen,
         previous_gen=loaded.previous_gen,
+        rules=lambda: RuleState(tuple(registry.rules), registry.rules.next_id),
     )
     metrics = MetricsStore(config.metrics_history, metrics_text)
     bus = EventBus(config.event_queue, config.max_subscriptions_total, metrics)
@@ -187,6 +195,8 @@ def build(
         last_seen_interval=config.last_seen_interval,
         clock=outlets.clock,
     )
+    send_actions, receive_actions = trio.open_memory_channel[Act](ACTION_QUEUE)
+    alerter = Alerter(registry, metrics, bus, send_actions, outlets.clock)
     sampler = Sampler(
         lambda: registry,
         registry.get,
@@ -194,6 +204,7 @@ def build(
         metrics,
         interval=config.metrics_interval,
         clock=outlets.clock,
+        on_sweep=alerter.on_sweep,
     )
     status = status_source(
         registry,
@@ -204,6 +215,7 @@ def build(
         watcher,
         outlets.bus,
         sampler,
+        alerter,
         lambda: server.connections,
     )
     ctx = Ctx(
@@ -220,13 +232,17 @@ def build(
         log_dir=str(state_dir.absolute() / LOG_DIR),
         metrics=metrics,
         metrics_interval=config.metrics_interval,
+        firing=alerter.firing,
     )
 
     def dispatch_for(session: Session) -> Dispatch:
         return make_dispatch(attrs.evolve(ctx, session=session))
 
     server = Server(listener, config, dispatch_for, outlets.bus)
-    return Parts(registry, loaded, journal, writer, watcher, liveness, sampler, server)
+    actions = functools.partial(
+        run_actions, receive_actions, lambda p, params: kill_one(ctx, p, params)
+    )
+    return Parts(registry, loaded, journal, writer, watcher, liveness, sampler, server, actions)
 
 
 async def run(parts: Parts, socket_path: Path, state_dir: Path) -> None:
@@ -243,6 +259,7 @@ async def run(parts: Parts, socket_path: Path, state_dir: Path) -> None:
             await nursery.start(parts.watcher.run)
             await nursery.start(parts.writer.run)
             await nursery.start(parts.liveness.run)
+            await nursery.start(parts.actions)
             await nursery.start(parts.sampler.run)
             async with trio.open_nursery() as serving:
                 await serving.start(parts.server.run)

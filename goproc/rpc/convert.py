@@ -27,6 +27,7 @@ from cattrs.v import transform_error
 from goproc.api import (
     ID_MAX,
     PID_MAX,
+    AlertRule,
     KillOutcome,
     Label,
     Name,
@@ -39,7 +40,7 @@ from goproc.api import (
     wire_names,
 )
 from goproc.errors import InvalidValue
-from goproc.model import LogFiles, Proc, Selector
+from goproc.model import LogFiles, Proc, Rule, Selector
 from goproc.rpc import values
 from goproc.rpc.decoding import entry_from_dict, log_files
 from goproc.rpc.entries import (
@@ -52,6 +53,7 @@ from goproc.rpc.entries import (
     wire_dict,
     wire_json,
 )
+from goproc.rpc.rules import alert_rule_dict, rule_dict, rule_hook, rule_ref
 from goproc.rpc.values import Invalid, show_value
 
 T = TypeVar("T")
@@ -77,6 +79,8 @@ def make_converter(*, detailed: bool = True) -> cattrs.Converter:
       snapshot entry without it loads as null); `AddParams.log`: true, false or such
       an object;
     - `KillOutcome.error` and `KillOutcome.removed` are left out when null;
+    - alert rules (`Rule`, and `AlertRule` with its `firing`) as `goproc.rpc.rules`
+      lays them out; `alert.remove`'s `rule`: a number (ProcId) or a name (Name);
     - with `detailed=False`, entries are structured by `decoding.entry_from_dict`, the
       same rules checked by hand, several times faster (a snapshot's 100,000 entries).
     Structuring failures raise cattrs' ClassValidationError; `structure_params` words
@@ -99,6 +103,10 @@ def make_converter(*, detailed: bool = True) -> cattrs.Converter:
     c.register_structure_hook_factory(_is_homogeneous_tuple, lambda tp: _tuple_hook(c, tp))
     c.register_structure_hook_factory(_has_flat_fields, lambda cls: _flat_hook(c, cls))
     c.register_structure_hook_func(lambda tp: tp == bool | LogFiles, _add_log)
+    c.register_structure_hook_func(lambda tp: tp == ProcId | Name, rule_ref)
+    c.register_structure_hook(Rule, rule_hook(c))
+    c.register_unstructure_hook(Rule, rule_dict)
+    c.register_unstructure_hook(AlertRule, alert_rule_dict)
     c.register_unstructure_hook(Proc, entry_dict)
     c.register_unstructure_hook(
         KillOutcome,

@@ -2,10 +2,12 @@
 files opened here (a snapshot is read from a file object the caller opened).
 
 - snapshot: one JSON document, `{"version": 1, "next_id": N, "journal": G, "boot": {...},
-  "procs": [...]}`, laid out one entry per line so it loads a chunk of entries at a
-  time (`read_snapshot`); any other valid layout is read whole.
+  "next_rule": R?, "rules": [...]?, "procs": [...]}`, laid out one entry per line so it
+  loads a chunk of entries at a time (`read_snapshot`); any other valid layout is read
+  whole.  The alert rules (`goproc.rpc.rules`) are few: they sit in the first line.
 - journal record: one line per `goproc.model.Change`, `{"next_id": N, "reset": true?,
-  "deleted": [ids]?, "put": [entries]?}`.
+  "deleted": [ids]?, "rules_deleted": [ids]?, "next_rule": R?, "rules_put": [rules]?,
+  "put": [entries]?}`.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from typing import Any, BinaryIO
 
 import attrs
 
-from goproc.model import Change, Proc
+from goproc.model import Change, Proc, Rule
 from goproc.rpc.convert import CONVERTER, FAST_CONVERTER
 from goproc.rpc.decoding import ID_MAX, entry_from_dict
 from goproc.rpc.entries import dumps, entry_lines
+from goproc.rpc.rules import rule_dict
 
 SNAPSHOT = "goproc.snapshot.json"
 SNAPSHOT_VERSION = 1
@@ -47,17 +50,38 @@ class Header:
     next_id: int
     journal: int  # the first journal generation not folded in
     boot: dict[str, Any] | None  # {"id": boot id, "time": boot-time anchor}, if known
+    rules: tuple[Rule, ...] = ()
+    next_rule: int = 1
+
+
+@attrs.frozen
+class RuleState:
+    """The alert rules a snapshot keeps, and the rule counter."""
+
+    rules: tuple[Rule, ...] = ()
+    next_rule: int = 1
+
+
+NO_RULES = RuleState()
 
 
 # ---- snapshot --------------------------------------------------------------------------
 
 
-def snapshot_head(next_id: int, journal_gen: int, boot: dict[str, Any] | None = None) -> bytes:
+def snapshot_head(
+    next_id: int,
+    journal_gen: int,
+    boot: dict[str, Any] | None = None,
+    rules: RuleState = NO_RULES,
+) -> bytes:
     """A snapshot file's first line: its header fields and the opening of its entries."""
     head: dict[str, Any] = {"version": SNAPSHOT_VERSION, "next_id": next_id}
     head["journal"] = journal_gen
     if boot is not None:
         head["boot"] = boot
+    if rules.rules or rules.next_rule > 1:
+        head["next_rule"] = rules.next_rule
+        head["rules"] = [rule_dict(r) for r in rules.rules]
     return dumps(head)[:-1] + _LINE_HEAD
 
 
@@ -66,20 +90,28 @@ def snapshot_tail(empty: bool) -> bytes:
 
 
 def snapshot_chunks(
-    procs: Sequence[Proc], next_id: int, journal_gen: int, boot: dict[str, Any] | None = None
+    procs: Sequence[Proc],
+    next_id: int,
+    journal_gen: int,
+    boot: dict[str, Any] | None = None,
+    rules: RuleState = NO_RULES,
 ) -> Iterator[bytes]:
     """The snapshot file in pieces, a chunk of entries at a time, so writing 100,000
     entries never holds their encoding whole."""
-    yield snapshot_head(next_id, journal_gen, boot)
+    yield snapshot_head(next_id, journal_gen, boot, rules)
     for n, chunk in enumerate(entry_lines(procs, sep=b",\n")):
         yield (b",\n" if n else b"") + chunk
     yield snapshot_tail(not procs)
 
 
 def snapshot_bytes(
-    procs: Sequence[Proc], next_id: int, journal_gen: int, boot: dict[str, Any] | None = None
+    procs: Sequence[Proc],
+    next_id: int,
+    journal_gen: int,
+    boot: dict[str, Any] | None = None,
+    rules: RuleState = NO_RULES,
 ) -> bytes:
-    return b"".join(snapshot_chunks(procs, next_id, journal_gen, boot))
+    return b"".join(snapshot_chunks(procs, next_id, journal_gen, boot, rules))
 
 
 @attrs.frozen
@@ -183,7 +215,28 @@ def _check_header(obj: Any) -> Header:
             and 0 <= anchor <= BOOT_TIME_MAX
         ):
             raise SnapshotError(f"boot: not a boot id and a finite boot time, got {boot!r:.80}")
-    return Header(next_id=next_id, journal=gen, boot=boot)
+    rules, next_rule = _check_rules(obj.get("rules", []), obj.get("next_rule", 1))
+    return Header(next_id=next_id, journal=gen, boot=boot, rules=rules, next_rule=next_rule)
+
+
+def _check_rules(obj: Any, next_rule: Any) -> tuple[tuple[Rule, ...], int]:
+    """A snapshot's rules: each one a rule, numbers unique and below `next_rule`, names
+    unique (the rule book rests on both)."""
+    if type(next_rule) is not int or not 1 <= next_rule <= ID_MAX:
+        raise SnapshotError(f"next_rule: not an integer in 1..{ID_MAX}")
+    if not isinstance(obj, list):
+        raise SnapshotError("rules: not an array")
+    try:
+        rules = tuple(CONVERTER.structure(r, Rule) for r in obj)
+    except Exception as e:  # cattrs raises several kinds; all mean "not ours"
+        raise SnapshotError(f"rules: bad rule: {e}") from None
+    ids = [r.id for r in rules]
+    names = [r.name for r in rules if r.name is not None]
+    if len(set(ids)) != len(ids) or len(set(names)) != len(names):
+        raise SnapshotError("rules: a rule number or name appears twice")
+    if any(i >= next_rule for i in ids):
+        raise SnapshotError("rules: a rule number is not below next_rule")
+    return rules, next_rule
 
 
 def check_entries(procs: Sequence[Proc], header: Header) -> None:
@@ -234,6 +287,12 @@ def change_line(change: Change) -> bytes:
         head["reset"] = True
     if change.deleted:
         head["deleted"] = list(change.deleted)
+    if change.rules_deleted:
+        head["rules_deleted"] = list(change.rules_deleted)
+    if change.next_rule:
+        head["next_rule"] = change.next_rule
+    if change.rules_put:
+        head["rules_put"] = [rule_dict(r) for r in change.rules_put]
     parts = [dumps(head)[:-1]]
     if change.put:
         parts += [b',"put":[', b",".join(entry_lines(change.put)), b"]"]

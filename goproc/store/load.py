@@ -92,7 +92,8 @@ def load_state(state_dir: Path, registry: Registry, *, fresh: bool = False) -> L
             tmp.unlink(missing_ok=True)
     first_gen = 0
     if got is not None:
-        registry.load(got.procs, got.header.next_id)
+        h = got.header
+        registry.load(got.procs, h.next_id, h.rules, h.next_rule)
         first_gen = got.header.journal
     replayed = 0
     for gen in [g for g in journal_generations(state_dir) if g >= first_gen]:
@@ -154,7 +155,7 @@ def _gen_of(path: Path) -> int | None:
     """The journal generation a snapshot's header names (its first line), if it reads."""
     try:
         with path.open("rb") as f:
-            return header_of_line(f.readline(1 << 16)).journal
+            return header_of_line(f.readline(1 << 24)).journal
     except (OSError, SnapshotError):
         return None
 

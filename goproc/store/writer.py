@@ -18,7 +18,14 @@ import trio
 
 from goproc.model import Proc
 from goproc.store.files import atomic_write, atomic_write_kept
-from goproc.store.format import SNAPSHOT, snapshot_chunks, snapshot_head, snapshot_tail
+from goproc.store.format import (
+    NO_RULES,
+    SNAPSHOT,
+    RuleState,
+    snapshot_chunks,
+    snapshot_head,
+    snapshot_tail,
+)
 from goproc.store.generations import keep_previous
 from goproc.store.journal import Journal
 from goproc.store.rows import ROWS, ROWS_MIN, write_rows
@@ -33,9 +40,10 @@ def write_snapshot(
     next_id: int,
     journal_gen: int,
     boot: dict[str, Any] | None = None,
+    rules: RuleState = NO_RULES,
 ) -> None:
     """Atomically replace the snapshot (blocking: run it in a worker thread)."""
-    atomic_write(state_dir / SNAPSHOT, snapshot_chunks(procs, next_id, journal_gen, boot))
+    atomic_write(state_dir / SNAPSHOT, snapshot_chunks(procs, next_id, journal_gen, boot, rules))
 
 
 def write_snapshot_over(
@@ -46,12 +54,13 @@ def write_snapshot_over(
     boot: dict[str, Any] | None,
     previous: OnDisk,
     rows_min: int = ROWS_MIN,
+    rules: RuleState = NO_RULES,
 ) -> OnDisk:
     """`write_snapshot`, copying the entries unchanged since `previous` from its file,
     and its rows file (`goproc.store.rows`); the new file as an `OnDisk` (blocking: run
     it in a worker thread)."""
     starts = array("q")
-    head, tail = snapshot_head(next_id, journal_gen, boot), snapshot_tail(not procs)
+    head, tail = snapshot_head(next_id, journal_gen, boot, rules), snapshot_tail(not procs)
     pieces = snapshot_pieces(procs, previous, head, tail, starts)
     on_disk = OnDisk(atomic_write_kept(state_dir / SNAPSHOT, pieces), procs, starts)
     try:
@@ -72,12 +81,13 @@ def write_generation(
     previous: OnDisk,
     rows_min: int,
     keep: bool,
+    rules: RuleState = NO_RULES,
 ) -> tuple[bool, OnDisk]:
     """`write_snapshot_over`, first keeping the newest snapshot as the previous one when
     `keep`; whether one was kept, and the new file (blocking: run it in a worker thread)."""
     kept = keep and keep_previous(state_dir)
     return kept, write_snapshot_over(
-        state_dir, procs, next_id, journal_gen, boot, previous, rows_min
+        state_dir, procs, next_id, journal_gen, boot, previous, rows_min, rules
     )
 
 
@@ -87,7 +97,7 @@ class SnapshotWriter:
     as loaded, then as last written (see `goproc.store.spans`).  `newest_gen` and
     `previous_gen` are the journal generations of the snapshots at the newest and the
     previous path (None: none there, or not known); the journal is kept from the
-    previous one's on."""
+    previous one's on.  `rules` gives the alert rules as they are now."""
 
     def __init__(
         self,
@@ -100,7 +110,9 @@ class SnapshotWriter:
         rows_min: int = ROWS_MIN,
         newest_gen: int | None = None,
         previous_gen: int | None = None,
+        rules: Callable[[], RuleState] = lambda: NO_RULES,
     ) -> None:
+        self.rules = rules
         self.newest_gen = newest_gen
         self.previous_gen = previous_gen
         self.rows_min = rows_min
@@ -134,6 +146,7 @@ class SnapshotWriter:
         async with self._lock:
             self._dirty = trio.Event()
             procs, next_id = self.contents()
+            rules = self.rules()
             gen = self.journal.rotate()
             # Only a snapshot this daemon loaded or wrote becomes the previous one: its
             # generation, and so the journals it needs, are known.
@@ -147,6 +160,7 @@ class SnapshotWriter:
                 self.on_disk,
                 self.rows_min,
                 self.newest_gen is not None,
+                rules,
             )
             if kept:
                 self.previous_gen = self.newest_gen

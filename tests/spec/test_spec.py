@@ -409,6 +409,8 @@ class Broken(World):
 
     def setup(self) -> None:
         self.e1 = self.add(tags=["s"], groups=["s"], name="s1")
+        rule = {"condition": "cpu > 99", "ids": [self.e1["id"]], "rule": "s-rule"}
+        self.rule = result_of(self.daemon, "alert.add", rule)
         self.e2 = self.add(tags=["s"], groups=["s"])
         break_journal(self.daemon.state_dir, entries=2)
 
@@ -898,6 +900,45 @@ RESULT_CASES: dict[str, Case] = {
         },
         that(lambda ctx, p, r: len(r) == 2 and r[1]["samples"] == []),
     ),
+    "alert.add for a tag, with every parameter": Case(
+        "alert.add",
+        lambda ctx: {
+            "tags_any": [ctx.world.unique("spec-alert")],
+            "condition": "mem>1.5GiB for 2m",
+            "action": " signal:sigusr1 ",
+            "rule": f" {ctx.world.unique('spec-rule')} ",
+        },
+        that(
+            lambda ctx, p, r: (
+                (r["condition"], r["action"], r["name"], r["select"], r["all"])
+                == (
+                    "mem > 1.5GiB for 2m",
+                    "signal:USR1",
+                    p["rule"].strip(),
+                    {"tags_any": p["tags_any"]},
+                    False,
+                )
+            )
+        ),
+    ),
+    "alert.add for every entry": Case(
+        "alert.add",
+        lambda ctx: {"condition": "age > 1000h", "all": True, "action": "kill", "rule": None},
+        that(lambda ctx, p, r: r["select"] == {} and r["all"] is True and r["action"] == "kill"),
+    ),
+    "alert.list": Case(
+        "alert.list",
+        check=that(lambda ctx, p, r: [x["id"] for x in r] == sorted(x["id"] for x in r)),
+    ),
+    "alert.remove by number": Case(
+        "alert.remove",
+        lambda ctx: {
+            "rule": result_of(ctx.daemon, "alert.add", {"condition": "fds > 100000", "all": True})[
+                "id"
+            ]
+        },
+        that(lambda ctx, p, r: r["id"] == p["rule"] and r["condition"] == "fds > 100000"),
+    ),
     "unsubscribe": Case(
         "unsubscribe",
         lambda ctx: {"subscription": 0},
@@ -962,7 +1003,8 @@ def test_empty_list_filter_means_what_the_spec_says(world: World, param: str) ->
 def event_kinds() -> set[str]:
     schema = pointer_get(spec(), "/components/schemas/Event/properties/kind")
     overflow = pointer_get(spec(), "/components/schemas/OverflowEvent/properties/kind")
-    return {*schema["enum"], overflow["const"]}
+    alert = pointer_get(spec(), "/components/schemas/AlertEvent/properties/kind")
+    return {*schema["enum"], overflow["const"], alert["const"]}
 
 
 # Kinds no request can bring about in a correct daemon, and why.
@@ -970,7 +1012,7 @@ UNPROVOKABLE_EVENTS = {"revived": "a dead verdict is final; only a probe that er
 
 
 def test_event_kinds_are_all_provoked() -> None:
-    provoked = {"added", "updated", "exited", "removed"} | {"overflow"}
+    provoked = {"added", "updated", "exited", "removed"} | {"overflow", "alert"}
     assert event_kinds() == provoked | set(UNPROVOKABLE_EVENTS)
 
 
@@ -992,6 +1034,42 @@ def test_event_notifications_fit_the_spec(world: World) -> None:
         assert e["params"]["subscription"] == sub and e["params"]["id"] == proc["id"]
     kinds = [e["params"]["kind"] for e in events]
     assert kinds == ["added", "updated", "updated", "exited", "removed"]
+
+
+def test_alert_event_fits_the_spec(world: World) -> None:
+    """A rule that holds for a sleeping process (`threads >= 1`) fires at its next
+    sample: one `alert` event per rule and entry, then no more while it holds."""
+    tag = world.unique("spec-al")
+    with Conn(world.daemon) as conn:
+        sub = conn.call("subscribe", {"tags_any": [tag]})["subscription"]
+        rule = result_of(
+            world.daemon,
+            "alert.add",
+            {"tags_any": [tag], "condition": "threads >= 1", "rule": world.unique("spec-r")},
+        )
+        proc = world.add(tags=[tag])
+        conn.wait_events(lambda evs: any(e["params"].get("rule") == rule["id"] for e in evs))
+        time.sleep(0.5)  # five more sweeps: the rule still holds, and fires no more
+        conn.call("ping")  # what came before its reply is in `events`
+        events = conn.events
+    # Only this rule's: rules of other tests (for every entry) may fire for it too.
+    alerts = [
+        e for e in events if e["params"]["kind"] == "alert" and e["params"]["rule"] == rule["id"]
+    ]
+    assert len(alerts) == 1, alerts
+    for e in events:
+        assert_valid("/x-notifications/event/schema", e)
+    params = alerts[0]["params"]
+    assert (params["subscription"], params["id"], params["rule"]) == (sub, proc["id"], rule["id"])
+    assert (params["rule_name"], params["condition"], params["value"]) == (
+        rule["name"],
+        "threads >= 1",
+        1,
+    )
+    assert params["proc"]["metrics"]["threads"] == 1
+    listed = next(r for r in result_of(world.daemon, "alert.list") if r["id"] == rule["id"])
+    assert listed["firing"] == [proc["id"]]
+    result_of(world.daemon, "alert.remove", {"rule": rule["id"]})
 
 
 def test_overflow_event_fits_the_spec(world: World, spawn_daemon: Callable[..., Daemon]) -> None:
@@ -1042,6 +1120,8 @@ FILLERS: dict[str, Any] = {
     "new": "spec-new",
     "confirm": "RESET",
     "subscription": 1,
+    "condition": "cpu > 90",
+    "rule": 2**62,  # alert.remove's: a rule number no rule has
 }
 WRONG_VALUES: list[Any] = [{"an": "object"}, "a string", 12345, [12345], True, 1.5]
 
@@ -1098,9 +1178,10 @@ def _added_twice(ctx: Ctx) -> Any:
 def _unchanged(ctx: Ctx, method: str, params: Callable[[Broken], Any]) -> Any:
     """The request fails to be saved, and the registry is as it was before it."""
     b = ctx.broken
-    before = result_of(b.daemon, "list")
+    before = result_of(b.daemon, "list"), result_of(b.daemon, "alert.list")
     reply = send(b.daemon, method, params(b))
-    assert result_of(b.daemon, "list") == before, "a change that was not saved was applied"
+    after = result_of(b.daemon, "list"), result_of(b.daemon, "alert.list")
+    assert after == before, "a change that was not saved was applied"
     return Reply(reply)
 
 
@@ -1116,6 +1197,8 @@ STORAGE_PARAMS: dict[str, Callable[[Broken], Any]] = {
     "group.rename": lambda b: {"old": "s", "new": "t"},
     "name.set": lambda b: {"ids": [b.e1["id"]], "name": "s9"},
     "reset": lambda b: {"confirm": "RESET"},
+    "alert.add": lambda b: {"condition": "mem > 1GB", "all": True},
+    "alert.remove": lambda b: {"rule": "s-rule"},
 }
 
 
@@ -1150,6 +1233,23 @@ def _stranger_subscription(ctx: Ctx) -> Any:
     with Conn(ctx.daemon) as other:
         sub = other.call("subscribe", {"ids": []})["subscription"]
         return Reply(send(ctx.daemon, "unsubscribe", {"subscription": sub}))
+
+
+def _rule_name_taken(ctx: Ctx) -> Any:
+    name = ctx.world.unique("spec-rule")
+    result_of(ctx.daemon, "alert.add", {"condition": "cpu > 99", "all": True, "rule": name})
+    return {"condition": "mem > 1GB", "all": True, "rule": name}
+
+
+def _rules_beyond_the_limit(ctx: Ctx) -> Any:
+    """On a daemon of its own: 256 rules are kept, the 257th is refused."""
+    d = ctx.spawn_daemon()
+    with Conn(d) as conn:
+        for n in range(256):
+            conn.call("alert.add", {"condition": f"cpu > {n}", "all": True})
+    reply = send(d, "alert.add", {"condition": "cpu > 1", "all": True})
+    assert len(result_of(d, "alert.list")) == 256
+    return Reply(reply)
 
 
 def _signals(*values: Any) -> dict[str, Provocation]:
@@ -1224,6 +1324,37 @@ PROVOCATIONS: dict[tuple[str, int], dict[str, Provocation]] = {
     },
     ("name.set", -32004): {
         "name of another entry": lambda ctx: {"ids": [ctx.world.b["id"]], "name": "spec-a"},
+    },
+    ("alert.add", INVALID_PARAMS): {
+        "condition with a bad value": BadParams(
+            "condition", {"condition": "cpu > lots", "all": True}
+        ),
+        "condition of an unknown metric": BadParams(
+            "condition", {"condition": "load > 3", "all": True}
+        ),
+        "condition with a bad window": BadParams(
+            "condition", {"condition": "cpu > 5 for ever", "all": True}
+        ),
+        "action unknown": BadParams(
+            "action", {"condition": "cpu > 5", "all": True, "action": "reboot"}
+        ),
+        "action of a bad signal": BadParams(
+            "action", {"condition": "cpu > 5", "all": True, "action": "signal:NOPE"}
+        ),
+        "no selector and no all": BadParams("all", {"condition": "cpu > 5"}),
+        "rule of digits only": BadParams(
+            "rule", {"condition": "cpu > 5", "all": True, "rule": "7"}
+        ),
+    },
+    ("alert.add", -32004): {"rule of another rule": _rule_name_taken},
+    ("alert.add", -32008): {"one rule beyond the limit": _rules_beyond_the_limit},
+    ("alert.remove", INVALID_PARAMS): {
+        "rule 0": BadParams("rule", {"rule": 0}),
+        "rule a bad name": BadParams("rule", {"rule": "a b"}),
+    },
+    ("alert.remove", -32006): {
+        "no rule with the number": lambda ctx: {"rule": 2**62},
+        "no rule with the name": lambda ctx: {"rule": "spec-no-such-rule"},
     },
     ("unsubscribe", INVALID_PARAMS): {
         "subscription 0": BadParams("subscription", {"subscription": 0}),

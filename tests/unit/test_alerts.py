@@ -40,18 +40,22 @@ def test_conditions_parse(text: str, condition: Condition) -> None:
     [
         (
             "cpu > lots",
-            "if: cpu must be compared with a percent of one core, like 90 or 90%, got 'lots'",
+            "condition: cpu must be compared with a percent of one core, like 90 or 90%,"
+            " got 'lots'",
         ),
-        ("mem > 5 parsecs", "if: must be METRIC OP VALUE [for DURATION]"),
-        ("mem > 5XB", "if: mem must be compared with bytes, like 500MB or 1.5GiB, got '5XB'"),
-        ("cpu > 90% for ever", "if: the window: invalid duration 'ever'"),
-        ("cpu > 90% for -1s", "if: the window must not be negative, got '-1s'"),
-        ("load > 3", "if: unknown metric 'load': one of cpu, mem, read_rate"),
-        ("cpu = 90", "if: must be METRIC OP VALUE [for DURATION]"),
-        ("threads > 1.5k", "if: threads must be compared with a whole number, got '1.5k'"),
-        ("age > 10", "if: the age: invalid duration '10'"),
-        ("", "if: must be METRIC OP VALUE [for DURATION]"),
-        ("cpu > ٩٠", "if: cpu must be compared with a percent"),
+        ("mem > 5 parsecs", "condition: must be METRIC OP VALUE [for DURATION]"),
+        (
+            "mem > 5XB",
+            "condition: mem must be compared with bytes, like 500MB or 1.5GiB, got '5XB'",
+        ),
+        ("cpu > 90% for ever", "condition: the window: invalid duration 'ever'"),
+        ("cpu > 90% for -1s", "condition: the window must not be negative, got '-1s'"),
+        ("load > 3", "condition: unknown metric 'load': one of cpu, mem, read_rate"),
+        ("cpu = 90", "condition: must be METRIC OP VALUE [for DURATION]"),
+        ("threads > 1.5k", "condition: threads must be compared with a whole number, got '1.5k'"),
+        ("age > 10", "condition: the age: invalid duration '10'"),
+        ("", "condition: must be METRIC OP VALUE [for DURATION]"),
+        ("cpu > ٩٠", "condition: cpu must be compared with a percent"),
     ],
 )
 def test_a_bad_condition_names_the_part_that_is_wrong(text: str, message: str) -> None:

@@ -14,8 +14,8 @@ from goproc.cli.flags import Common, Json, Select, connect, selector_of
 def events(
     *, select: Select | None = None, json_: Json = False, common: Common | None = None
 ) -> ExitCode:
-    """Stream registry events (added, removed, exited, revived, updated) as they happen,
-    until interrupted; --json prints one JSON object per line."""
+    """Stream registry events (added, removed, exited, revived, updated, alert) as they
+    happen, until interrupted; --json prints one JSON object per line."""
 
     local = sys.stdout.isatty()  # times in local time on a terminal, as `show` has them
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from goproc import api
-from goproc.daemon.handlers import kill, metrics, procs, subscriptions, wait
+from goproc.daemon.handlers import alerts, kill, metrics, procs, subscriptions, wait
 from goproc.daemon.handlers.context import Bound, Ctx, bind
 from goproc.daemon.handlers.labels import label_handlers
 from goproc.model import Proc
@@ -40,6 +40,9 @@ TABLE: dict[str, Bound[Any, Any]] = {
         bind(api.SUBSCRIBE, subscriptions.subscribe),
         bind(api.UNSUBSCRIBE, subscriptions.unsubscribe),
         bind(api.METRICS_HISTORY, metrics.history),
+        bind(api.ALERT_ADD, alerts.add),
+        bind(api.ALERT_LIST, alerts.list_rules),
+        bind(api.ALERT_REMOVE, alerts.remove),
     )
 }
 assert TABLE.keys() == api.METHODS.keys(), "every method of the contract has a handler"

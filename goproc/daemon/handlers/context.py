@@ -16,7 +16,7 @@ from goproc.daemon.probe import Probe
 from goproc.daemon.service import Pulse, Service, Vitals
 from goproc.errors import Ambiguous, NoMatch
 from goproc.metrics import DEFAULT_HISTORY, MetricsStore
-from goproc.model import Proc, Selector
+from goproc.model import Proc, Rule, Selector
 from goproc.registry import Registry
 from goproc.rpc.entries import MetricsSource, RawJSON, entries_json, metrics_text
 
@@ -83,6 +83,8 @@ class Ctx:
     # how often they are sampled (0: never).
     metrics: MetricsStore = field(factory=lambda: MetricsStore(DEFAULT_HISTORY, metrics_text))
     metrics_interval: float = 0.0
+    # The entries an alert rule has fired for and not cleared since (the alerter's).
+    firing: Callable[[Rule], tuple[int, ...]] = lambda rule: ()
     session: Session | None = None
 
 

@@ -21,7 +21,7 @@ log = logging.getLogger("goproc.kill")
 
 
 async def kill(ctx: Ctx, params: KillParams) -> list[KillOutcome]:
-    """Signal every matching alive entry at once; see `_kill_one` for each outcome.
+    """Signal every matching alive entry at once; see `kill_one` for each outcome.
     Without `all`, at most one match may be alive (dead ones are answered "not alive":
     nothing is sent to them anyway)."""
     target = params.target
@@ -32,7 +32,7 @@ async def kill(ctx: Ctx, params: KillParams) -> list[KillOutcome]:
     results: list[KillOutcome | None] = [None] * len(procs)
 
     async def one(n: int, p: Proc) -> None:
-        results[n] = await _kill_one(ctx, p, params)
+        results[n] = await kill_one(ctx, p, params)
 
     async with trio.open_nursery() as nursery:
         for n, p in enumerate(procs):
@@ -68,8 +68,9 @@ async def _remove_ended(
     return [attrs.evolve(r, removed=r.id in ended and saved) for r in outcomes]
 
 
-async def _kill_one(ctx: Ctx, p: Proc, params: KillParams) -> KillOutcome:
-    """Outcomes: "signalled" (a signal other than TERM was sent; or TERM, and the daemon
+async def kill_one(ctx: Ctx, p: Proc, params: KillParams) -> KillOutcome:
+    """Signal one entry (for `kill`, and for the alert rules' actions).  Outcomes:
+    "signalled" (a signal other than TERM was sent; or TERM, and the daemon
     began to stop before the exit: no KILL follows), "exited" (it ended within the
     timeout, or before a signal reached it), "killed" (still running after
     the timeout: escalated to SIGKILL), "not alive" (nothing sent), "failed" (with
