@@ -906,6 +906,8 @@ JSON_COMMANDS = [
     ("name.set", ["name", "ID1", "renamed"]),
     ("name.set", ["name", "one", "--clear"]),
     ("reset", ["reset", "--confirm", "RESET"]),
+    ("alert.add", ["alert", "add", "--tag", "both", "--if", "mem > 1GiB", "--rule", "r1"]),
+    ("alert.add", ["alert", "add", "--all", "--if", "cpu>5 for 1m", "--then", "signal:hup"]),
 ]
 
 
