@@ -12,7 +12,7 @@ one, so `{"tags_any": ["web"], "all": true, "signal": "HUP"}` is one `KillParams
 
 from __future__ import annotations
 
-from typing import Any, Generic, NewType, TypeVar
+from typing import Any, Generic, Literal, NewType, TypeVar
 
 import attrs
 from attrs import field, frozen
@@ -62,12 +62,35 @@ class NoParams:
     pass
 
 
+Pick = Literal["all", "newest", "oldest"]
+PICKS: tuple[Pick, ...] = ("all", "newest", "oldest")
+
+
+@frozen(repr=False, eq=False)
+class MatchSpec:
+    """Processes found as `pgrep` finds them (`goproc.matching`): `pattern` (an extended
+    regular expression) in the name, or with `full` the command line, `exact`: whole;
+    `user`: effective users (names or uids); `parent`: parent pids; `cgroup`: the
+    processes of a cgroup v2 directory; `children_of`: the descendants of a tracked
+    entry's process (its id or name); `pick`: all, or only the newest or the oldest."""
+
+    pattern: str | None = None
+    full: bool = False
+    exact: bool = False
+    user: tuple[str, ...] | None = None
+    parent: tuple[Pid, ...] | None = None
+    cgroup: str | None = None
+    children_of: ProcId | Name | None = None
+    pick: Pick = "all"
+
+
 @frozen(repr=False, eq=False)
 class AddParams:
     """`pid` for one process (the result is its entry) or `pids` for several, all or
-    nothing (the result is the array of entries).  `log` (one process only): `True`
-    for the daemon's own files, `<state_dir>/logs/<id>.out` and `.err`, or the
-    files' absolute paths; `False`: none."""
+    nothing (the result is the array of entries), or `match` (the result a `Matched`;
+    `dry_run`: nothing is added).  `log` (one process only): `True` for the daemon's
+    own files, `<state_dir>/logs/<id>.out` and `.err`, or the files' absolute paths;
+    `False`: none."""
 
     pid: Pid | None = None
     pids: tuple[Pid, ...] | None = None
@@ -75,6 +98,8 @@ class AddParams:
     groups: tuple[Label, ...] = ()
     name: Name | None = None
     log: bool | LogFiles = False
+    match: MatchSpec | None = None
+    dry_run: bool = False
 
 
 @frozen(repr=False, eq=False)
@@ -201,6 +226,25 @@ class KillOutcome:
 
 
 @frozen(repr=False, eq=False)
+class MatchedProcess:
+    """One process a `match` found: `outcome` "added" (as entry `id`), "tracked" (it was
+    already, as entry `id`: skipped) or "would add" (`dry_run`)."""
+
+    pid: int
+    cmd: str
+    outcome: str
+    id: int | None = None
+
+
+@frozen(repr=False, eq=False)
+class Matched:
+    """What `add` with a `match` did: every process found, and the entries added."""
+
+    matched: list[MatchedProcess]
+    added: list[Proc]
+
+
+@frozen(repr=False, eq=False)
 class WaitResult:
     exited: list[Proc]
     alive: list[Proc]
@@ -265,7 +309,9 @@ class Unsubscribed:
 
 PING: Method[NoParams, str] = Method("ping", NoParams, str)
 STATUS: Method[NoParams, Status] = Method("status", NoParams, Status)
-ADD: Method[AddParams, Proc | list[Proc]] = Method("add", AddParams, Proc | list[Proc])
+ADD: Method[AddParams, Proc | list[Proc] | Matched] = Method(
+    "add", AddParams, Proc | list[Proc] | Matched
+)
 LIST: Method[Selector, list[Proc]] = Method("list", Selector, list[Proc])
 SHOW: Method[Selector, Proc] = Method("show", Selector, Proc)
 REMOVE: Method[Targeted, list[Proc]] = Method("remove", Targeted, list[Proc])

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from goproc.daemon.events import Subscription
-from goproc.daemon.sockets import peer_hung_up
+from goproc.daemon.sockets import peer_hung_up, peer_pid
 from goproc.errors import InvalidRequest, ShuttingDown, TooManySubscriptions
 from goproc.rpc.entries import Part
 from goproc.rpc.jsonrpc import encode, error_response, respond_stream
@@ -62,6 +62,7 @@ class Connection:
         self.idle_since = trio.current_time()
         self.evicted = False  # closed to make room for a new connection
         self._gone = False  # the peer hung up (seen during a blocking request)
+        self.peer_pid = peer_pid(stream)  # the client's process (never matched by `add`)
 
     async def serve(self) -> None:
         try:

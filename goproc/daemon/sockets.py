@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import select
+import socket
+import struct
 
 import trio
 
@@ -79,3 +81,16 @@ def peer_hung_up(stream: trio.abc.Stream) -> bool:
         return any(ev & select.POLLHUP for _, ev in poller.poll(0))
     except (OSError, ValueError):
         return True
+
+
+def peer_pid(stream: trio.abc.Stream) -> int | None:
+    """The pid of the process at the other end of a UNIX socket stream (Linux's
+    SO_PEERCRED), None where it is not known."""
+    sock = getattr(stream, "socket", None)
+    if sock is None or not hasattr(socket, "SO_PEERCRED"):
+        return None
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return None
+    return int(struct.unpack("3i", creds)[0])

@@ -10,6 +10,7 @@ fast byte encoder, everything else through the converter).
 from __future__ import annotations
 
 import sys
+import types
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
@@ -26,11 +27,14 @@ from cattrs.v import transform_error
 
 from goproc.api import (
     ID_MAX,
+    PICKS,
     PID_MAX,
     AlertRule,
     KillOutcome,
     Label,
+    MatchSpec,
     Name,
+    Pick,
     Pid,
     ProcId,
     Seconds,
@@ -104,7 +108,12 @@ def make_converter(*, detailed: bool = True) -> cattrs.Converter:
     c.register_structure_hook_factory(_has_flat_fields, lambda cls: _flat_hook(c, cls))
     c.register_structure_hook_func(lambda tp: tp == bool | LogFiles, _add_log)
     c.register_structure_hook_func(lambda tp: tp == ProcId | Name, rule_ref)
+    c.register_structure_hook_func(
+        lambda tp: tp == ProcId | Name | None, lambda v, _: None if v is None else rule_ref(v, _)
+    )
     c.register_structure_hook(Rule, rule_hook(c))
+    c.register_structure_hook_func(lambda tp: tp == Pick, _pick)
+    c.register_structure_hook(MatchSpec, _object_hook(c, MatchSpec))
     c.register_unstructure_hook(Rule, rule_dict)
     c.register_unstructure_hook(AlertRule, alert_rule_dict)
     c.register_unstructure_hook(Proc, entry_dict)
@@ -134,6 +143,24 @@ def make_converter(*, detailed: bool = True) -> cattrs.Converter:
         ),
     )
     return c
+
+
+def _pick(value: Any, _: Any) -> str:
+    if value not in PICKS or not isinstance(value, str):
+        raise Invalid(f"must be one of {', '.join(map(repr, PICKS))}, got {show_value(value)}")
+    return value
+
+
+def _object_hook(c: cattrs.Converter, cls: type[T]) -> Callable[[Any, Any], T]:
+    """A nested params object: an object, its unknown members refused."""
+    inner = make_dict_structure_fn(cls, c, _cattrs_forbid_extra_keys=True)
+
+    def structure(value: Any, _: Any) -> T:
+        if not isinstance(value, dict):
+            raise Invalid(f"must be an object, got {show_value(value)}")
+        return inner(value, cls)
+
+    return structure
 
 
 def _entry_log(value: Any, _: Any) -> LogFiles | None:
@@ -298,6 +325,12 @@ def _describe(exc: BaseException) -> list[str]:
     return out
 
 
+def _members(tp: Any) -> tuple[Any, ...]:
+    """The types a union is of (the type itself for any other)."""
+    args: tuple[Any, ...] = getattr(tp, "__args__", ())
+    return args if isinstance(tp, types.UnionType) else (tp,)
+
+
 def encode_result(
     value: Any,
     result_type: Any,
@@ -307,13 +340,16 @@ def encode_result(
     """A handler's result, of its method's declared result type, as JSON: entries as
     their byte encoding spliced into the reply (an array of them by `encode_entries`),
     anything else through the converter, entries in it with their `metrics`."""
-    if result_type is Proc or (isinstance(value, Proc) and result_type == Proc | list[Proc]):
+    if isinstance(value, Proc):
         return RawJSON((wire_json(value, metrics),))
-    if result_type == list[Proc] or result_type == Proc | list[Proc]:
+    if result_type == list[Proc] or (
+        isinstance(value, list) and list[Proc] in _members(result_type)
+    ):
         return encode_entries(value)
-    out = CONVERTER.unstructure(value, result_type)
-    if attrs.has(result_type):  # entries in fields of a result (`wait`'s)
-        for a in attrs.fields(result_type):
+    cls = type(value) if attrs.has(type(value)) else result_type
+    out = CONVERTER.unstructure(value, cls)
+    if attrs.has(cls):  # entries in fields of a result (`wait`'s, `add` with a match's)
+        for a in attrs.fields(cls):
             if a.type in (list[Proc], "list[Proc]"):
                 out[a.name] = [wire_dict(p, metrics) for p in getattr(value, a.name)]
     return out

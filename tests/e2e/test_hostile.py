@@ -788,11 +788,16 @@ def every_method_once(d: Daemon, pid: int) -> None:
         conn.call("kill", {**ids, "timeout": 5})
         conn.call("wait", {**ids, "timeout": 5})
         conn.call("metrics.history", {**ids, "since": "2020-01-01T00:00:00Z"})
+        rule = conn.call("alert.add", {**ids, "condition": "threads > 0", "action": "kill"})
+        conn.call("alert.list")
+        conn.call("alert.remove", {"rule": rule["id"]})
+        conn.call("add", {"match": {"pattern": "sleep"}, "dry_run": True})
         conn.call("remove", ids)
         conn.call("reset", {"confirm": "RESET"})
     assert set(METHODS) == {
         "ping", "status", "add", "list", "show", "remove", "kill", "wait", "reset",
         "name.set", "subscribe", "unsubscribe", "metrics.history",
+        "alert.add", "alert.list", "alert.remove",
         *(f"{k}.{op}" for k in ("tag", "group") for op in ("add", "remove", "rename", "list")),
     }, "a new method: call it above too"  # fmt: skip
 
@@ -906,6 +911,16 @@ PARAMETERS = {
     # runs; `goproc logs` opens it as the user (who wrote it), O_NOFOLLOW, regular
     # files only.  `true` makes the daemon name files under its own state dir.
     "log": "true, false, or two absolute paths recorded as text (never opened by the daemon)",
+    # Reviewed: alert rules.  The condition is parsed (never run); the action is a signal
+    # sent through kill's path, to tracked entries only.
+    "condition": "an alert condition, parsed by goproc.alerts",
+    "action": "event, signal:NAME or kill, done to tracked entries through kill's path",
+    "rule": "an alert rule's name or number",
+    # Reviewed: finding processes.  The pattern is compiled by the C library's regcomp
+    # (matching only); the cgroup is a directory whose cgroup.procs the daemon reads as
+    # its own user (the client's), for pids only; nothing found is run or signalled.
+    "match": "a pgrep-style match: pattern, users, parent pids, a cgroup v2 dir, an entry",
+    "dry_run": "a boolean",
 }
 
 

@@ -34,6 +34,7 @@ from goproc.cli.flags import (
     targeted_of,
 )
 from goproc.cli.logfiles import LogFileError, Outputs
+from goproc.cli.matchflags import MatchFlags, matched_lines
 from goproc.errors import UsageError
 from goproc.model import Selector
 
@@ -41,19 +42,29 @@ from goproc.model import Selector
 def add(
     *pids: PidArgs,
     labels: Labels | None = None,
+    find: MatchFlags | None = None,
     json_: Json = False,
     common: Common | None = None,
 ) -> ExitCode:
-    """Track running processes of yours by PID; several PIDs are added all or nothing
-    (a name goes with one PID only).
+    """Track running processes of yours by PID, or those --match (and the other finding
+    flags) finds, as pgrep finds them; all or nothing (a name goes with one process
+    only); processes tracked already are skipped.
 
     Parameters
     ----------
     pids
         The process ids.
     """
+    if find is not None and find.given():
+        if pids:
+            raise UsageError("give PIDs or --match (and the like), not both")
+        params = attrs.evolve((labels or Labels()).add_params([1]), pid=None)
+        params = attrs.evolve(params, match=find.spec(), dry_run=find.dry_run)
+        matched = call(common, api.ADD, params)["matched"]
+        output.emit(matched, json_, matched_lines)
+        return ExitCode.OK
     if not pids:
-        raise UsageError("add needs at least one PID")
+        raise UsageError("add needs at least one PID (or --match PATTERN)")
     result = call(common, api.ADD, (labels or Labels()).add_params(pids))
     procs = [result] if len(pids) == 1 else result
     output.emit(procs, json_, output.added_lines)

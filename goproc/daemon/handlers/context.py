@@ -25,7 +25,11 @@ R = TypeVar("R")
 
 
 class Session(Protocol):
-    """The connection a request came on, for methods that talk back (subscribe, wait)."""
+    """The connection a request came on, for methods that talk back (subscribe, wait),
+    and the client's pid (`add` with a match never selects it; None: not known)."""
+
+    @property
+    def peer_pid(self) -> int | None: ...
 
     def start_subscription(self, sub: Subscription) -> None: ...
 

@@ -9,6 +9,7 @@ import trio
 from goproc.api import (
     RESET_WORD,
     AddParams,
+    Matched,
     NameParams,
     NoParams,
     ResetParams,
@@ -16,6 +17,7 @@ from goproc.api import (
     Targeted,
 )
 from goproc.api import Status as Status
+from goproc.daemon.handlers import discovery
 from goproc.daemon.handlers.context import Ctx, resolve
 from goproc.errors import InvalidValue
 from goproc.model import LogFiles, Proc, ProcessFacts, Selector
@@ -29,9 +31,13 @@ async def status(ctx: Ctx, _: NoParams) -> Status:
     return ctx.status()
 
 
-async def add(ctx: Ctx, params: AddParams) -> Proc | list[Proc]:
+async def add(ctx: Ctx, params: AddParams) -> Proc | list[Proc] | Matched:
+    if params.match is not None:
+        return await discovery.add_matching(ctx, params, _log_files(ctx, params.log))
+    if params.dry_run:
+        raise InvalidValue("dry_run: goes with match only")
     if (params.pid is None) == (params.pids is None):
-        raise InvalidValue("pid, pids: give exactly one of them")
+        raise InvalidValue("pid, pids: give exactly one of them (or a match)")
     pids = [params.pid] if params.pid is not None else list(params.pids or ())
     if not pids:
         raise InvalidValue("pids: must not be empty")
