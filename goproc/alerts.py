@@ -20,6 +20,7 @@ event and a log line only), `signal:NAME` (a name like HUP or SIGUSR1, or a numb
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 import signal
@@ -113,9 +114,17 @@ def _seconds_text(seconds: float) -> str:
 
 
 def _number(value: float) -> str:
-    """A value as the grammar reads it: digits and a point, never an exponent."""
+    """A value as the grammar reads it: digits and a point, never an exponent (which
+    `repr` writes for values below 1e-4: `1e-05`), the same float when read back."""
     value = float(value)
-    return str(int(value)) if value.is_integer() else repr(value)
+    if value.is_integer():
+        return str(int(value))
+    digits, _, exponent = repr(value).partition("e")
+    if not exponent:
+        return digits
+    # `repr` writes an exponent below 1e-4 and from 1e16 up, and every float from 2**52
+    # up is whole: this is a fraction under 1e-4, its shortest digits after the zeros.
+    return "0." + "0" * (-int(exponent) - 1) + digits.replace(".", "")
 
 
 def parse_condition(text: str) -> Condition:
@@ -141,14 +150,21 @@ def _value(metric: str, text: str) -> float:
     number = _NUMBER.fullmatch(text)
     unit = number.group(2) if number else ""
     if metric == "cpu" and unit in ("", "%"):
-        return float(number.group(1)) if number else _bad(metric, text)
+        return _finite(metric, text, float(number.group(1))) if number else _bad(metric, text)
     if metric in ("mem", "read_rate", "write_rate") and number:
         base = unit.removesuffix("/s") if metric != "mem" else unit
         if base in SIZE_UNITS:
-            return float(number.group(1)) * SIZE_UNITS[base]
+            return _finite(metric, text, float(number.group(1)) * SIZE_UNITS[base])
     if metric in ("threads", "fds") and number and not unit:
-        return float(number.group(1))
+        return _finite(metric, text, float(number.group(1)))
     return _bad(metric, text)
+
+
+def _finite(what: str, text: str, value: float) -> float:
+    """`value`, unless it is beyond any float (infinity: no text states it back)."""
+    if not math.isfinite(value):
+        raise InvalidValue(f"{FIELD}: {what} is too large, got {text!r}")
+    return value
 
 
 def _bad(metric: str, text: str) -> float:
@@ -170,7 +186,7 @@ def _duration(text: str, what: str) -> float:
         raise InvalidValue(f"{FIELD}: {what}: {e}") from None
     if seconds < 0:
         raise InvalidValue(f"{FIELD}: {what} must not be negative, got {text!r}")
-    return seconds
+    return _finite(what, text, seconds)
 
 
 @frozen

@@ -37,6 +37,27 @@ def one_line(r: subprocess.CompletedProcess[str], code: int) -> str:
     return lines[0]
 
 
+def array_lines(text: str) -> list[Any]:
+    """The elements of an array printed one per line; fails on any other layout."""
+    assert text.isascii() and text.endswith("\n"), text
+    lines = text[:-1].split("\n")
+    if lines == ["[]"]:
+        return []
+    assert lines[0] == "[" and lines[-1] == "]", text
+    body = lines[1:-1]
+    assert all(line.endswith(",") for line in body[:-1]) and not body[-1].endswith(","), text
+    elements = [json.loads(line.removesuffix(",")) for line in body]
+    assert json.loads(text) == elements
+    return elements
+
+
+def object_line(text: str) -> dict[str, Any]:
+    assert text.isascii() and text.endswith("\n") and text.count("\n") == 1, text
+    value = json.loads(text)
+    assert isinstance(value, dict), text
+    return value
+
+
 def break_journal(state_dir: Path, entries: int) -> None:
     """Make every change a daemon tries to save from now on fail, even as root: once its
     snapshot holds `entries` entries (the journal folded into it), the paths of the coming

@@ -5,33 +5,11 @@ none); a command about one thing prints one object on one line; a stream (`wait`
 
 from __future__ import annotations
 
-import json
 import subprocess
 from typing import Any
 
 from conftest import GOPROC
-from helpers import wait_until
-
-
-def array_lines(text: str) -> list[Any]:
-    """The elements of an array printed one per line; fails on any other layout."""
-    assert text.isascii() and text.endswith("\n"), text
-    lines = text[:-1].split("\n")
-    if lines == ["[]"]:
-        return []
-    assert lines[0] == "[" and lines[-1] == "]", text
-    body = lines[1:-1]
-    assert all(line.endswith(",") for line in body[:-1]) and not body[-1].endswith(","), text
-    elements = [json.loads(line.removesuffix(",")) for line in body]
-    assert json.loads(text) == elements
-    return elements
-
-
-def object_line(text: str) -> dict[str, Any]:
-    assert text.isascii() and text.endswith("\n") and text.count("\n") == 1, text
-    value = json.loads(text)
-    assert isinstance(value, dict), text
-    return value
+from helpers import array_lines, object_line, wait_until
 
 
 def json_of(d: Any, *args: str) -> str:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from goproc.alerts import Condition, Crossing, parse_condition
+from goproc.alerts import METRICS, OPS, Condition, Crossing, parse_condition
 from goproc.errors import InvalidValue
 
 
@@ -28,6 +28,11 @@ from goproc.errors import InvalidValue
         ("threads > 100", Condition("threads", ">", 100.0)),
         ("fds >= 1000 for 5s", Condition("fds", ">=", 1000.0, 5.0)),
         ("age > 2h", Condition("age", ">", 7200.0)),
+        ("cpu > 0.00001", Condition("cpu", ">", 1e-05)),  # `repr` writes 1e-05
+        ("mem > 0.000015", Condition("mem", ">", 1.5e-05)),
+        ("age > 1us", Condition("age", ">", 1e-06)),
+        ("cpu > 1 for 3ns", Condition("cpu", ">", 1.0, 3 * 1e-9)),
+        ("mem > 1" + "0" * 300 + "B", Condition("mem", ">", 1e300)),
     ],
 )
 def test_conditions_parse(text: str, condition: Condition) -> None:
@@ -56,12 +61,30 @@ def test_conditions_parse(text: str, condition: Condition) -> None:
         ("age > 10", "condition: the age: invalid duration '10'"),
         ("", "condition: must be METRIC OP VALUE [for DURATION]"),
         ("cpu > ٩٠", "condition: cpu must be compared with a percent"),
+        ("cpu > 1" + "0" * 400, "condition: cpu is too large, got '1000"),
+        ("mem > 1" + "0" * 300 + "TB", "condition: mem is too large"),
+        ("age > 1" + "0" * 400 + "h", "condition: the age is too large"),
+        ("fds > 1 for 1" + "0" * 400 + "s", "condition: the window is too large"),
     ],
 )
 def test_a_bad_condition_names_the_part_that_is_wrong(text: str, message: str) -> None:
     with pytest.raises(InvalidValue) as raised:
         parse_condition(text)
     assert str(raised.value).startswith(message)
+
+
+@given(
+    metric=st.sampled_from(METRICS),
+    op=st.sampled_from(list(OPS)),
+    value=st.floats(0, 1e300),
+    window=st.just(0.0) | st.floats(0, 1e300),
+)
+def test_every_condition_reads_back_from_its_text(
+    metric: str, op: str, value: float, window: float
+) -> None:
+    """What a rule keeps on disk is its text: any condition must read back from it."""
+    condition = Condition(metric, op, value, window)
+    assert parse_condition(condition.text()) == condition, condition.text()
 
 
 samples = st.lists(
