@@ -155,7 +155,7 @@ def _value(metric: str, text: str) -> float:
         base = unit.removesuffix("/s") if metric != "mem" else unit
         if base in SIZE_UNITS:
             return _finite(metric, text, float(number.group(1)) * SIZE_UNITS[base])
-    if metric in ("threads", "fds") and number and not unit:
+    if metric in ("threads", "fds") and number and not unit and number.group(1).isdigit():
         return _finite(metric, text, float(number.group(1)))
     return _bad(metric, text)
 

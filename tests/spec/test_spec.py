@@ -330,6 +330,7 @@ class World:
         self.daemon = daemon
         self.children: list[subprocess.Popen[bytes]] = []
         self._n = iter(range(1_000_000))
+        self.matched: list[int] = []  # the pids the last `add` with a match case made
 
     def unique(self, prefix: str) -> str:
         return f"{prefix}-{next(self._n)}"
@@ -691,6 +692,34 @@ def _label_cases(kind: str, prefix: str) -> dict[str, Case]:
     }
 
 
+def _named_sleeper(ctx: Ctx, name: str) -> int:
+    """A `sleep` whose command line starts with `name` (`exec -a`); its pid."""
+    p = ctx.world.spawn("bash", "-c", f"exec -a {name} sleep 300", lasting=False)
+    wait_for(lambda: command_line(p.pid)[:1] == [name], f"{name} to be exec'd")
+    return p.pid
+
+
+def _match_case(dry_run: bool) -> Callable[[Ctx], Any]:
+    def make(ctx: Ctx) -> Any:
+        name = ctx.world.unique("spec-match")
+        pids = [_named_sleeper(ctx, name) for _ in range(2)]
+        ctx.world.matched = pids
+        match = {"pattern": f"^{name} ", "full": True, "pick": "all", "user": None}
+        return {"match": match, "dry_run": dry_run, "tags": ["spec-m"]}
+
+    return make
+
+
+def _matched(outcome: str) -> Check:
+    def check(ctx: Ctx, params: Any, result: Any) -> None:
+        pids = ctx.world.matched
+        assert [m["pid"] for m in result["matched"]] == pids
+        assert {m["outcome"] for m in result["matched"]} == {outcome}
+        assert [p["pid"] for p in result["added"]] == ([] if outcome == "would add" else pids)
+
+    return check
+
+
 def _reset(ctx: Ctx, params: Any) -> Any:
     """On a daemon of its own: reset forgets everything and ids start at 1 again."""
     d = ctx.spawn_daemon()
@@ -766,6 +795,8 @@ RESULT_CASES: dict[str, Case] = {
         lambda ctx: {"pid": ctx.world.spawn().pid, "log": {"out": "/x/o y", "err": "/x/e"}},
         that(lambda ctx, params, result: result["log"] == params["log"]),
     ),
+    "add with a match": Case("add", _match_case(False), _matched("added")),
+    "add with a match, dry run": Case("add", _match_case(True), _matched("would add")),
     "add with log false": Case(
         "add",
         lambda ctx: {"pid": ctx.world.spawn().pid, "log": False},
@@ -1277,6 +1308,17 @@ PROVOCATIONS: dict[tuple[str, int], dict[str, Provocation]] = {
         "name with a space": BadParams("name", {"pid": 1, "name": "a b"}),
         "name of 65 characters": BadParams("name", {"pid": 1, "name": "n" * 65}),
         "name empty": BadParams("name", {"pid": 1, "name": ""}),
+        "match pattern not an ERE": BadParams("match.pattern", {"match": {"pattern": "("}}),
+        "match pick unknown": BadParams("match.pick", {"match": {"pattern": "x", "pick": "best"}}),
+        "match user unknown": BadParams(
+            "match.user", {"match": {"pattern": "x", "user": ["no-such-user-here"]}}
+        ),
+        "match cgroup not one": BadParams(
+            "match.cgroup", {"match": {"pattern": "x", "cgroup": "/nonexistent"}}
+        ),
+        "match children_of 0": BadParams("match.children_of", {"match": {"children_of": 0}}),
+        "match and pid": BadParams("match", {"match": {"pattern": "x"}, "pid": 1}),
+        "dry_run without match": BadParams("dry_run", {"pid": 1, "dry_run": True}),
     },
     ("add", -32001): {
         "pid of a reaped process": _reaped_pid,
@@ -1285,6 +1327,9 @@ PROVOCATIONS: dict[tuple[str, int], dict[str, Provocation]] = {
         "one of pids missing": lambda ctx: {"pids": [ctx.world.spawn().pid, 2**31 - 1]},
     },
     ("add", -32002): {"pid of another user": _foreign_pid},
+    ("add", -32006): {
+        "a match finding nothing": lambda ctx: {"match": {"pattern": "^nothing-runs-as-this$"}},
+    },
     ("add", -32003): {"the same process twice": _added_twice},
     ("add", -32004): {
         "name of an alive entry": lambda ctx: {"pid": ctx.world.spawn().pid, "name": "spec-a"},
