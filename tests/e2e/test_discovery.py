@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import Daemon
 
 pytestmark = pytest.mark.skipif(shutil.which("pgrep") is None, reason="pgrep is not installed")
