@@ -16,6 +16,7 @@ import trio
 from goproc.api import AddParams, Matched, MatchedProcess, MatchSpec
 from goproc.daemon.ere import Ere
 from goproc.daemon.handlers.context import Ctx
+from goproc.daemon.probe import Probe
 from goproc.daemon.scan import Seen, cgroup_pids, scan
 from goproc.errors import GoprocError, InvalidValue, NoMatch, PermissionDenied
 from goproc.matching import Criteria, select
@@ -44,7 +45,7 @@ async def add_matching(ctx: Ctx, params: AddParams, log_files: object) -> Matche
         peer = None if ctx.session is None else ctx.session.peer_pid
         if peer is not None:
             excluded.add(peer)
-        find = functools.partial(_found, criteria, within, root, excluded)
+        find = functools.partial(_found, ctx.probe, criteria, within, root, excluded)
         found = await trio.to_thread.run_sync(find)
     if not found:
         raise NoMatch("no process matches")
@@ -52,16 +53,27 @@ async def add_matching(ctx: Ctx, params: AddParams, log_files: object) -> Matche
 
 
 def _found(
-    criteria: Criteria, within: set[int] | None, root: int | None, excluded: set[int]
-) -> list[Seen]:
-    """The processes selected, in pid order, among those of `within` (None: all) and
-    below `root` (None: anywhere).  Blocking: a scan of /proc."""
-    procs = scan(cmdline=True) if within is None else scan(cmdline=True, pids=within)
+    probe: Probe,
+    criteria: Criteria,
+    within: set[int] | None,
+    root: int | None,
+    excluded: set[int],
+) -> list[ProcessFacts]:
+    """What the probe says of each process selected, in pid order, among those of
+    `within` (None: all) and below `root` (None: anywhere); one that ended (or changed
+    hands) since the scan is left out.  Blocking: a scan of /proc, then the probes."""
+    full = criteria.full
+    procs = scan(cmdline=full) if within is None else scan(cmdline=full, pids=within)
     if root is not None:
         below = descendants(root, procs if within is None else scan(cmdline=False))
         procs = [p for p in procs if p.pid in below]
-    chosen = set(select(procs, criteria, excluded))
-    return [p for p in procs if p.pid in chosen]
+    out = []
+    for pid in select(procs, criteria, excluded):
+        try:
+            out.append(probe.inspect(pid))
+        except GoprocError:
+            continue
+    return out
 
 
 def _users(spec: MatchSpec) -> frozenset[int]:
@@ -125,21 +137,17 @@ def descendants(root: int, procs: list[Seen]) -> set[int]:
     return out
 
 
-async def _add(ctx: Ctx, params: AddParams, found: list[Seen]) -> Matched:
+async def _add(ctx: Ctx, params: AddParams, found: list[ProcessFacts]) -> Matched:
     """Skip what is tracked already, then add the rest in one change (or only say so)."""
     matched: list[MatchedProcess] = []
     fresh: list[ProcessFacts] = []
-    for p in found:
-        try:
-            facts = ctx.probe.inspect(p.pid)
-        except GoprocError:
-            continue  # it ended (or changed hands) since the scan: not there to add
+    for facts in found:
         tracked = ctx.registry.live_entry(facts.pid, facts.started_at)
         if tracked is not None:
-            matched.append(MatchedProcess(p.pid, facts.cmd, "tracked", tracked.id))
+            matched.append(MatchedProcess(facts.pid, facts.cmd, "tracked", tracked.id))
         else:
             fresh.append(facts)
-            matched.append(MatchedProcess(p.pid, facts.cmd, "would add"))
+            matched.append(MatchedProcess(facts.pid, facts.cmd, "would add"))
     if params.dry_run or not fresh:
         if params.name is not None and len(fresh) > 1:
             raise InvalidValue("name: a name can be given to one process only")
