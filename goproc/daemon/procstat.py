@@ -27,7 +27,7 @@ from collections.abc import Callable, Collection
 import psutil
 
 from goproc.metrics import Reading
-from goproc.model import same_start
+from goproc.model import START_TOLERANCE, same_start
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _GONE = (FileNotFoundError, ProcessLookupError)
@@ -55,12 +55,26 @@ def _counts_fds_by_size() -> bool:
         return False
 
 
+class _Held:
+    """A `stat` descriptor held for one process, and what it read last."""
+
+    __slots__ = ("fd", "reading", "started_at", "text")
+
+    def __init__(self, started_at: float, fd: int, text: bytes, reading: Reading) -> None:
+        self.started_at = started_at
+        self.fd = fd
+        self.text = text
+        self.reading = reading  # of `text`, without io and descriptors
+
+
 class ProcfsReader:
     """Readings from /proc, with the `stat` descriptors of the processes read held open.
     They come after the exit watcher's pidfds and the connections': one is held only
     while above it a descriptor per sampled process (its pidfd) and HOLD_ROOM more stay
     free.  `retain`, once per sweep, closes those of processes no longer sampled and
-    those above that line; `close` all."""
+    those above that line; `close` all.  A process that did not run since its last
+    reading (most of them, most of the time) reads the very same `stat`: its last
+    reading stands, not parsed again."""
 
     def __init__(self, ticks: int, boot_time: float) -> None:
         self.ticks = ticks
@@ -68,7 +82,7 @@ class ProcfsReader:
         self.hold_below = 0  # descriptors are held when numbered below this (see `retain`)
         self.fds_by_size = _counts_fds_by_size()
         self.has_io = os.path.exists("/proc/self/io")  # a kernel with io accounting
-        self._held: dict[int, tuple[float, int]] = {}  # pid: (start time, stat descriptor)
+        self._held: dict[int, _Held] = {}  # by pid
 
     @property
     def held(self) -> int:
@@ -78,22 +92,41 @@ class ProcfsReader:
         """The reading of process (pid, started_at); None when it is gone, a zombie, or
         another process.  `full`: read io counters and count descriptors too.  Raises
         PermissionError when /proc will not tell (the caller asks psutil)."""
-        read_bytes = write_bytes = fds = None
+        io_and_fds = None
         if full:
             try:
-                read_bytes, write_bytes, fds = self._io_and_fds(pid)
+                io_and_fds = self._io_and_fds(pid)
             except _GONE:
                 self._drop(pid)
                 return None
-        stat = self._stat(pid, started_at)
-        if stat is None:
+        held = self._held.get(pid)
+        if held is not None and held.started_at == started_at:
+            try:
+                text = os.pread(held.fd, _MAX_STAT, 0)
+            except ProcessLookupError:  # that process is gone
+                self._drop(pid)
+                return None
+            if text != held.text:
+                reading = self._parse(text, started_at)
+                if reading is None:
+                    self._drop(pid)
+                    return None
+                held.text, held.reading = text, reading
+            reading = held.reading
+        else:
+            reading = self._open(pid, started_at)
+            if reading is None:
+                return None
+        return reading if io_and_fds is None else _NEW(Reading, (*reading[:4], *io_and_fds))
+
+    def _parse(self, text: bytes, started_at: float) -> Reading | None:
+        """`stat`'s numbers (no io, no descriptors); None for a zombie or a process
+        that started at another time."""
+        fields = text[text.rindex(b")") + 2 :].split(None, 22)  # up to rss, no further
+        if fields[0] in (b"Z", b"X"):
             return None
-        fields = stat[stat.rindex(b")") + 2 :].split(None, 22)  # up to rss, no further
-        if fields[0] in (b"Z", b"X") or not same_start(
-            int(fields[19]) / self.ticks + self.boot_time, started_at
-        ):
-            self._drop(pid)
-            return None
+        if abs(int(fields[19]) / self.ticks + self.boot_time - started_at) > START_TOLERANCE:
+            return None  # `same_start`, inlined: this runs for every changed process
         return _NEW(
             Reading,
             (
@@ -101,11 +134,33 @@ class ProcfsReader:
                 int(fields[21]) * PAGE_SIZE,  # rss, in pages
                 int(fields[20]),  # vsize, in bytes
                 int(fields[17]),  # num_threads
-                read_bytes,
-                write_bytes,
-                fds,
+                None,
+                None,
+                None,
             ),
         )
+
+    def _open(self, pid: int, started_at: float) -> Reading | None:
+        """The reading through a new `stat` descriptor, kept when it is that process
+        and there is room."""
+        self._drop(pid)  # one held for another entry's process
+        try:
+            fd = os.open(f"/proc/{pid}/stat", _FLAGS)
+        except _GONE:
+            return None
+        try:
+            text = os.read(fd, _MAX_STAT)
+            reading = self._parse(text, started_at)
+        except _GONE:
+            reading = None
+        except BaseException:
+            os.close(fd)
+            raise
+        if reading is not None and fd < self.hold_below:
+            self._held[pid] = _Held(started_at, fd, text, reading)
+        else:
+            os.close(fd)
+        return reading
 
     def _io_and_fds(self, pid: int) -> tuple[int | None, int | None, int | None]:
         base = f"/proc/{pid}/"
@@ -128,47 +183,17 @@ class ProcfsReader:
                 fds = len(os.listdir(base + "fd"))
         return read_bytes, write_bytes, fds
 
-    def _stat(self, pid: int, started_at: float) -> bytes | None:
-        """The process's `stat`, through the descriptor held for (pid, started_at) or a
-        new one (kept when allowed; the caller drops it if it is another process)."""
-        held = self._held.get(pid)
-        if held is not None:
-            if held[0] == started_at:
-                try:
-                    return os.pread(held[1], _MAX_STAT, 0)
-                except ProcessLookupError:  # that process is gone
-                    self._drop(pid)
-                    return None
-            self._drop(pid)  # held for another entry's process
-        try:
-            fd = os.open(f"/proc/{pid}/stat", _FLAGS)
-        except _GONE:
-            return None
-        try:
-            data = os.read(fd, _MAX_STAT)
-        except _GONE:
-            os.close(fd)
-            return None
-        except BaseException:
-            os.close(fd)
-            raise
-        if fd < self.hold_below:
-            self._held[pid] = (started_at, fd)
-        else:
-            os.close(fd)
-        return data
-
     def _drop(self, pid: int) -> None:
         held = self._held.pop(pid, None)
         if held is not None:
-            os.close(held[1])
+            os.close(held.fd)
 
     def retain(self, pids: Collection[int]) -> None:
         """Only `pids` are sampled from now on: close the descriptors held for others,
         and those above the line (it moves with the limit and the number of `pids`)."""
         self.hold_below = below = _descriptor_limit() - len(pids) - HOLD_ROOM
         held = self._held
-        for pid in [p for p, (_, fd) in held.items() if fd >= below or p not in pids]:
+        for pid in [p for p, h in held.items() if h.fd >= below or p not in pids]:
             self._drop(pid)
 
     def close(self) -> None:
