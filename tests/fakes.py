@@ -5,7 +5,7 @@ from them.  `tests/daemon/test_probe_contract.py` holds `TableProbe` to the real
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import attrs
@@ -65,6 +65,9 @@ class TableProbe:
         if not full or pid == FOREIGN_PID:  # another user's io and fds are not ours to see
             return reading._replace(read_bytes=None, write_bytes=None, fds=None)
         return reading
+
+    def keep_sampling(self, pids: Collection[int]) -> None:
+        """Nothing is held to sample a process: nothing to let go."""
 
     def send_signal(
         self, pid: int, started_at: float, signum: int, *, group: bool, pidfd: int | None = None

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 
 import trio
 
+from goproc.daemon.pacing import in_batches
 from goproc.daemon.probe import Probe
 from goproc.daemon.service import Vitals
 from goproc.model import Proc
@@ -53,7 +54,7 @@ class Liveness:
         started = time.perf_counter()
         targets = [p for p in self.entries() if p.alive]
         probe = self.probe
-        verdicts = await trio.to_thread.run_sync(lambda: [_verdict(probe, p) for p in targets])
+        verdicts = await trio.to_thread.run_sync(lambda: _verdicts(probe, targets))
         t = self.clock()
         died = unknown = 0
         stale = []
@@ -71,6 +72,14 @@ class Liveness:
         self.sweeps += 1
         self.last_sweep_seconds = time.perf_counter() - started
         return died
+
+
+def _verdicts(probe: Probe, targets: list[Proc]) -> list[bool | None]:
+    """In a worker thread, pausing for the event loop (`goproc.daemon.pacing`)."""
+    verdicts: list[bool | None] = []
+    for batch in in_batches(len(targets)):
+        verdicts += [_verdict(probe, targets[i]) for i in batch]
+    return verdicts
 
 
 def _verdict(probe: Probe, proc: Proc) -> bool | None:

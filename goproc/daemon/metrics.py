@@ -1,31 +1,32 @@
 """The metrics sampler: read every alive entry's CPU, memory, io and descriptors each
 `interval`, into the `goproc.metrics.MetricsStore` (memory only).
 
-A sweep reads its entries in chunks of `CHUNK`, each chunk in a worker thread, so the
-event loop is never held for more than one chunk's bookkeeping; the readings are
-recorded back on the trio side only for entries that are still the very entries read
-(alive, same process), and the probe reads each process's start time from the same
-`stat` read its numbers come from (`goproc.daemon.procstat`), so a reading is never
-given to a process that took a pid over.  The io counters and the descriptor count
-cost as much as the rest together: they are read every `FULL_EVERY` sweeps (and at an
-entry's first), the rates over the time between two such reads.
+A sweep reads all its entries in one worker-thread call, pausing every `BATCH` of them
+for the event loop to take the GIL if it waits (`goproc.daemon.pacing`); the readings
+are recorded back on the trio side `CHUNK` at a time, only for entries that are still
+the very entries read (alive, same process).  The probe reads each process's start time
+from the same `stat` its numbers come from (`goproc.daemon.procstat`), so a reading is
+never given to a process that took a pid over.  The io counters and the descriptor count
+cost about as much as the rest together: they are read every `FULL_EVERY` sweeps (and at
+an entry's first), the rates over the time between two such reads.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 
 import trio
 
+from goproc.daemon.pacing import BATCH, in_batches
 from goproc.daemon.probe import Probe
 from goproc.metrics import MetricsStore, Reading
 from goproc.model import Proc, same_entry
 
 log = logging.getLogger("goproc.metrics")
 
-CHUNK = 250  # entries read per worker-thread call: about 3 ms of reading, and of recording
+CHUNK = 100  # readings recorded per turn of the event loop: under a millisecond, cold
 FULL_EVERY = 5  # io counters and descriptors: every this many sweeps
 
 
@@ -67,27 +68,26 @@ class Sampler:
         """Read every alive entry once; returns how many were sampled."""
         started = time.perf_counter()
         everything = list(self.entries())  # one C-level copy; the rest in a thread
-        targets = await trio.to_thread.run_sync(lambda: [p for p in everything if p.alive])
         probe, store, current = self.probe, self.store, self.current
         full_sweep = self.sweeps % FULL_EVERY == 0
+        tracks = store.tracks  # only a sweep changes it: read in the thread, unchanged
+        targets, fulls, readings, read_at = await trio.to_thread.run_sync(
+            lambda: _read_all(probe, everything, tracks, full_sweep)
+        )
+        wall = self.clock()  # the trio side's clock; the rates go by when each was read
         sampled: list[Proc] = []
         for at in range(0, len(targets), CHUNK):
-            chunk = targets[at : at + CHUNK]
-            tracks = store.tracks
-            fulls = [full_sweep or p.id not in tracks for p in chunk]
-
-            def read(chunk: list[Proc] = chunk, fulls: list[bool] = fulls) -> list[Reading | None]:
-                return [_reading(probe, p, f) for p, f in zip(chunk, fulls, strict=True)]
-
-            readings = await trio.to_thread.run_sync(read)
-            wall, mono = self.clock(), time.monotonic()
-            for p, full, reading in zip(chunk, fulls, readings, strict=True):
+            if at:
+                await trio.lowlevel.checkpoint()
+            for i in range(at, min(at + CHUNK, len(targets))):
+                reading = readings[i]
                 if reading is None:
                     continue
+                p = targets[i]
                 now = current(p.id)
                 if now is not p and (now is None or not now.alive or not same_entry(now, p)):
                     continue  # gone meanwhile, or not the entry read: no sample
-                store.record(now, reading, wall, mono, full)
+                store.record(now, reading, wall, read_at[i // BATCH], fulls[i])
                 sampled.append(now)
         store.retain({p.id for p in sampled})
         self.sweeps += 1
@@ -95,6 +95,22 @@ class Sampler:
         self.last_sweep_seconds = time.perf_counter() - started
         self.on_sweep(sampled)
         return len(sampled)
+
+
+def _read_all(
+    probe: Probe, everything: list[Proc], tracks: Container[int], full_sweep: bool
+) -> tuple[list[Proc], list[bool], list[Reading | None], list[float]]:
+    """In a worker thread: the alive entries, whether each is read in full, their
+    readings, and the monotonic time each `BATCH` of them was read at."""
+    targets = [p for p in everything if p.alive]
+    fulls = [full_sweep or p.id not in tracks for p in targets]
+    readings: list[Reading | None] = []
+    read_at: list[float] = []
+    for batch in in_batches(len(targets), BATCH):
+        read_at.append(time.monotonic())
+        readings += [_reading(probe, targets[i], fulls[i]) for i in batch]
+    probe.keep_sampling({p.pid for p in targets})
+    return targets, fulls, readings, read_at
 
 
 def _reading(probe: Probe, p: Proc, full: bool) -> Reading | None:

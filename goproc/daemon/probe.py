@@ -12,11 +12,12 @@ import os
 import select
 import signal
 import sys
+from collections.abc import Collection
 from typing import Protocol
 
 import psutil
 
-from goproc.daemon.procstat import procfs_reading, psutil_reading
+from goproc.daemon.procstat import ProcfsReader, psutil_reading, read_proc
 from goproc.errors import InvalidValue, NoSuchProcess, PermissionDenied
 from goproc.metrics import Reading
 from goproc.model import ProcessFacts, same_start
@@ -45,6 +46,11 @@ class Probe(Protocol):
         started_at); None when it is gone, a zombie or another process."""
         ...
 
+    def keep_sampling(self, pids: Collection[int]) -> None:
+        """Only these pids will be sampled from now on: let go of what is held to
+        sample the others (called once per sweep, from the sweep's worker thread)."""
+        ...
+
 
 class OsProbe:
     """The real probe: `kill(pid, 0)` for existence and ownership, then the process's
@@ -52,20 +58,24 @@ class OsProbe:
     `/proc/<pid>/cmdline`, with the boot time read once (psutil reads /proc/stat again
     for every process and builds an object per call).  Liveness sweeps probe every alive
     entry and `add` probes every process, so this is goproc's hottest path; psutil's
-    start-time formula is kept, so both ways give the same start time."""
+    start-time formula is kept, so both ways give the same start time.  Sampling holds
+    a `stat` descriptor per sampled process (`goproc.daemon.procstat.ProcfsReader`)."""
 
-    def __init__(self, boot_time: float | None = None) -> None:
+    def __init__(self, boot_time: float | None = None, *, procfs: bool | None = None) -> None:
+        """`procfs`: False asks psutil for everything, as off Linux (None: /proc where
+        there is one)."""
         # The anchor of every start time: the boot time when this boot was first seen,
         # kept across restarts (the kernel's figure moves when the wall clock is set).
         self.boot_time = psutil.boot_time() if boot_time is None else boot_time
         self._clock_ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-        self._procfs = sys.platform.startswith("linux") and os.path.exists("/proc/self/stat")
+        has_procfs = sys.platform.startswith("linux") and os.path.exists("/proc/self/stat")
+        self._procfs = has_procfs if procfs is None else procfs and has_procfs
+        self._reader = ProcfsReader(self._clock_ticks, self.boot_time) if self._procfs else None
 
     def _stat(self, pid: int) -> tuple[bytes, int, float] | None:
         """(state letter, process group, start time) from /proc; None when gone."""
         try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                data = f.read()
+            data = read_proc(f"/proc/{pid}/stat")  # liveness: for every alive entry
         except (FileNotFoundError, ProcessLookupError):
             return None
         fields = data[data.rindex(b")") + 2 :].split()
@@ -168,12 +178,21 @@ class OsProbe:
             return True
 
     def sample(self, pid: int, started_at: float, *, full: bool = True) -> Reading | None:
-        if self._procfs:
+        if self._reader is not None:
             try:
-                return procfs_reading(pid, started_at, self._clock_ticks, self.boot_time, full)
+                return self._reader.reading(pid, started_at, full)
             except (PermissionError, ValueError, IndexError):
                 pass  # unreadable: psutil knows the other ways
         return psutil_reading(pid, started_at, self._psutil_start, full)
+
+    def keep_sampling(self, pids: Collection[int]) -> None:
+        if self._reader is not None:
+            self._reader.retain(pids)
+
+    @property
+    def held(self) -> int:
+        """How many `stat` descriptors the sampling holds (see `ProcfsReader`)."""
+        return 0 if self._reader is None else self._reader.held
 
     def _psutil_start(self, p: psutil.Process) -> float:
         """psutil's start time on this probe's boot-time anchor (on Linux psutil adds

@@ -1,8 +1,10 @@
 """The contract between the fake `TableProbe` (tests/fakes.py) and the real `OsProbe`:
 the same situation gives the same answers, the same exception types and the same
-booleans.  Every test runs against both probes; the situation is made real (a `sleep`
-of ours, killed, reaped or not, ...) and the fake is given the facts the real probe
-found, the way in-process tests use it.
+booleans.  Every test runs against the real probe, the real probe as off Linux (psutil
+for everything: `procfs=False`) and the fake; the situation is made real (a `sleep` of
+ours, killed, reaped or not, ...) and the fake is given the facts the real probe found,
+the way in-process tests use it.  That the two real ways read the same numbers:
+tests/daemon/test_sampling_paths.py.
 
 A process of another user: when the tests run as root, every process is root's to
 signal, so the probes are asked while the test runs as uid 65534 (its real and
@@ -29,7 +31,7 @@ from goproc.daemon.probe import OsProbe, Probe
 from goproc.errors import NoSuchProcess, PermissionDenied
 from goproc.model import START_TOLERANCE, ProcessFacts
 
-KINDS = ["os", "table"]
+KINDS = ["os", "psutil", "table"]
 NOBODY = 65534
 
 
@@ -47,8 +49,13 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 
 def probe_for(kind: str, real: OsProbe, table: dict[int, ProcessFacts]) -> Probe:
-    """The probe under test: the real one, or a fake holding `table`."""
-    return real if kind == "os" else TableProbe(dict(table))
+    """The probe under test: the real one (through /proc, or psutil), or a fake holding
+    `table`."""
+    if kind == "os":
+        return real
+    if kind == "psutil":
+        return OsProbe(real.boot_time, procfs=False)
+    return TableProbe(dict(table))
 
 
 @pytest.fixture

@@ -153,24 +153,39 @@ async def interval_zero_never_samples() -> None:
     assert (await call(parts.ctx, "show", {"ids": [a["id"]]}))["metrics"] is None
 
 
-async def a_sweep_reads_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each worker-thread call reads at most CHUNK entries: the event loop gets control
-    back between them."""
+async def a_sweep_reads_in_one_thread_call_and_records_in_chunks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One worker-thread call reads every entry; the readings are recorded at most
+    CHUNK at a time, with a checkpoint (the event loop's other tasks' turn) between."""
     pids = list(range(10, 10 + 2 * sampler_module.CHUNK + 5))
     parts, sampler = setup(*pids)
     await call(parts.ctx, "add", {"pids": pids})
-    sizes: list[int] = []
-    real = trio.to_thread.run_sync
+    calls: list[int] = []
+    real_run_sync, real_checkpoint = trio.to_thread.run_sync, trio.lowlevel.checkpoint
+    recorded = 0
+    checkpoints: list[int] = []  # how many were recorded at each checkpoint
 
-    async def counting(fn: Callable[[], list[Any]]) -> list[Any]:
-        readings = await real(fn)
-        sizes.append(len(readings))
-        return readings
+    async def counting(fn: Callable[[], Any]) -> Any:
+        calls.append(1)
+        return await real_run_sync(fn)
 
+    async def noting() -> None:
+        checkpoints.append(recorded)
+        await real_checkpoint()
+
+    def counted(*args: Any) -> None:
+        nonlocal recorded
+        recorded += 1
+        recording(*args)
+
+    recording = sampler.store.record
     monkeypatch.setattr(trio.to_thread, "run_sync", counting)
+    monkeypatch.setattr(trio.lowlevel, "checkpoint", noting)
+    monkeypatch.setattr(sampler.store, "record", counted)
     assert await sampler.sweep() == len(pids)
-    # The alive entries are picked out in a thread too, then read a chunk per call.
-    assert sizes == [len(pids), sampler_module.CHUNK, sampler_module.CHUNK, 5]
+    assert calls == [1]
+    assert checkpoints == [sampler_module.CHUNK, 2 * sampler_module.CHUNK]
 
 
 def virtual(main: Callable[[], Awaitable[None]]) -> None:
@@ -202,5 +217,7 @@ def test_interval_zero_never_samples() -> None:
     virtual(interval_zero_never_samples)
 
 
-def test_a_sweep_reads_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    virtual(lambda: a_sweep_reads_in_chunks(monkeypatch))
+def test_a_sweep_reads_in_one_thread_call_and_records_in_chunks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    virtual(lambda: a_sweep_reads_in_one_thread_call_and_records_in_chunks(monkeypatch))
