@@ -21,11 +21,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, BinaryIO, TextIO, TypeVar
 
 from goproc.cli.escape import json_safe, shown
-from goproc.cli.tables import key_values as key_values
-from goproc.cli.tables import show_lines as show_lines
-from goproc.cli.tables import status_lines as status_lines
-from goproc.cli.tables import table_lines as table_lines
-from goproc.cli.tables import when
+from goproc.cli.tables import (
+    key_values as key_values,
+    show_lines as show_lines,
+    status_lines as status_lines,
+    table_lines as table_lines,
+    when,
+)
 
 T = TypeVar("T")
 Entry = Mapping[str, Any]  # one registry entry as the daemon encodes it

@@ -19,8 +19,7 @@ from typing import Any
 
 import attrs
 import trio
-from hypothesis import settings
-from hypothesis import strategies as st
+from hypothesis import settings, strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 
 from goproc.alerts import parse_condition

@@ -23,8 +23,7 @@ from fuzzing import (
     strict_json,
     wire,
 )
-from hypothesis import HealthCheck, event, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from goproc.model import ProcessFacts
 

@@ -12,8 +12,7 @@ import sys
 from typing import Any
 
 import pytest
-from helpers import one_line
-from helpers import wait_until as helpers_wait_until
+from helpers import one_line, wait_until as helpers_wait_until
 
 
 @pytest.mark.parametrize(

@@ -46,10 +46,8 @@ import trio
 import trio.testing
 from conftest import GOPROC, Conn, Daemon, message
 from fakes import TableProbe, make_parts
-from helpers import forged_entries
-from helpers import wait_until as shared_wait_until
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from helpers import forged_entries, wait_until as shared_wait_until
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from goproc.api import METHODS, wire_names
 from goproc.config import Config

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import Daemon
 from fuzzing import _decode, check_reply, lines, strict_json
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from goproc.api import METHODS
 

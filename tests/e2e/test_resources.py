@@ -35,10 +35,8 @@ import pytest
 import trio
 from conftest import Conn, Daemon, message
 from fakes import TableProbe, make_parts
-from helpers import forged_entries
-from helpers import wait_until as shared_wait_until
-from hypothesis import given
-from hypothesis import strategies as st
+from helpers import forged_entries, wait_until as shared_wait_until
+from hypothesis import given, strategies as st
 
 from goproc.daemon.liveness import Liveness
 from goproc.errors import GoprocError

@@ -32,15 +32,13 @@ import psutil
 import pytest
 from conftest import Daemon, read_lines
 from helpers import break_journal
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from jsonschema import Draft7Validator, Draft202012Validator, FormatChecker, validators
 from jsonschema.exceptions import ValidationError
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from goproc import api
-from goproc import errors as goproc_errors
+from goproc import api, errors as goproc_errors
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "spec" / "openrpc.json"
 SPEC_URI = "urn:goproc:spec:openrpc"

@@ -8,8 +8,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from goproc.alerts import METRICS, OPS, Condition, Crossing, parse_condition
 from goproc.errors import InvalidValue

@@ -8,8 +8,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from hypothesis import example, given
-from hypothesis import strategies as st
+from hypothesis import example, given, strategies as st
 
 from goproc.model import LogFiles, Proc
 from goproc.rpc.convert import CONVERTER

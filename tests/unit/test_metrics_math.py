@@ -8,8 +8,7 @@ import math
 import sys
 
 import attrs
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from goproc.metrics import History, MetricsStore, Reading, Sample, cpu_percent, rate
 from goproc.model import Proc

@@ -17,8 +17,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 import pytest
-from hypothesis import event, given, note, settings
-from hypothesis import strategies as st
+from hypothesis import event, given, note, settings, strategies as st
 from hypothesis.stateful import (
     Bundle,
     RuleBasedStateMachine,

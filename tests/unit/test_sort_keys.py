@@ -6,8 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from helpers import entry
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from goproc.cli.commands.listing import SORT_KEYS, sorted_entries
 

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import attrs
 from fuzzing import registries
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from goproc.metrics import Metrics
 from goproc.model import Proc

@@ -17,15 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import assume, given, note
-from hypothesis import strategies as st
+from hypothesis import assume, given, note, strategies as st
 
 from goproc.errors import AlreadyTracked, NameInUse
 from goproc.model import NAME_RE, Change, LogFiles, ProcessFacts, log_path_problem
 from goproc.registry import Registry
 from goproc.rpc.entries import entry_dict
-from goproc.store import files, load, writer
-from goproc.store import format as fmt
+from goproc.store import files, format as fmt, load, writer
 from goproc.store.generations import UnusableState
 
 PID_MAX = 2**31 - 1

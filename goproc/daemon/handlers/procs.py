@@ -14,9 +14,9 @@ from goproc.api import (
     NoParams,
     ResetParams,
     ResetResult,
+    Status as Status,
     Targeted,
 )
-from goproc.api import Status as Status
 from goproc.daemon.handlers import discovery
 from goproc.daemon.handlers.context import Ctx, resolve
 from goproc.errors import InvalidValue

@@ -1,0 +1,160 @@
+"""The params of the contract's methods (`goproc.api`, which re-exports each), and the
+value types they are made of.  Standard library and attrs only, as `goproc.api`: the
+CLI imports it too.
+
+Params objects are flat on the wire.  A field marked `flat` (`Targeted.select`,
+`KillParams.target`, ...) contributes its own fields to the object instead of a nested
+one, so `{"tags_any": ["web"], "all": true, "signal": "HUP"}` is one `KillParams`.
+Built, read and encoded, never compared, hashed or shown with repr: those methods are
+not made (`@frozen(repr=False, eq=False)`), which keeps the CLI's start-up short.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NewType
+
+from attrs import field, frozen
+
+from goproc.model import LogFiles, Selector
+
+# Value types with their own validation on the way in (`goproc.rpc.convert`).
+Pid = NewType("Pid", int)  # 1..2**31-1
+ProcId = NewType("ProcId", int)  # 1..2**63-1
+Name = NewType("Name", str)  # `goproc.model.NAME_RE`
+Label = NewType("Label", str)  # a tag or a group
+Signal = NewType("Signal", int)  # on the wire: a name ("TERM", "SIGKILL") or a number
+Seconds = NewType("Seconds", float)  # on the wire: a number of seconds, 0..86400
+Timestamp = NewType("Timestamp", float)  # on the wire: an RFC 3339 string with a time zone
+
+PID_MAX = 2**31 - 1  # pid_t is a signed 32-bit integer
+ID_MAX = 2**63 - 1
+RESET_WORD = "RESET"
+
+
+def flat(cls: type[Any]) -> Any:
+    """A field whose fields stand in the params object itself (see the module doc)."""
+    return field(factory=cls, metadata={"flat": cls}, kw_only=True)
+
+
+@frozen(repr=False, eq=False)
+class NoParams:
+    pass
+
+
+Pick = Literal["all", "newest", "oldest"]
+PICKS: tuple[Pick, ...] = ("all", "newest", "oldest")
+
+
+@frozen(repr=False, eq=False)
+class MatchSpec:
+    """Processes found as `pgrep` finds them (`goproc.matching`): `pattern` (an extended
+    regular expression) in the name, or with `full` the command line, `exact`: whole;
+    `user`: effective users (names or uids); `parent`: parent pids; `cgroup`: the
+    processes of a cgroup v2 directory; `children_of`: the descendants of a tracked
+    entry's process (its id or name); `pick`: all, or only the newest or the oldest."""
+
+    pattern: str | None = None
+    full: bool = False
+    exact: bool = False
+    user: tuple[str, ...] | None = None
+    parent: tuple[Pid, ...] | None = None
+    cgroup: str | None = None
+    children_of: ProcId | Name | None = None
+    pick: Pick = "all"
+
+
+@frozen(repr=False, eq=False)
+class AddParams:
+    """`pid` for one process (the result is its entry) or `pids` for several, all or
+    nothing (the result is the array of entries), or `match` (the result a `Matched`;
+    `dry_run`: nothing is added).  `log` (one process only): `True` for the daemon's
+    own files, `<state_dir>/logs/<id>.out` and `.err`, or the files' absolute paths;
+    `False`: none."""
+
+    pid: Pid | None = None
+    pids: tuple[Pid, ...] | None = None
+    tags: tuple[Label, ...] = ()
+    groups: tuple[Label, ...] = ()
+    name: Name | None = None
+    log: bool | LogFiles = False
+    match: MatchSpec | None = None
+    dry_run: bool = False
+
+
+@frozen(repr=False, eq=False)
+class Targeted:
+    """The entries a command changes or signals: matching more than one needs `all`."""
+
+    select: Selector = flat(Selector)
+    all: bool = False
+
+
+@frozen(repr=False, eq=False)
+class LabelParams:
+    labels: tuple[Label, ...]
+    target: Targeted = flat(Targeted)
+
+
+@frozen(repr=False, eq=False)
+class RenameParams:
+    old: Label
+    new: Label
+
+
+@frozen(repr=False, eq=False)
+class NameParams:
+    name: Name | None
+    select: Selector = flat(Selector)
+
+
+@frozen(repr=False, eq=False)
+class ResetParams:
+    confirm: str
+
+
+@frozen(repr=False, eq=False)
+class KillParams:
+    target: Targeted = flat(Targeted)
+    signal: Signal = Signal(15)
+    timeout: Seconds = Seconds(5.0)
+    group: bool = False
+    rm: bool = False
+
+
+@frozen(repr=False, eq=False)
+class WaitParams:
+    select: Selector = flat(Selector)
+    timeout: Seconds = Seconds(30.0)
+    any: bool = False
+
+
+@frozen(repr=False, eq=False)
+class UnsubscribeParams:
+    subscription: ProcId
+
+
+@frozen(repr=False, eq=False)
+class HistoryParams:
+    """Every matching entry's metrics history; `since`: only samples taken then or later."""
+
+    select: Selector = flat(Selector)
+    since: Timestamp | None = None
+
+
+@frozen(repr=False, eq=False)
+class AlertAddParams:
+    """A new alert rule: `condition` (`goproc.alerts.parse_condition`), `action`
+    (`goproc.alerts.parse_action`), an optional unique `rule` name; for the entries the
+    selectors match, or every entry with `all` and no selector."""
+
+    condition: str
+    action: str = "event"
+    rule: Name | None = None
+    target: Targeted = flat(Targeted)
+
+
+@frozen(repr=False, eq=False)
+class AlertRemoveParams:
+    """`rule`: the rule's number (a ProcId) or its name."""
+
+    rule: ProcId | Name
