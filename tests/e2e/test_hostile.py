@@ -764,8 +764,9 @@ def test_kill_signals_through_a_pidfd(
     assert not re.search(rf"\bkill\({p.pid}, SIG(TERM|KILL)\)", calls), calls
 
 
-def every_method_once(d: Daemon, pid: int) -> None:
-    """Each method of the daemon, successfully."""
+def every_method_once(d: Daemon, pid: int, spare: int) -> None:
+    """Each method of the daemon, successfully; `spare` is a second sleeper of
+    ours, alive to the end, for discovery to find (`pid` is killed on the way)."""
     with Conn(d) as conn:
         conn.call("ping")
         conn.call("status")
@@ -789,7 +790,10 @@ def every_method_once(d: Daemon, pid: int) -> None:
         rule = conn.call("alert.add", {**ids, "condition": "threads > 0", "action": "kill"})
         conn.call("alert.list")
         conn.call("alert.remove", {"rule": rule["id"]})
-        conn.call("add", {"match": {"pattern": "sleep"}, "dry_run": True})
+        found = conn.call(
+            "add", {"match": {"pattern": "^sleep$", "parent": [os.getpid()]}, "dry_run": True}
+        )
+        assert [m["pid"] for m in found["matched"]] == [spare], found
         conn.call("remove", ids)
         conn.call("reset", {"confirm": "RESET"})
     assert set(METHODS) == {
@@ -807,7 +811,7 @@ def test_daemon_starts_no_process_whatever_it_is_asked(
     assert daemon.proc is not None
     trace = Strace(daemon.proc.pid, "execve,execveat", tmp_path / "st")
     try:
-        every_method_once(daemon, sleeper().pid)
+        every_method_once(daemon, sleeper().pid, sleeper().pid)
     finally:
         calls = trace.stop()
     assert "exec" not in calls, calls
