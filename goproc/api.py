@@ -20,16 +20,21 @@ from attrs import frozen
 from goproc.model import Proc, Selector
 from goproc.params import (
     ID_MAX as ID_MAX,
+    LIFETIME_MAX as LIFETIME_MAX,
     PICKS as PICKS,
     PID_MAX as PID_MAX,
     RESET_WORD as RESET_WORD,
     AddParams as AddParams,
+    AdoptAddParams as AdoptAddParams,
+    AdoptRemoveParams as AdoptRemoveParams,
     AlertAddParams as AlertAddParams,
     AlertRemoveParams as AlertRemoveParams,
+    Count as Count,
     HistoryParams as HistoryParams,
     KillParams as KillParams,
     Label as Label,
     LabelParams as LabelParams,
+    Lifetime as Lifetime,
     MatchSpec as MatchSpec,
     Name as Name,
     NameParams as NameParams,
@@ -48,6 +53,7 @@ from goproc.params import (
     flat as flat,
 )
 from goproc.results import (
+    AdoptInfo as AdoptInfo,
     AlertRule as AlertRule,
     History as History,
     HistorySample as HistorySample,
@@ -106,6 +112,11 @@ ALERT_LIST: Method[NoParams, list[AlertRule]] = Method("alert.list", NoParams, l
 ALERT_REMOVE: Method[AlertRemoveParams, AlertRule] = Method(
     "alert.remove", AlertRemoveParams, AlertRule
 )
+ADOPT_ADD: Method[AdoptAddParams, AdoptInfo] = Method("adopt.add", AdoptAddParams, AdoptInfo)
+ADOPT_LIST: Method[NoParams, list[AdoptInfo]] = Method("adopt.list", NoParams, list[AdoptInfo])
+ADOPT_REMOVE: Method[AdoptRemoveParams, AdoptInfo] = Method(
+    "adopt.remove", AdoptRemoveParams, AdoptInfo
+)
 
 
 @frozen(repr=False, eq=False)
@@ -151,6 +162,9 @@ METHODS: dict[str, Method[Any, Any]] = {
         ALERT_ADD,
         ALERT_LIST,
         ALERT_REMOVE,
+        ADOPT_ADD,
+        ADOPT_LIST,
+        ADOPT_REMOVE,
     )
 }
 

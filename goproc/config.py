@@ -48,6 +48,9 @@ class Config:
     # (`"off"` or `"0"` in the file or `GOPROC_METRICS_INTERVAL`).
     metrics_interval: float = 2.0
     metrics_history: int = 300  # samples kept per entry (memory only)
+    # How often /proc is scanned for new processes while adoption rules exist (none:
+    # never).
+    discovery_interval: float = 0.1
 
 
 # Each duration key and its floor, as text and in seconds: below it a daemon would spin
@@ -60,6 +63,7 @@ DURATION_FLOORS = {
     "idle_timeout": ("100ms", 0.1),
     "journal_sync_interval": ("1ms", 0.001),
     "metrics_interval": ("100ms", 0.1),
+    "discovery_interval": ("10ms", 0.01),
 }
 # Duration keys that may also be off (0): `0`, `"0"` or `"off"`.
 OFF_KEYS = ("metrics_interval",)
@@ -69,6 +73,7 @@ ENV_KEYS = {
     "liveness_interval": "GOPROC_LIVENESS_INTERVAL",
     "last_seen_interval": "GOPROC_LAST_SEEN_INTERVAL",
     "metrics_interval": "GOPROC_METRICS_INTERVAL",
+    "discovery_interval": "GOPROC_DISCOVERY_INTERVAL",
 }
 
 

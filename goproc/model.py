@@ -89,6 +89,7 @@ class Proc:
     last_seen: float
     exited_at: float | None = None  # when the death was detected; None while alive
     log: LogFiles | None = None  # its output's files (`goproc run`); None: not known
+    adopted_by: int | None = None  # the adoption rule that added it; None: added by hand
 
 
 def same_entry(a: Proc, b: Proc) -> bool:
@@ -143,10 +144,40 @@ class Rule:
 
 
 @frozen
+class AdoptRule:
+    """An adoption rule: every process that starts after `created_at` and matches
+    (`goproc.adoption`) is added with `tags`, `groups` and a name made from
+    `name_template` (`{comm}`, `{pid}`, `{n}`).  The match is pgrep's (`pattern`,
+    `full`, `exact`, `users` and `parents` as uids and pids), within the cgroup v2
+    directory `cgroup`, below the process of the entry `children_of`.  `forget_after`:
+    seconds after which the rule's dead entries are removed; `limit`: most alive entries
+    it keeps; `adopted`: how many it has added (the `{n}` of the last one).  `id` and
+    `name` as an alert rule's, numbered on their own."""
+
+    id: int
+    name: str | None
+    pattern: str | None
+    full: bool
+    exact: bool
+    users: tuple[int, ...] | None
+    parents: tuple[int, ...] | None
+    cgroup: str | None
+    children_of: int | None
+    tags: tuple[str, ...]
+    groups: tuple[str, ...]
+    name_template: str | None
+    forget_after: float | None
+    limit: int | None
+    created_at: float
+    adopted: int = 0
+
+
+@frozen
 class Change:
     """What one mutation did, as a journal record: entries written whole (`put`), ids
     forgotten (`deleted`), and the id counter after it; alert rules likewise
-    (`rules_put`, `rules_deleted`, `next_rule`: 0 leaves the rule counter as it is).
+    (`rules_put`, `rules_deleted`, `next_rule`: 0 leaves the rule counter as it is),
+    and adoption rules (`adopts_put`, `adopts_deleted`, `next_adopt`).
     `reset` forgets everything first, rules included.  Applying a Change is
     idempotent, so replaying a journal over a newer snapshot is safe."""
 
@@ -157,3 +188,6 @@ class Change:
     rules_put: tuple[Rule, ...] = ()
     rules_deleted: tuple[int, ...] = ()
     next_rule: int = 0
+    adopts_put: tuple[AdoptRule, ...] = ()
+    adopts_deleted: tuple[int, ...] = ()
+    next_adopt: int = 0

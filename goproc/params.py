@@ -25,9 +25,12 @@ Label = NewType("Label", str)  # a tag or a group
 Signal = NewType("Signal", int)  # on the wire: a name ("TERM", "SIGKILL") or a number
 Seconds = NewType("Seconds", float)  # on the wire: a number of seconds, 0..86400
 Timestamp = NewType("Timestamp", float)  # on the wire: an RFC 3339 string with a time zone
+Lifetime = NewType("Lifetime", float)  # on the wire: a number of seconds, 0..LIFETIME_MAX
+Count = NewType("Count", int)  # 1..2**31-1
 
 PID_MAX = 2**31 - 1  # pid_t is a signed 32-bit integer
 ID_MAX = 2**63 - 1
+LIFETIME_MAX = 10 * 366 * 86400  # ten years
 RESET_WORD = "RESET"
 
 
@@ -155,6 +158,30 @@ class AlertAddParams:
 
 @frozen(repr=False, eq=False)
 class AlertRemoveParams:
+    """`rule`: the rule's number (a ProcId) or its name."""
+
+    rule: ProcId | Name
+
+
+@frozen(repr=False, eq=False)
+class AdoptAddParams:
+    """A new adoption rule: every process that starts later and `match` selects (`pick`
+    must stay "all") is added with `tags`, `groups` and a name made from the template
+    `name` ({comm}, {pid}, {n}); `rule`: the rule's own unique name; `forget_after`:
+    seconds after its exit a dead entry of the rule's is removed; `limit`: most alive
+    entries the rule keeps."""
+
+    match: MatchSpec
+    tags: tuple[Label, ...] = ()
+    groups: tuple[Label, ...] = ()
+    name: str | None = None
+    rule: Name | None = None
+    forget_after: Lifetime | None = None
+    limit: Count | None = None
+
+
+@frozen(repr=False, eq=False)
+class AdoptRemoveParams:
     """`rule`: the rule's number (a ProcId) or its name."""
 
     rule: ProcId | Name

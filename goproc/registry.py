@@ -13,9 +13,11 @@ from typing import Any, Literal
 
 import attrs
 
+from goproc.adoption import AdoptBook
 from goproc.errors import AlreadyTracked, InvalidValue, NameInUse, NoMatch
 from goproc.index import Ids, add_id, count_ids, discard_id, ids_of, union_ids
 from goproc.model import (
+    AdoptRule,
     Change,
     LogFiles,
     Proc,
@@ -37,10 +39,22 @@ class Registry:
     exactly the ids whose entry carries that key.
     """
 
-    __slots__ = ("_by_group", "_by_name", "_by_pid", "_by_tag", "_procs", "next_id", "rules")
+    __slots__ = (
+        "_by_group",
+        "_by_name",
+        "_by_pid",
+        "_by_rule",
+        "_by_tag",
+        "_procs",
+        "adopts",
+        "next_id",
+        "rules",
+    )
 
     def __init__(self) -> None:
-        self.rules = RuleBook()  # the alert rules: changed by `apply` only, as entries
+        # The alert and adoption rules: changed by `apply` only, as entries are.
+        self.rules = RuleBook()
+        self.adopts = AdoptBook()
         self._clear()
 
     def _clear(self) -> None:
@@ -51,8 +65,10 @@ class Registry:
         self._by_name: dict[str, int] = {}
         self._by_tag: dict[str, Ids] = {}
         self._by_group: dict[str, Ids] = {}
+        self._by_rule: dict[int, Ids] = {}  # adoption rule -> the entries it added
         self.next_id = 1
         self.rules.clear()
+        self.adopts.clear()
 
     # ---- reading -------------------------------------------------------------------
 
@@ -77,6 +93,10 @@ class Registry:
 
     def with_pid(self, pid: int) -> list[Proc]:
         return [self._procs[i] for i in sorted(ids_of(self._by_pid, pid))]
+
+    def adopted(self, rule_id: int) -> list[Proc]:
+        """The entries adoption rule `rule_id` added (and that are still there)."""
+        return [self._procs[i] for i in sorted(ids_of(self._by_rule, rule_id))]
 
     def select(self, sel: Selector) -> list[Proc]:
         """Entries matching `sel`, sorted by id.  Narrows through the indexes first, so
@@ -140,6 +160,7 @@ class Registry:
             "name": {k: {i} for k, i in self._by_name.items()},
             "tag": {k: set(ids_of(self._by_tag, k)) for k in self._by_tag},
             "group": {k: set(ids_of(self._by_group, k)) for k in self._by_group},
+            "adopted_by": {k: set(ids_of(self._by_rule, k)) for k in self._by_rule},
         }
 
     # ---- mutations -----------------------------------------------------------------
@@ -152,11 +173,14 @@ class Registry:
         groups: Iterable[str] = (),
         name: str | None = None,
         log: Callable[[int], LogFiles] | None = None,
+        names: Sequence[str | None] | None = None,
+        adopted_by: int | None = None,
         now: float,
     ) -> tuple[list[Proc], Change]:
         """Plan tracking live processes, all or nothing: the new entries and the Change
         that makes them (not applied: pass it to `apply`).  `log` gives the entry's log
-        files from its new id (one process only).
+        files from its new id (one process only); `names` a name for each process
+        (instead of `name`), `adopted_by` the adoption rule that adds them.
 
         Raises AlreadyTracked when one is tracked alive already (the same pid and start
         time), NameInUse when `name` is taken, InvalidValue when a name is given for
@@ -176,8 +200,10 @@ class Registry:
                 raise AlreadyTracked(
                     f"pid {f.pid} is already tracked as id {existing.id}", {"id": existing.id}
                 )
-        if name is not None and name in self._by_name:
-            raise NameInUse(f"name {name!r} is already used by id {self._by_name[name]}")
+        given = [name] * len(facts) if names is None else list(names)
+        for one in given:
+            if one is not None and one in self._by_name:
+                raise NameInUse(f"name {one!r} is already used by id {self._by_name[one]}")
         tag_t, group_t = normalize_labels(tags), normalize_labels(groups)
         put: list[Proc] = []
         for f in facts:
@@ -191,7 +217,7 @@ class Registry:
                 pid=f.pid,
                 pgid=f.pgid,
                 cmd=f.cmd,
-                name=name,
+                name=given[n],
                 alive=True,
                 tags=tag_t,
                 groups=group_t,
@@ -199,6 +225,7 @@ class Registry:
                 added_at=now,
                 last_seen=now,
                 log=None if log is None else log(self.next_id + n),
+                adopted_by=adopted_by,
             )
             for n, f in enumerate(facts)
         ]
@@ -248,7 +275,7 @@ class Registry:
         return new, Change(next_id=self.next_id, put=(new,) if new != p else ())
 
     def plan_reset(self) -> Change:
-        """Forget everything, alert rules too, and start ids at 1 again."""
+        """Forget everything, alert and adoption rules too, and start ids at 1 again."""
         return Change(next_id=1, reset=True)
 
     def set_alive(self, proc_id: int, alive: bool, now: float) -> Proc | None:
@@ -280,6 +307,7 @@ class Registry:
             self._clear()
             self.next_id = change.next_id
         self.rules.apply(change)
+        self.adopts.apply(change)
         for proc_id in change.deleted:
             self._unindex(proc_id)
             self._procs.pop(proc_id, None)
@@ -303,25 +331,37 @@ class Registry:
                 reset=True,
                 rules_put=tuple(self.rules),
                 next_rule=self.rules.next_id,
+                adopts_put=tuple(self.adopts),
+                next_adopt=self.adopts.next_id,
             )
         touched = {p.id for p in change.put} | set(change.deleted)
         before = tuple(self._procs[i] for i in sorted(touched) if i in self._procs)
         created = tuple(i for i in sorted(touched) if i not in self._procs)
         rules_before, rules_created = self.rules.undo_for(change)
+        adopts_before, adopts_created = self.adopts.undo_for(change)
         return Change(
             next_id=self.next_id,
             put=before,
             deleted=created,
             rules_put=rules_before,
             rules_deleted=rules_created,
+            adopts_put=adopts_before,
+            adopts_deleted=adopts_created,
         )
 
     def load(
-        self, procs: Iterable[Proc], next_id: int, rules: tuple[Rule, ...] = (), next_rule: int = 1
+        self,
+        procs: Iterable[Proc],
+        next_id: int,
+        rules: tuple[Rule, ...] = (),
+        next_rule: int = 1,
+        adopts: tuple[AdoptRule, ...] = (),
+        next_adopt: int = 1,
     ) -> None:
-        """Replace the content with `procs` and `rules` (from a snapshot)."""
+        """Replace the content with `procs` and the rules (from a snapshot)."""
         self._clear()
         self.rules.load(rules, next_rule)
+        self.adopts.load(adopts, next_adopt)
         for p in sorted(procs, key=lambda p: p.id):
             self._procs[p.id] = p
             self._index(p)
@@ -337,6 +377,8 @@ class Registry:
             add_id(self._by_tag, t, p.id)
         for g in p.groups:
             add_id(self._by_group, g, p.id)
+        if p.adopted_by is not None:
+            add_id(self._by_rule, p.adopted_by, p.id)
 
     def _unindex(self, proc_id: int) -> None:
         p = self._procs.get(proc_id)
@@ -349,6 +391,8 @@ class Registry:
             discard_id(self._by_tag, t, proc_id)
         for g in p.groups:
             discard_id(self._by_group, g, proc_id)
+        if p.adopted_by is not None:
+            discard_id(self._by_rule, p.adopted_by, proc_id)
 
 
 def _with_labels(p: Proc, kind: Kind, labels: tuple[str, ...]) -> Proc:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from attrs import frozen
 
-from goproc.model import Proc, Rule
+from goproc.model import AdoptRule, Proc, Rule
 
 # Built, read and encoded, never compared, hashed or shown: no such methods are made
 # (see `goproc.api`).
@@ -37,6 +37,12 @@ class Status:
     cpu_seconds: float  # the daemon's own CPU time (user + system) since it started
     alert_rules: int
     alerts_fired: int  # times an alert rule fired since the daemon started
+    adopt_rules: int
+    discovery: str  # "scan" while adoption rules look for new processes, else "off"
+    discovery_interval: float  # seconds between scans of /proc for new processes
+    discovery_scans: int
+    discovery_last_scan_seconds: float
+    adopted: int  # processes the adoption rules added since the daemon started
 
 
 @frozen(repr=False, eq=False)
@@ -122,6 +128,14 @@ class AlertRule:
 
     rule: Rule
     firing: tuple[int, ...] = ()
+
+
+@frozen(repr=False, eq=False)
+class AdoptInfo:
+    """An adoption rule as stored, and how many of the entries it added are alive."""
+
+    rule: AdoptRule
+    alive: int = 0
 
 
 @frozen(repr=False, eq=False)

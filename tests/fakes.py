@@ -166,6 +166,12 @@ def make_parts(
             cpu_seconds=0.0,
             alert_rules=len(registry.rules),
             alerts_fired=0,
+            adopt_rules=len(registry.adopts),
+            discovery="off",
+            discovery_interval=0.1,
+            discovery_scans=0,
+            discovery_last_scan_seconds=0.0,
+            adopted=0,
         )
 
     ctx = Ctx(

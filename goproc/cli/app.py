@@ -71,7 +71,8 @@ COMMANDS = (  # name, module:function in goproc.cli.commands, the line `goproc -
     ("group", "labels:group_app", "List (bare, or 'list'), add, remove, rename groups."),
     ("name", "procs:name", "Set or clear an entry's unique name."),
     ("alert", "alerts:alert_app", "Add, list (bare, or 'list') and remove alert rules."),
-    ("reset", "procs:reset", "Forget every entry and alert rule; restart ids at 1."),
+    ("adopt", "adopt:adopt_app", "Add, list (bare, or 'list') and remove adoption rules."),
+    ("reset", "procs:reset", "Forget every entry and rule; restart ids at 1."),
     (
         "--install-completion",
         "completion:install_completion",

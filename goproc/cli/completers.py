@@ -69,17 +69,28 @@ def groups(_: Any = None) -> Candidates:
 
 def rules(_: Any = None) -> Candidates:
     """An alert rule's number or name (`alert rm`)."""
+    return _rules(api.ALERT_LIST, lambda r: f"{r.get('condition')} then {r.get('action')}")
+
+
+def adopt_rules(_: Any = None) -> Candidates:
+    """An adoption rule's number or name (`adopt rm`)."""
+    return _rules(api.ADOPT_LIST, lambda r: f"adopts {r.get('match')}")
+
+
+def _rules(
+    method: api.Method[api.NoParams, Any], about: Callable[[dict[str, Any]], str]
+) -> Candidates:
     try:
         with Client(paths.socket_path(), timeout=TIMEOUT) as client:
-            found = client.call(api.ALERT_LIST, api.NoParams())
+            found = client.call(method, api.NoParams())
     except Exception:  # as `entries`: nothing rather than a failure in the shell
         return []
     found = [r for r in found if isinstance(r, dict)] if isinstance(found, list) else []
-    about = [shown(f"{r.get('condition')} then {r.get('action')}")[:DESCRIPTION_MAX] for r in found]
+    texts = [shown(about(r))[:DESCRIPTION_MAX] for r in found]
     return _unique(
         [
-            *((_number(r.get("id")), a) for r, a in zip(found, about, strict=True)),
-            *((r.get("name"), a) for r, a in zip(found, about, strict=True)),
+            *((_number(r.get("id")), a) for r, a in zip(found, texts, strict=True)),
+            *((r.get("name"), a) for r, a in zip(found, texts, strict=True)),
         ]
     )
 

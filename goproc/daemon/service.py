@@ -162,9 +162,12 @@ class Service:
                 or change.reset
                 or change.rules_put
                 or change.rules_deleted
+                or change.adopts_put
+                or change.adopts_deleted
             )
             and change.next_id == self.registry.next_id
             and change.next_rule in (0, self.registry.rules.next_id)
+            and change.next_adopt in (0, self.registry.adopts.next_id)
         )
 
     async def _wait_synced(self, ticket: int, undo: Change) -> None:

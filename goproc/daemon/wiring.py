@@ -1,6 +1,7 @@
 """Build every part of the daemon once, with explicit dependencies, and run them in one
 nursery: the journal, the exit watcher, the snapshot writer, the liveness ticker, the
-metrics sampler and the server.  If any of them fails the nursery (and so the daemon) stops.
+metrics sampler, the adopter and the server.  If any of them fails the nursery (and so
+the daemon) stops.
 
 SIGINT/SIGTERM stop it cleanly: the server accepts no more and finishes the requests in
 flight (within its grace), the snapshot is flushed, then everything else is cancelled.
@@ -24,6 +25,7 @@ import trio
 from goproc import __version__
 from goproc.api import Status
 from goproc.config import Config
+from goproc.daemon.adopting import Adopter
 from goproc.daemon.alerting import ACTION_QUEUE, Act, Alerter, run_actions
 from goproc.daemon.events import EventBus
 from goproc.daemon.exits import ExitWatcher, raise_fd_limit
@@ -101,6 +103,7 @@ def status_source(
     bus: EventBus,
     sampler: Sampler,
     alerter: Alerter,
+    adopter: Adopter,
     connections: Callable[[], int],
 ) -> Callable[[], Status]:
     """What `status` answers, read from the parts when it is asked."""
@@ -130,6 +133,12 @@ def status_source(
             cpu_seconds=round(time.process_time(), 3),
             alert_rules=len(registry.rules),
             alerts_fired=alerter.fired,
+            adopt_rules=len(registry.adopts),
+            discovery=adopter.method,
+            discovery_interval=adopter.interval,
+            discovery_scans=adopter.scans,
+            discovery_last_scan_seconds=round(adopter.last_scan_seconds, 6),
+            adopted=adopter.adopted,
         )
 
     return status
@@ -148,6 +157,7 @@ class Parts:
     sampler: Sampler
     server: Server
     actions: Callable[..., Any]  # the alert rules' action runner: `nursery.start` it
+    adopter: Adopter
 
 
 def build(
@@ -174,7 +184,12 @@ def build(
         loaded.on_disk,
         newest_gen=loaded.newest_gen,
         previous_gen=loaded.previous_gen,
-        rules=lambda: RuleState(tuple(registry.rules), registry.rules.next_id),
+        rules=lambda: RuleState(
+            tuple(registry.rules),
+            registry.rules.next_id,
+            tuple(registry.adopts),
+            registry.adopts.next_id,
+        ),
     )
     metrics = MetricsStore(config.metrics_history, metrics_text)
     bus = EventBus(config.event_queue, config.max_subscriptions_total, metrics)
@@ -206,6 +221,10 @@ def build(
         clock=outlets.clock,
         on_sweep=alerter.on_sweep,
     )
+    service = Service(registry, journal, watcher, outlets)
+    adopter = Adopter(
+        registry, service, probe, interval=config.discovery_interval, clock=outlets.clock
+    )
     status = status_source(
         registry,
         socket_path,
@@ -216,11 +235,12 @@ def build(
         outlets.bus,
         sampler,
         alerter,
+        adopter,
         lambda: server.connections,
     )
     ctx = Ctx(
         registry=registry,
-        service=Service(registry, journal, watcher, outlets),
+        service=service,
         vitals=vitals,
         probe=probe,
         bus=outlets.bus,
@@ -233,6 +253,7 @@ def build(
         metrics=metrics,
         metrics_interval=config.metrics_interval,
         firing=alerter.firing,
+        adopting=adopter.wake,
     )
 
     def dispatch_for(session: Session) -> Dispatch:
@@ -242,7 +263,9 @@ def build(
     actions = functools.partial(
         run_actions, receive_actions, lambda p, params: kill_one(ctx, p, params)
     )
-    return Parts(registry, loaded, journal, writer, watcher, liveness, sampler, server, actions)
+    return Parts(
+        registry, loaded, journal, writer, watcher, liveness, sampler, server, actions, adopter
+    )
 
 
 async def run(parts: Parts, socket_path: Path, state_dir: Path) -> None:
@@ -261,6 +284,7 @@ async def run(parts: Parts, socket_path: Path, state_dir: Path) -> None:
             await nursery.start(parts.liveness.run)
             await nursery.start(parts.actions)
             await nursery.start(parts.sampler.run)
+            await nursery.start(parts.adopter.run)
             async with trio.open_nursery() as serving:
                 await serving.start(parts.server.run)
                 log.info(

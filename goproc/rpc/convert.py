@@ -29,9 +29,12 @@ from goproc.api import (
     ID_MAX,
     PICKS,
     PID_MAX,
+    AdoptInfo,
     AlertRule,
+    Count,
     KillOutcome,
     Label,
+    Lifetime,
     MatchSpec,
     Name,
     Pick,
@@ -44,7 +47,7 @@ from goproc.api import (
     wire_names,
 )
 from goproc.errors import InvalidValue
-from goproc.model import LogFiles, Proc, Rule, Selector
+from goproc.model import AdoptRule, LogFiles, Proc, Rule, Selector
 from goproc.rpc import values
 from goproc.rpc.decoding import entry_from_dict, log_files
 from goproc.rpc.entries import (
@@ -57,7 +60,15 @@ from goproc.rpc.entries import (
     wire_dict,
     wire_json,
 )
-from goproc.rpc.rules import alert_rule_dict, rule_dict, rule_hook, rule_ref
+from goproc.rpc.rules import (
+    adopt_dict,
+    adopt_hook,
+    adopt_info_dict,
+    alert_rule_dict,
+    rule_dict,
+    rule_hook,
+    rule_ref,
+)
 from goproc.rpc.values import Invalid, show_value
 
 T = TypeVar("T")
@@ -104,6 +115,8 @@ def make_converter(*, detailed: bool = True) -> cattrs.Converter:
     c.register_structure_hook(Signal, values.signal_value)
     c.register_structure_hook(Seconds, values.seconds_value)
     c.register_structure_hook(Timestamp, values.time_value)
+    c.register_structure_hook(Lifetime, values.lifetime_value)
+    c.register_structure_hook(Count, values.int_in(1, PID_MAX, "a positive integer"))
     c.register_structure_hook_factory(_is_homogeneous_tuple, lambda tp: _tuple_hook(c, tp))
     c.register_structure_hook_factory(_has_flat_fields, lambda cls: _flat_hook(c, cls))
     c.register_structure_hook_func(lambda tp: tp == bool | LogFiles, _add_log)
@@ -112,10 +125,13 @@ def make_converter(*, detailed: bool = True) -> cattrs.Converter:
         lambda tp: tp == ProcId | Name | None, lambda v, _: None if v is None else rule_ref(v, _)
     )
     c.register_structure_hook(Rule, rule_hook(c))
+    c.register_structure_hook(AdoptRule, adopt_hook(c))
     c.register_structure_hook_func(lambda tp: tp == Pick, _pick)
     c.register_structure_hook(MatchSpec, _object_hook(c, MatchSpec))
     c.register_unstructure_hook(Rule, rule_dict)
     c.register_unstructure_hook(AlertRule, alert_rule_dict)
+    c.register_unstructure_hook(AdoptRule, adopt_dict)
+    c.register_unstructure_hook(AdoptInfo, adopt_info_dict)
     c.register_unstructure_hook(Proc, entry_dict)
     c.register_unstructure_hook(
         KillOutcome,

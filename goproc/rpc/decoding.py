@@ -19,6 +19,7 @@ _LABELS_CACHE = 1 << 14
 
 
 ENTRY_KEYS = frozenset(a.name for a in attrs.fields(Proc))
+OPTIONAL_KEYS = frozenset({"exited_at", "log", "adopted_by"})  # added since version 1
 ID_MAX = 2**63 - 1
 
 
@@ -30,6 +31,13 @@ def _int(obj: dict[str, Any], key: str) -> int:
     value = obj[key]
     if type(value) is not int or not -ID_MAX <= value <= ID_MAX:
         raise BadEntry(f"{key}: must be an integer, got {short_json(value)}")
+    return value
+
+
+def _rule_id(obj: dict[str, Any]) -> int:
+    value = obj["adopted_by"]
+    if type(value) is not int or not 1 <= value <= ID_MAX:
+        raise BadEntry(f"adopted_by: must be a rule number (1..2**63-1), got {short_json(value)}")
     return value
 
 
@@ -126,9 +134,10 @@ def entry_from_dict(obj: Any) -> Proc:
     by `_entry_from_dict`, the same rules, which names what is wrong."""
     try:
         if type(obj) is dict and len(obj) == len(_ENTRY_ORDER):
-            i, pid, pgid, cmd, name, alive, tags, groups, st, ad, ls, ex, log = _fields_of(obj)
+            i, pid, pgid, cmd, name, alive, tags, groups, st, ad, ls, ex, log, by = _fields_of(obj)
             if (
                 plain_fields_ok(i, pid, pgid, cmd, name, alive)
+                and (by is None or (type(by) is int and 1 <= by <= ID_MAX))
                 and type(tags) is list
                 and type(groups) is list
                 and type(st) is str
@@ -154,6 +163,7 @@ def entry_from_dict(obj: Any) -> Proc:
                         _utc_time(ls).timestamp(),
                         None if ex is None else _utc_time(ex).timestamp(),
                         None if log is None else log_files(log),
+                        by,
                     )
     except (KeyError, TypeError, ValueError):
         pass
@@ -165,8 +175,9 @@ def _entry_from_dict(obj: Any) -> Proc:
         raise BadEntry(f"an entry must be an object, got {short_json(obj)}")
     keys = obj.keys()
     if keys != ENTRY_KEYS:
-        # Entries written before `exited_at` or `log` existed have no such key: null.
-        unknown, missing = keys - ENTRY_KEYS, ENTRY_KEYS - keys - {"exited_at", "log"}
+        # Entries written before `exited_at`, `log` or `adopted_by` existed have no
+        # such key: null.
+        unknown, missing = keys - ENTRY_KEYS, ENTRY_KEYS - keys - OPTIONAL_KEYS
         if unknown or missing:
             raise BadEntry(f"unknown keys {sorted(unknown)}, missing keys {sorted(missing)}")
     pgid, name, exited, alive = obj["pgid"], obj["name"], obj.get("exited_at"), obj["alive"]
@@ -186,4 +197,5 @@ def _entry_from_dict(obj: Any) -> Proc:
         last_seen=_stamp(obj, "last_seen"),
         exited_at=None if exited is None else _stamp(obj, "exited_at"),
         log=_log(obj),
+        adopted_by=None if obj.get("adopted_by") is None else _rule_id(obj),
     )

@@ -116,6 +116,7 @@ def entry_dict(p: Proc) -> dict[str, Any]:
         "last_seen": format_time(p.last_seen),
         "exited_at": None if exited is None else format_time(exited),
         "log": log_dict(p.log),
+        "adopted_by": p.adopted_by,
     }
 
 
@@ -126,7 +127,8 @@ def log_dict(log: LogFiles | None) -> dict[str, str] | None:
 
 _TEMPLATE = (
     '{"id":%d,"pid":%d,"pgid":%s,"cmd":%s,"name":%s,"alive":%s,"tags":%s,"groups":%s,'
-    '"started_at":"%s","added_at":"%s","last_seen":"%s","exited_at":%s,"log":%s}'
+    '"started_at":"%s","added_at":"%s","last_seen":"%s","exited_at":%s,"log":%s,'
+    '"adopted_by":%s}'
 )
 _label_text: dict[tuple[str, ...], str] = {}
 _LABELS_CACHE = 1 << 14
@@ -145,7 +147,7 @@ def _labels(labels: tuple[str, ...]) -> str:
 def entry_text(p: Proc) -> str:
     """`entry_dict(p)` as the compact JSON the encoder makes of it, made directly (a
     test holds the two to the same text for any entry)."""
-    pgid, name, exited, log = p.pgid, p.name, p.exited_at, p.log
+    pgid, name, exited, log, rule = p.pgid, p.name, p.exited_at, p.log, p.adopted_by
     return _TEMPLATE % (
         p.id,
         p.pid,
@@ -160,6 +162,7 @@ def entry_text(p: Proc) -> str:
         format_time(p.last_seen),
         "null" if exited is None else '"' + format_time(exited) + '"',
         "null" if log is None else '{"out":' + _quote(log.out) + ',"err":' + _quote(log.err) + "}",
+        "null" if rule is None else "%d" % rule,  # noqa: UP031
     )
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any, NewType
 
 from goproc.model import NAME_RE, NAME_RULE
+from goproc.params import LIFETIME_MAX
 from goproc.rpc.entries import parse_time
 
 
@@ -107,6 +108,15 @@ def seconds_value(value: Any, _: Any) -> float:
         raise Invalid(f"must be a number of seconds, got {show_value(value)}")
     if not 0 <= value <= 86400:
         raise Invalid(f"must be from 0 to 86400 seconds, got {value}")
+    return float(value)
+
+
+def lifetime_value(value: Any, _: Any) -> float:
+    """A number of seconds from 0 to ten years (`goproc.params.LIFETIME_MAX`)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise Invalid(f"must be a number of seconds, got {show_value(value)}")
+    if not 0 <= value <= LIFETIME_MAX:
+        raise Invalid(f"must be from 0 to {LIFETIME_MAX} seconds (ten years), got {value}")
     return float(value)
 
 

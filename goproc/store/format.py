@@ -2,11 +2,13 @@
 files opened here (a snapshot is read from a file object the caller opened).
 
 - snapshot: one JSON document, `{"version": 1, "next_id": N, "journal": G, "boot": {...},
-  "next_rule": R?, "rules": [...]?, "procs": [...]}`, laid out one entry per line so it
-  loads a chunk of entries at a time (`read_snapshot`); any other valid layout is read
-  whole.  The alert rules (`goproc.rpc.rules`) are few: they sit in the first line.
+  "next_rule": R?, "rules": [...]?, "next_adopt": A?, "adopts": [...]?, "procs": [...]}`,
+  laid out one entry per line so it loads a chunk of entries at a time
+  (`read_snapshot`); any other valid layout is read whole.  The alert and adoption
+  rules (`goproc.rpc.rules`) are few: they sit in the first line.
 - journal record: one line per `goproc.model.Change`, `{"next_id": N, "reset": true?,
   "deleted": [ids]?, "rules_deleted": [ids]?, "next_rule": R?, "rules_put": [rules]?,
+  "adopts_deleted": [ids]?, "next_adopt": A?, "adopts_put": [rules]?,
   "put": [entries]?}`.
 """
 
@@ -17,15 +19,15 @@ import math
 import re
 from array import array
 from collections.abc import Iterator, Sequence
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import attrs
 
-from goproc.model import Change, Proc, Rule
+from goproc.model import AdoptRule, Change, Proc, Rule
 from goproc.rpc.convert import CONVERTER, FAST_CONVERTER
 from goproc.rpc.decoding import ID_MAX, entry_from_dict
 from goproc.rpc.entries import dumps, entry_lines
-from goproc.rpc.rules import rule_dict
+from goproc.rpc.rules import adopt_dict, rule_dict
 
 SNAPSHOT = "goproc.snapshot.json"
 SNAPSHOT_VERSION = 1
@@ -52,14 +54,18 @@ class Header:
     boot: dict[str, Any] | None  # {"id": boot id, "time": boot-time anchor}, if known
     rules: tuple[Rule, ...] = ()
     next_rule: int = 1
+    adopts: tuple[AdoptRule, ...] = ()
+    next_adopt: int = 1
 
 
 @attrs.frozen
 class RuleState:
-    """The alert rules a snapshot keeps, and the rule counter."""
+    """The alert and adoption rules a snapshot keeps, and their counters."""
 
     rules: tuple[Rule, ...] = ()
     next_rule: int = 1
+    adopts: tuple[AdoptRule, ...] = ()
+    next_adopt: int = 1
 
 
 NO_RULES = RuleState()
@@ -82,6 +88,9 @@ def snapshot_head(
     if rules.rules or rules.next_rule > 1:
         head["next_rule"] = rules.next_rule
         head["rules"] = [rule_dict(r) for r in rules.rules]
+    if rules.adopts or rules.next_adopt > 1:
+        head["next_adopt"] = rules.next_adopt
+        head["adopts"] = [adopt_dict(r) for r in rules.adopts]
     return dumps(head)[:-1] + _LINE_HEAD
 
 
@@ -215,27 +224,45 @@ def _check_header(obj: Any) -> Header:
             and 0 <= anchor <= BOOT_TIME_MAX
         ):
             raise SnapshotError(f"boot: not a boot id and a finite boot time, got {boot!r:.80}")
-    rules, next_rule = _check_rules(obj.get("rules", []), obj.get("next_rule", 1))
-    return Header(next_id=next_id, journal=gen, boot=boot, rules=rules, next_rule=next_rule)
+    rules, next_rule = _check_rules(
+        obj.get("rules", []), obj.get("next_rule", 1), Rule, "rules", "next_rule"
+    )
+    adopts, next_adopt = _check_rules(
+        obj.get("adopts", []), obj.get("next_adopt", 1), AdoptRule, "adopts", "next_adopt"
+    )
+    return Header(
+        next_id=next_id,
+        journal=gen,
+        boot=boot,
+        rules=rules,
+        next_rule=next_rule,
+        adopts=adopts,
+        next_adopt=next_adopt,
+    )
 
 
-def _check_rules(obj: Any, next_rule: Any) -> tuple[tuple[Rule, ...], int]:
-    """A snapshot's rules: each one a rule, numbers unique and below `next_rule`, names
-    unique (the rule book rests on both)."""
+R = TypeVar("R", Rule, AdoptRule)
+
+
+def _check_rules(
+    obj: Any, next_rule: Any, kind: type[R], key: str, counter: str
+) -> tuple[tuple[R, ...], int]:
+    """A snapshot's rules of one kind (under `key`, numbered below `counter`): each one
+    a rule, numbers unique and below the counter, names unique (a book rests on both)."""
     if type(next_rule) is not int or not 1 <= next_rule <= ID_MAX:
-        raise SnapshotError(f"next_rule: not an integer in 1..{ID_MAX}")
+        raise SnapshotError(f"{counter}: not an integer in 1..{ID_MAX}")
     if not isinstance(obj, list):
-        raise SnapshotError("rules: not an array")
+        raise SnapshotError(f"{key}: not an array")
     try:
-        rules = tuple(CONVERTER.structure(r, Rule) for r in obj)
+        rules = tuple(CONVERTER.structure(r, kind) for r in obj)
     except Exception as e:  # cattrs raises several kinds; all mean "not ours"
-        raise SnapshotError(f"rules: bad rule: {e}") from None
+        raise SnapshotError(f"{key}: bad rule: {e}") from None
     ids = [r.id for r in rules]
     names = [r.name for r in rules if r.name is not None]
     if len(set(ids)) != len(ids) or len(set(names)) != len(names):
-        raise SnapshotError("rules: a rule number or name appears twice")
+        raise SnapshotError(f"{key}: a rule number or name appears twice")
     if any(i >= next_rule for i in ids):
-        raise SnapshotError("rules: a rule number is not below next_rule")
+        raise SnapshotError(f"{key}: a rule number is not below {counter}")
     return rules, next_rule
 
 
@@ -293,6 +320,12 @@ def change_line(change: Change) -> bytes:
         head["next_rule"] = change.next_rule
     if change.rules_put:
         head["rules_put"] = [rule_dict(r) for r in change.rules_put]
+    if change.adopts_deleted:
+        head["adopts_deleted"] = list(change.adopts_deleted)
+    if change.next_adopt:
+        head["next_adopt"] = change.next_adopt
+    if change.adopts_put:
+        head["adopts_put"] = [adopt_dict(r) for r in change.adopts_put]
     parts = [dumps(head)[:-1]]
     if change.put:
         parts += [b',"put":[', b",".join(entry_lines(change.put)), b"]"]

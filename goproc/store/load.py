@@ -93,7 +93,7 @@ def load_state(state_dir: Path, registry: Registry, *, fresh: bool = False) -> L
     first_gen = 0
     if got is not None:
         h = got.header
-        registry.load(got.procs, h.next_id, h.rules, h.next_rule)
+        registry.load(got.procs, h.next_id, h.rules, h.next_rule, h.adopts, h.next_adopt)
         first_gen = got.header.journal
     replayed = 0
     for gen in [g for g in journal_generations(state_dir) if g >= first_gen]:

@@ -33,7 +33,7 @@ from goproc.store.spans import OnDisk, file_identity
 
 ROWS = "goproc.snapshot.rows"
 ROWS_MIN = 5000  # entries: below this the rows file is not worth its disk space
-_MAGIC = "goproc rows 2"  # 2: entries have `log`
+_MAGIC = "goproc rows 3"  # 2: entries have `log`; 3: and `adopted_by`
 _END = "end of rows"
 _CHUNK = 1000  # rows a marshal record
 _fields_of = operator.attrgetter(*(a.name for a in attrs.fields(Proc)))
@@ -43,7 +43,7 @@ def _row_of(p: Proc) -> tuple[Any, ...]:
     """An entry as plain values marshal takes: its `log` as (out, err) or None."""
     row = _fields_of(p)
     log = p.log
-    return row if log is None else (*row[:-1], (log.out, log.err))
+    return row if log is None else (*row[:-2], (log.out, log.err), row[-1])
 
 
 def write_rows(state_dir: Path, on_disk: OnDisk, minimum: int = ROWS_MIN) -> None:
@@ -152,12 +152,13 @@ def _read(
 
 def _entry(row: Any, labels: dict[tuple[str, ...], tuple[str, ...]]) -> Proc | None:
     """A row as an entry, if it is one: the types and ranges the JSON path checks."""
-    if type(row) is not tuple or len(row) != 13:
+    if type(row) is not tuple or len(row) != 14:
         return None
-    i, pid, pgid, cmd, name, alive, tags, groups, st, ad, ls, ex, log = row
+    i, pid, pgid, cmd, name, alive, tags, groups, st, ad, ls, ex, log, by = row
     if not (
         plain_fields_ok(i, pid, pgid, cmd, name, alive)
         and i > 0
+        and (by is None or (type(by) is int and by > 0))
         and type(tags) is tuple
         and type(groups) is tuple
         and type(st) is float
@@ -181,7 +182,9 @@ def _entry(row: Any, labels: dict[tuple[str, ...], tuple[str, ...]]) -> Proc | N
     files = None if log is None else _log_files(log)
     if files is None and log is not None:
         return None
-    return Proc(i, pid, pgid, cmd, name, alive, shared_tags, shared_groups, st, ad, ls, ex, files)
+    return Proc(
+        i, pid, pgid, cmd, name, alive, shared_tags, shared_groups, st, ad, ls, ex, files, by
+    )
 
 
 def _log_files(log: Any) -> LogFiles | None:

@@ -237,7 +237,7 @@ def name(
 
 
 def reset(*, confirm: str = "", json_: Json = False, common: Common | None = None) -> ExitCode:
-    """Forget every entry and every alert rule, and restart ids at 1.  Needs --confirm RESET.
+    """Forget every entry and every rule, and restart ids at 1.  Needs --confirm RESET.
 
     Parameters
     ----------

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from goproc import api
-from goproc.daemon.handlers import alerts, kill, metrics, procs, subscriptions, wait
+from goproc.daemon.handlers import adoption, alerts, kill, metrics, procs, subscriptions, wait
 from goproc.daemon.handlers.context import Bound, Ctx, bind
 from goproc.daemon.handlers.labels import label_handlers
 from goproc.model import Proc
@@ -43,6 +43,9 @@ TABLE: dict[str, Bound[Any, Any]] = {
         bind(api.ALERT_ADD, alerts.add),
         bind(api.ALERT_LIST, alerts.list_rules),
         bind(api.ALERT_REMOVE, alerts.remove),
+        bind(api.ADOPT_ADD, adoption.add),
+        bind(api.ADOPT_LIST, adoption.list_rules),
+        bind(api.ADOPT_REMOVE, adoption.remove),
     )
 }
 assert TABLE.keys() == api.METHODS.keys(), "every method of the contract has a handler"

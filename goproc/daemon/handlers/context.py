@@ -89,6 +89,8 @@ class Ctx:
     metrics_interval: float = 0.0
     # The entries an alert rule has fired for and not cleared since (the alerter's).
     firing: Callable[[Rule], tuple[int, ...]] = lambda rule: ()
+    # Tells the adopter the adoption rules changed (it wakes from idle, or rescans).
+    adopting: Callable[[], None] = lambda: None
     session: Session | None = None
 
 

@@ -20,7 +20,7 @@ from goproc.daemon.probe import Probe
 from goproc.daemon.scan import Seen, cgroup_pids, scan
 from goproc.errors import GoprocError, InvalidValue, NoMatch, PermissionDenied
 from goproc.matching import Criteria, select
-from goproc.model import ProcessFacts, Selector
+from goproc.model import Proc, ProcessFacts, Selector
 
 
 async def add_matching(ctx: Ctx, params: AddParams, log_files: object) -> Matched:
@@ -31,7 +31,7 @@ async def add_matching(ctx: Ctx, params: AddParams, log_files: object) -> Matche
         raise InvalidValue("match: give pid, pids or match, not more than one")
     if log_files is not None:
         raise InvalidValue("log: a log can be given to exactly one process, not to a match")
-    users = _users(spec)
+    users = match_users(spec)
     within, root = _within(ctx, spec)
     with Ere(spec.pattern or "", exact=spec.exact, field="match.pattern") as ere:
         criteria = Criteria(
@@ -76,7 +76,7 @@ def _found(
     return out
 
 
-def _users(spec: MatchSpec) -> frozenset[int]:
+def match_users(spec: MatchSpec) -> frozenset[int]:
     """The effective uids a match is for: the daemon's own unless `user` names others,
     which only a daemon running as root may."""
     own = os.geteuid()
@@ -102,24 +102,32 @@ def _users(spec: MatchSpec) -> frozenset[int]:
 def _within(ctx: Ctx, spec: MatchSpec) -> tuple[set[int] | None, int | None]:
     """The pids of the cgroup a match is limited to (None: no cgroup), and the pid of
     the tracked process whose descendants it is limited to (None: not so limited)."""
-    within: set[int] | None = None
-    if spec.cgroup is not None:
-        try:
-            within = set(cgroup_pids(spec.cgroup))
-        except OSError as e:
-            raise InvalidValue(
-                f"match.cgroup: not a cgroup v2 directory ({e.strerror or e}): {spec.cgroup!r}"
-            ) from None
+    within = None if spec.cgroup is None else cgroup_members(spec.cgroup)
     if spec.children_of is not None:
-        ref = spec.children_of
-        selector = Selector(ids=(ref,)) if isinstance(ref, int) else Selector(names=(ref,))
-        entries = ctx.registry.select(selector)
-        if not entries:
-            raise NoMatch(f"match.children_of: no entry {ref!r}")
-        if not entries[0].alive:
-            raise InvalidValue(f"match.children_of: entry {ref!r} is not alive")
-        return within, entries[0].pid
+        return within, children_root(ctx, spec.children_of).pid
     return within, None
+
+
+def cgroup_members(path: str) -> set[int]:
+    """The pids of the cgroup v2 directory `path`; InvalidValue naming `match.cgroup`
+    when it is not one."""
+    try:
+        return set(cgroup_pids(path))
+    except OSError as e:
+        raise InvalidValue(
+            f"match.cgroup: not a cgroup v2 directory ({e.strerror or e}): {path!r}"
+        ) from None
+
+
+def children_root(ctx: Ctx, ref: int | str) -> Proc:
+    """The alive entry (by id or name) whose process's descendants a match is for."""
+    selector = Selector(ids=(ref,)) if isinstance(ref, int) else Selector(names=(ref,))
+    entries = ctx.registry.select(selector)
+    if not entries:
+        raise NoMatch(f"match.children_of: no entry {ref!r}")
+    if not entries[0].alive:
+        raise InvalidValue(f"match.children_of: entry {ref!r} is not alive")
+    return entries[0]
 
 
 def descendants(root: int, procs: list[Seen]) -> set[int]:
