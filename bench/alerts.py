@@ -33,18 +33,15 @@ import platform
 import queue
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from harness import LineClient, Runner, find_runner, running_daemon
+from harness import EventReader, LineClient, Runner, find_runner, running_daemon
 
 from goproc.durations import parse_duration
 
@@ -93,34 +90,6 @@ def timestamp(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-class Subscriber:
-    """A `subscribe` connection read by a thread: each `alert` event with the wall time
-    it arrived, on a queue."""
-
-    def __init__(self, path: Path) -> None:
-        self.client = LineClient(path)
-        self.client.call("subscribe")
-        self.client.sock.settimeout(None)  # from now on the thread waits for events
-        self.alerts: queue.Queue[tuple[float, dict[str, Any]]] = queue.Queue()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            for line in self.client.file:
-                arrived = time.time()
-                msg = json.loads(line)
-                event = msg.get("params") or {}
-                if msg.get("method") == "event" and event.get("kind") == "alert":
-                    self.alerts.put((arrived, event))
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.client.sock.shutdown(socket.SHUT_RDWR)  # wakes the thread: EOF
-        self._thread.join(5)
-        self.client.close()
-
-
 @contextlib.contextmanager
 def balloon() -> Iterator[subprocess.Popen[str]]:
     p = subprocess.Popen(
@@ -161,13 +130,13 @@ def measure(runner: Runner, interval_text: str, rounds: int) -> dict[str, Any]:
     ):
         entry = c.call("add", {"pid": p.pid})["id"]
         rule = c.call("alert.add", {"ids": [entry], "condition": CONDITION, "rule": "bench"})
-        sub = Subscriber(d.socket)
+        sub = EventReader(d.socket, "alert")
         try:
             for n in range(rounds):
                 time.sleep(random.uniform(0, interval))  # any phase of the sampler's tick
                 _, crossed, rss = told(p, signal.SIGUSR1, "crossed")
                 try:
-                    arrived, event = sub.alerts.get(timeout=EVENT_TIMEOUT_INTERVALS * interval)
+                    arrived, event = sub.events.get(timeout=EVENT_TIMEOUT_INTERVALS * interval)
                 except queue.Empty:
                     raise RuntimeError(f"round {n + 1}: no alert event") from None
                 if event["rule"] != rule["id"] or event["id"] != entry:

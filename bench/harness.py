@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -121,6 +123,42 @@ class LineClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class EventReader:
+    """A `subscribe` connection read by a thread: each event of `kind` with the wall
+    time it arrived, on the queue `events`."""
+
+    def __init__(self, path: Path, kind: str, params: dict[str, Any] | None = None) -> None:
+        self.kind = kind
+        self.client = LineClient(path)
+        self.client.call("subscribe", params)
+        self.client.sock.settimeout(None)  # from now on the thread waits for events
+        self.events: queue.Queue[tuple[float, dict[str, Any]]] = queue.Queue()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            for line in self.client.file:
+                arrived = time.time()
+                msg = json.loads(line)
+                event = msg.get("params") or {}
+                if msg.get("method") == "event" and event.get("kind") == self.kind:
+                    self.events.put((arrived, event))
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.client.sock.shutdown(socket.SHUT_RDWR)  # wakes the thread: EOF
+        self._thread.join(5)
+        self.client.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """A process's CPU time so far (utime + stime of /proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # ---- servers in temp dirs ------------------------------------------------------------------

@@ -72,16 +72,19 @@ def check_template(template: str) -> str:
                 f"name: unknown field {{{field}}} (known: {{comm}}, {{pid}}, {{n}}): {template!r}"
             )
     if render(template, "x", 1, 1) is None:
-        raise InvalidValue(f"name: the names it makes are not 1..64 characters: {template!r}")
+        raise InvalidValue(
+            f"name: the names it makes are not 1..64 characters with a non-digit: {template!r}"
+        )
     return template
 
 
 def render(template: str, comm: str, pid: int, n: int) -> str | None:
     """The name `template` gives the `n`-th process a rule adopts, or None when that is
-    no valid name.  Characters of `comm` a name may not hold become '_'."""
+    no valid name (all digits is none: it would read as an id).  Characters of `comm`
+    a name may not hold become '_'."""
     safe = "".join(c if c in _NAME_CHARS else "_" for c in comm)
     name = template.format(comm=safe, pid=pid, n=n)
-    return name if NAME_RE.fullmatch(name) else None
+    return name if NAME_RE.fullmatch(name) and not name.isdigit() else None
 
 
 def plan_adoption(

@@ -12,8 +12,9 @@ another between two scans.  A rule adopts only processes started after it was ma
 (at a daemon's start, the rules run over every process, and adopt those started
 since).  The first rule (lowest number) that matches a process adopts it.
 
-The scan runs in a worker thread and touches nothing but `/proc` and what it is
-handed; the registry is read and changed in the trio thread only.
+The listing is done in the trio thread (it is one `listdir` and a set difference); the
+new processes are read in a worker thread, which touches nothing but `/proc` and what
+it is handed; the registry is read and changed in the trio thread only.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from attrs import frozen
 from goproc.adoption import plan_adoption, plan_forget
 from goproc.daemon.ere import Ere
 from goproc.daemon.probe import Probe
-from goproc.daemon.scan import Seen, cgroup_pids, pids_now, seen
+from goproc.daemon.scan import Seen, cgroup_pids, seen
 from goproc.daemon.service import Service
 from goproc.errors import GoprocError
 from goproc.matching import Criteria, candidate
@@ -61,30 +62,40 @@ Found = tuple[int, ProcessFacts, str]  # the rule, the process, its name (comm)
 
 
 class NewProcesses:
-    """What is new in `/proc` since the last call (blocking: call it in a worker
-    thread, one call at a time)."""
+    """What is new in `/proc` since the last look.  `look` lists it (cheap: names
+    compared as listed, a set difference); `read` reads the new processes (blocking:
+    call it in a worker thread, one call at a time, and not beside `look`)."""
 
     def __init__(self, proc: str = "/proc") -> None:
         self.proc = proc
-        self.known: set[int] | None = None  # None: not looked yet (all are new)
+        self.known: set[str] | None = None  # the names listed last; None: not looked yet
         self.young: dict[int, int] = {}  # unmatched new pid -> rechecks left
+        self._fresh: set[int] = set()
+        self._first = True
 
     def forget(self) -> None:
         self.known = None
         self.young.clear()
 
-    def scan(self, wants: list[Want], inspect: Callable[[int], ProcessFacts]) -> list[Found]:
-        """Every new process (or one read again) that a want matches, with the first
+    def look(self) -> list[int]:
+        """The pids to read: those not listed the last time, and the young ones still
+        there; in pid order."""
+        try:
+            names = set(os.listdir(self.proc))
+        except OSError:
+            names = set()
+        self._first = self.known is None
+        fresh = names if self.known is None else names - self.known
+        self.known = names
+        self._fresh = {int(n) for n in fresh if n.isdigit() and n.isascii()}
+        self.young = {pid: n for pid, n in self.young.items() if str(pid) in names}
+        return sorted(self._fresh | self.young.keys())
+
+    def read(
+        self, todo: list[int], wants: list[Want], inspect: Callable[[int], ProcessFacts]
+    ) -> list[Found]:
+        """Every process of `todo` (from `look`) that a want matches, with the first
         such rule, in pid order."""
-        now = set(pids_now(self.proc))
-        first = self.known is None
-        fresh = now if self.known is None else now - self.known
-        self.known = now
-        again = {pid for pid in self.young if pid in now}
-        self.young = {pid: n for pid, n in self.young.items() if pid in again}
-        todo = sorted(fresh | again)
-        if not todo or not wants:
-            return []
         full = any(w.criteria.full for w in wants)
         members = {w.cgroup: _members(w.cgroup) for w in wants if w.cgroup is not None}
         boot = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
@@ -107,7 +118,7 @@ class NewProcesses:
                 except GoprocError:
                     continue  # gone (or changed hands) since it was read
                 out.append((rule.rule_id, facts, p.comm.decode(errors="replace")))
-            elif pid in fresh and not first:
+            elif pid in self._fresh and not self._first:
                 self.young[pid] = RECHECKS
             elif pid in self.young:
                 self.young[pid] -= 1
@@ -215,9 +226,12 @@ class Adopter:
         """One look for new processes, the adoptions it finds, then the forgetting."""
         started = time.perf_counter()
         wants = self._wants()
-        found = await trio.to_thread.run_sync(
-            functools.partial(self._new.scan, wants, self.probe.inspect)
-        )
+        todo = self._new.look()  # a listing and a set difference: inline
+        found: list[Found] = []
+        if todo and wants:
+            found = await trio.to_thread.run_sync(
+                functools.partial(self._new.read, todo, wants, self.probe.inspect)
+            )
         for rule_id, group in groupby(found, key=lambda f: f[0]):
             await self._adopt(rule_id, [(facts, comm) for _, facts, comm in group])
         forget = plan_forget(self.registry, self.clock())

@@ -770,6 +770,7 @@ def every_method_once(d: Daemon, pid: int, spare: int) -> None:
     with Conn(d) as conn:
         conn.call("ping")
         conn.call("status")
+        adopting = conn.call("adopt.add", {"match": {"pattern": "^sleep$"}, "tags": ["t"]})
         entry = conn.call("add", {"pid": pid, "tags": ["t"], "groups": ["g"]})
         ids = {"ids": [entry["id"]]}
         conn.call("list")
@@ -794,12 +795,14 @@ def every_method_once(d: Daemon, pid: int, spare: int) -> None:
             "add", {"match": {"pattern": "^sleep$", "parent": [os.getpid()]}, "dry_run": True}
         )
         assert [m["pid"] for m in found["matched"]] == [spare], found
+        conn.call("adopt.list")
+        conn.call("adopt.remove", {"rule": adopting["id"]})
         conn.call("remove", ids)
         conn.call("reset", {"confirm": "RESET"})
     assert set(METHODS) == {
         "ping", "status", "add", "list", "show", "remove", "kill", "wait", "reset",
         "name.set", "subscribe", "unsubscribe", "metrics.history",
-        "alert.add", "alert.list", "alert.remove",
+        "alert.add", "alert.list", "alert.remove", "adopt.add", "adopt.list", "adopt.remove",
         *(f"{k}.{op}" for k in ("tag", "group") for op in ("add", "remove", "rename", "list")),
     }, "a new method: call it above too"  # fmt: skip
 
@@ -923,6 +926,10 @@ PARAMETERS = {
     # its own user (the client's), for pids only; nothing found is run or signalled.
     "match": "a pgrep-style match: pattern, users, parent pids, a cgroup v2 dir, an entry",
     "dry_run": "a boolean",
+    # Reviewed: adoption rules add entries (as `add` does: identity-checked, never run
+    # or signalled); `forget_after` removes the rule's dead entries only.
+    "forget_after": "seconds, 0 to ten years",
+    "limit": "a positive integer",
 }
 
 

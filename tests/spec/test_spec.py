@@ -410,6 +410,8 @@ class Broken(World):
         self.e1 = self.add(tags=["s"], groups=["s"], name="s1")
         rule = {"condition": "cpu > 99", "ids": [self.e1["id"]], "rule": "s-rule"}
         self.rule = result_of(self.daemon, "alert.add", rule)
+        adopt = {"match": {"pattern": "^s-nothing-runs-as-this$"}, "rule": "s-adopt"}
+        self.adopt = result_of(self.daemon, "adopt.add", adopt)
         self.e2 = self.add(tags=["s"], groups=["s"])
         break_journal(self.daemon.state_dir, entries=2)
 
@@ -746,6 +748,49 @@ def _wait_for_exit(ctx: Ctx, params: Any) -> Any:
     return reply["result"]
 
 
+def _adopt_case(ctx: Ctx) -> Any:
+    """A rule for a `sleep` named like nothing else (`exec -a`), with every parameter."""
+    name = ctx.world.unique("spec-adopt")
+    return {
+        "match": {"pattern": f"^{name} ", "full": True, "exact": False, "pick": "all"},
+        "tags": [" spec-adopted ", ""],
+        "groups": ["spec-ag"],
+        "name": name + "-{n}",
+        "rule": f" {name} ",
+        "forget_after": 600,
+        "limit": 2,
+    }
+
+
+def _adopts(ctx: Ctx, params: Any, result: Any) -> None:
+    """The rule as given, and a matching process started after it is adopted."""
+    name = params["rule"].strip()
+    assert (result["name"], result["match"], result["tags"], result["groups"]) == (
+        name,
+        {"pattern": params["match"]["pattern"], "full": True},
+        ["spec-adopted"],
+        ["spec-ag"],
+    ), result
+    assert (result["name_template"], result["forget_after"], result["limit"]) == (
+        params["name"],
+        600.0,
+        2,
+    )
+    assert (result["adopted"], result["alive"]) == (0, 0)
+    pid = _named_sleeper(ctx, name)
+    entry = wait_for(
+        lambda: result_of(ctx.daemon, "list", {"pids": [pid]}), "the rule to adopt the process"
+    )[0]
+    assert_valid("/components/schemas/Proc", entry)
+    assert (entry["adopted_by"], entry["name"], entry["tags"]) == (
+        result["id"],
+        f"{name}-1",
+        ["spec-adopted"],
+    ), entry
+    listed = next(r for r in result_of(ctx.daemon, "adopt.list") if r["id"] == result["id"])
+    assert (listed["adopted"], listed["alive"]) == (1, 1), listed
+
+
 def _unsubscribe(ctx: Ctx, params: Any) -> Any:
     with Conn(ctx.daemon) as conn:
         sub = conn.call("subscribe", {"ids": []})["subscription"]
@@ -968,6 +1013,40 @@ RESULT_CASES: dict[str, Case] = {
         },
         that(lambda ctx, p, r: r["id"] == p["rule"] and r["condition"] == "fds > 100000"),
     ),
+    "adopt.add with every parameter": Case("adopt.add", _adopt_case, _adopts),
+    "adopt.add with nulls": Case(
+        "adopt.add",
+        lambda ctx: {
+            "match": {"pattern": "^spec-nothing-runs-as-this$", "exact": True},
+            "name": None,
+            "rule": None,
+            "forget_after": None,
+            "limit": None,
+        },
+        that(
+            lambda ctx, p, r: (
+                (r["name"], r["name_template"], r["forget_after"], r["limit"], r["tags"])
+                == (None, None, None, None, [])
+                and r["match"] == p["match"]
+            )
+        ),
+    ),
+    "adopt.list": Case(
+        "adopt.list",
+        check=that(lambda ctx, p, r: [x["id"] for x in r] == sorted(x["id"] for x in r)),
+    ),
+    "adopt.remove by number": Case(
+        "adopt.remove",
+        lambda ctx: {
+            "rule": result_of(ctx.daemon, "adopt.add", {"match": {"pattern": "^spec-none$"}})["id"]
+        },
+        that(
+            lambda ctx, p, r: (
+                r["id"] == p["rule"]
+                and all(x["id"] != p["rule"] for x in result_of(ctx.daemon, "adopt.list"))
+            )
+        ),
+    ),
     "unsubscribe": Case(
         "unsubscribe",
         lambda ctx: {"subscription": 0},
@@ -1150,7 +1229,8 @@ FILLERS: dict[str, Any] = {
     "confirm": "RESET",
     "subscription": 1,
     "condition": "cpu > 90",
-    "rule": 2**62,  # alert.remove's: a rule number no rule has
+    "rule": 2**62,  # alert.remove's and adopt.remove's: a rule number no rule has
+    "match": {"pattern": "^spec-nothing-runs-as-this$"},  # adopt.add's
 }
 WRONG_VALUES: list[Any] = [{"an": "object"}, "a string", 12345, [12345], True, 1.5]
 
@@ -1207,9 +1287,13 @@ def _added_twice(ctx: Ctx) -> Any:
 def _unchanged(ctx: Ctx, method: str, params: Callable[[Broken], Any]) -> Any:
     """The request fails to be saved, and the registry is as it was before it."""
     b = ctx.broken
-    before = result_of(b.daemon, "list"), result_of(b.daemon, "alert.list")
+
+    def state() -> Any:
+        return [result_of(b.daemon, m) for m in ("list", "alert.list", "adopt.list")]
+
+    before = state()
     reply = send(b.daemon, method, params(b))
-    after = result_of(b.daemon, "list"), result_of(b.daemon, "alert.list")
+    after = state()
     assert after == before, "a change that was not saved was applied"
     return Reply(reply)
 
@@ -1228,6 +1312,8 @@ STORAGE_PARAMS: dict[str, Callable[[Broken], Any]] = {
     "reset": lambda b: {"confirm": "RESET"},
     "alert.add": lambda b: {"condition": "mem > 1GB", "all": True},
     "alert.remove": lambda b: {"rule": "s-rule"},
+    "adopt.add": lambda b: {"match": {"pattern": "^s-other$"}, "tags": ["s"]},
+    "adopt.remove": lambda b: {"rule": "s-adopt"},
 }
 
 
@@ -1279,6 +1365,29 @@ def _rules_beyond_the_limit(ctx: Ctx) -> Any:
     reply = send(d, "alert.add", {"condition": "cpu > 1", "all": True})
     assert len(result_of(d, "alert.list")) == 256
     return Reply(reply)
+
+
+def _adopt_name_taken(ctx: Ctx) -> Any:
+    name = ctx.world.unique("spec-adopt-rule")
+    result_of(ctx.daemon, "adopt.add", {"match": {"pattern": "^spec-none$"}, "rule": name})
+    return {"match": {"pattern": "^spec-other$"}, "rule": name}
+
+
+def _adopt_rules_beyond_the_limit(ctx: Ctx) -> Any:
+    """On a daemon of its own: 256 adoption rules are kept, the 257th is refused."""
+    d = ctx.spawn_daemon()
+    with Conn(d) as conn:
+        for n in range(256):
+            conn.call("adopt.add", {"match": {"pattern": f"^spec-none-{n}$"}})
+    reply = send(d, "adopt.add", {"match": {"pattern": "^spec-none$"}})
+    assert len(result_of(d, "adopt.list")) == 256
+    return Reply(reply)
+
+
+def _foreign_user(ctx: Ctx) -> Any:
+    if os.geteuid() == 0:
+        pytest.skip("as root every user's processes may be adopted: -32002 cannot happen")
+    return {"match": {"pattern": "x", "user": ["0"]}}
 
 
 def _signals(*values: Any) -> dict[str, Provocation]:
@@ -1396,6 +1505,43 @@ PROVOCATIONS: dict[tuple[str, int], dict[str, Provocation]] = {
         "rule a bad name": BadParams("rule", {"rule": "a b"}),
     },
     ("alert.remove", -32006): {
+        "no rule with the number": lambda ctx: {"rule": 2**62},
+        "no rule with the name": lambda ctx: {"rule": "spec-no-such-rule"},
+    },
+    ("adopt.add", INVALID_PARAMS): {
+        "match empty": BadParams("match", {"match": {}}),
+        "match pick newest": BadParams("match.pick", {"match": {"pattern": "x", "pick": "newest"}}),
+        "match pattern not an ERE": BadParams("match.pattern", {"match": {"pattern": "("}}),
+        "match user unknown": BadParams("match.user", {"match": {"user": ["no-such-user-here"]}}),
+        "match cgroup not one": BadParams("match.cgroup", {"match": {"cgroup": "/nonexistent"}}),
+        "match children_of a dead entry": BadParams(
+            "match.children_of", lambda ctx: {"match": {"children_of": ctx.world.dead["id"]}}
+        ),
+        "name with a space": BadParams("name", {"match": {"pattern": "x"}, "name": "w {n}"}),
+        "name of an unknown field": BadParams("name", {"match": {"pattern": "x"}, "name": "{cmd}"}),
+        "name of 65 characters": BadParams("name", {"match": {"pattern": "x"}, "name": "n" * 65}),
+        "rule of digits only": BadParams("rule", {"match": {"pattern": "x"}, "rule": "7"}),
+        "forget_after -1": BadParams(
+            "forget_after", {"match": {"pattern": "x"}, "forget_after": -1}
+        ),
+        "forget_after over ten years": BadParams(
+            "forget_after", {"match": {"pattern": "x"}, "forget_after": 316224001}
+        ),
+        "limit 0": BadParams("limit", {"match": {"pattern": "x"}, "limit": 0}),
+        "limit 2**31": BadParams("limit", {"match": {"pattern": "x"}, "limit": 2**31}),
+    },
+    ("adopt.add", -32002): {"a user of another": _foreign_user},
+    ("adopt.add", -32004): {"rule of another rule": _adopt_name_taken},
+    ("adopt.add", -32006): {
+        "children_of no entry": lambda ctx: {"match": {"children_of": NO_ID}},
+        "children_of no name": lambda ctx: {"match": {"children_of": "spec-no-such-entry"}},
+    },
+    ("adopt.add", -32008): {"one rule beyond the limit": _adopt_rules_beyond_the_limit},
+    ("adopt.remove", INVALID_PARAMS): {
+        "rule 0": BadParams("rule", {"rule": 0}),
+        "rule a bad name": BadParams("rule", {"rule": "a b"}),
+    },
+    ("adopt.remove", -32006): {
         "no rule with the number": lambda ctx: {"rule": 2**62},
         "no rule with the name": lambda ctx: {"rule": "spec-no-such-rule"},
     },

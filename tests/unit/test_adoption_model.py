@@ -328,6 +328,8 @@ test_adoption_rules_against_the_model = AdoptionMachine.TestCase
         ("{n!r}", "unknown field {n}"),
         ("x" * 65, "not 1..64 characters"),
         ("", "not 1..64 characters"),
+        ("{pid}", "with a non-digit"),
+        ("{n}", "with a non-digit"),
     ],
 )
 def test_a_bad_name_template_is_refused_naming_name(template: str, problem: str) -> None:
@@ -340,6 +342,7 @@ def test_a_template_renders_comm_pid_and_n_with_unfit_characters_replaced() -> N
     assert check_template("{comm}-{pid}.{n}") == "{comm}-{pid}.{n}"
     assert render("{comm}-{pid}.{n}", "web srv/1", 42, 7) == "web_srv_1-42.7"
     assert render("{comm}", "x" * 70, 1, 1) is None  # too long: no name
+    assert render("{comm}", "123", 1, 1) is None  # all digits would read as an id
 
 
 def test_the_256th_rule_is_the_last() -> None:
