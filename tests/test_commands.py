@@ -51,6 +51,7 @@ PROC_FIELDS = [
     "last_seen",
     "exited_at",
     "log",
+    "adopted_by",
     "metrics",
 ]
 NO_SUCH_PROCESS, ALREADY_TRACKED, NAME_IN_USE = -32001, -32003, -32004

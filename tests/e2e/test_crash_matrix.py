@@ -565,8 +565,15 @@ def test_snapshot_of_the_first_released_format_loads(
     entries = d.call("list")
     assert [e["id"] for e in entries] == [p["id"] for p in old["procs"]] == [1, 2, 4, 5]
     for saved, e in zip(old["procs"], entries, strict=True):
-        # Keys the first release had not: `exited_at` (when known), `log` (none).
-        want = {**saved, "exited_at": saved.get("exited_at"), "log": None, "metrics": None}
+        # Keys the first release had not: `exited_at` (when known), `log` and
+        # `adopted_by` (none).
+        want = {
+            **saved,
+            "exited_at": saved.get("exited_at"),
+            "log": None,
+            "adopted_by": None,
+            "metrics": None,
+        }
         if saved["alive"]:
             # Its process is gone: the start-up probe finds it dead, and says when.
             assert e["alive"] is False and TIME.fullmatch(e["exited_at"]), e
