@@ -82,7 +82,8 @@ def _listening_unix_socket(fd: int) -> socket.socket:
         sock.detach()
         raise StartError(f"{problem} cannot be checked ({e.strerror or e})") from None
     if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM or not listening:
-        what = f"{sock.family.name} {sock.type.name}{'' if listening else ', not listening'}"
+        kinds = " ".join(str(getattr(k, "name", k)) for k in (sock.family, sock.type))
+        what = kinds if listening else f"{kinds}, not listening"
         sock.detach()  # not ours to close: the start is refused anyway
         raise StartError(f"{problem} is not a listening AF_UNIX SOCK_STREAM socket ({what})")
     return sock
