@@ -63,15 +63,19 @@ class Daemon:
 
     # ---- life cycle ----------------------------------------------------------------------
 
-    # What runs the daemon's command, if anything (`prlimit ... --`, say).
+    # What runs the daemon's command, if anything (`prlimit ... --`, say), and the fds
+    # the launcher inherits (all others are closed).
     launcher: tuple[str, ...] = ()
+    pass_fds: tuple[int, ...] = ()
 
     def start(self, *extra: str, wait: bool = True) -> Daemon:
         args = [*self.launcher, *GOPROC, "daemon", *extra]
         if self.config_path is not None:
             args += ["--config", str(self.config_path)]
         self._log = open(self.log_path, "ab")  # noqa: SIM115  # closed in stop()
-        self.proc = subprocess.Popen(args, env=self.env, stdout=self._log, stderr=self._log)
+        self.proc = subprocess.Popen(
+            args, env=self.env, stdout=self._log, stderr=self._log, pass_fds=self.pass_fds
+        )
         if wait:
             self.wait_ready()
         return self

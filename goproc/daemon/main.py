@@ -1,5 +1,10 @@
 """`goproc daemon`: check the dirs, take the lock, bind the socket, run the daemon, clean up.
 
+A listening socket passed by socket activation (`goproc.daemon.activation`) is used
+instead of binding one; its path names the runtime dir, and it is left in place at exit
+(the service manager owns it).  systemd's `NOTIFY_SOCKET` is read here, before anything
+else, and told of readiness by wiring (`goproc.daemon.notify`).
+
 The runtime and state dirs are used only when they are ours and private, and the files
 in them ours (`goproc.daemon.places`).  One daemon per state dir: an flock on
 `goproc.lock` decides, not the PID file, so files left by a crashed daemon never block
@@ -27,8 +32,9 @@ import trio
 
 from goproc import paths
 from goproc.config import Config
-from goproc.daemon import places, wiring
+from goproc.daemon import activation, places, wiring
 from goproc.daemon.lock import take_lock
+from goproc.daemon.notify import Notifier
 from goproc.daemon.places import StartError
 from goproc.daemon.sockets import LineListener
 from goproc.store.files import replace_private
@@ -44,11 +50,14 @@ def run_daemon(config: Config, *, force: bool = False, fresh: bool = False) -> i
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="goproc daemon: %(levelname)s: %(message)s"
     )
+    notifier = Notifier.from_environment()
     try:
-        socket_path = paths.socket_path()
+        passed = activation.passed_socket()
+        socket_path = _passed_path(passed) if passed else paths.socket_path()
         # Absolute: `status` tells clients where it is (`goproc run` makes logs there).
         state_dir = paths.state_dir().absolute()
-        places.prepare(socket_path.parent, paths.runtime_variable(), socket_path.name)
+        runtime_variable = places.LISTEN_STREAM if passed else paths.runtime_variable()
+        places.prepare(socket_path.parent, runtime_variable, socket_path.name)
         places.prepare(state_dir, "GOPROC_STATE_DIR")
         lock_fd = take_lock(state_dir, socket_path, force)
     except (StartError, paths.PlaceError) as e:
@@ -56,14 +65,14 @@ def run_daemon(config: Config, *, force: bool = False, fresh: bool = False) -> i
         return 1
     pid_file = paths.pid_file(socket_path)
     try:
-        sock = _bind(socket_path)
+        sock = passed or _bind(socket_path)
     except StartError as e:
         os.close(lock_fd)
         print(f"goproc: {e}", file=sys.stderr)
         return 1
     try:
         replace_private(pid_file, f"{os.getpid()}\n".encode())
-        trio.run(_serve, config, sock, socket_path, state_dir, fresh)
+        trio.run(_serve, config, sock, socket_path, state_dir, fresh, notifier)
         return 0
     except UnusableState as e:  # raised before serving: nothing was changed
         print(f"goproc: {e}", file=sys.stderr)
@@ -81,7 +90,8 @@ def run_daemon(config: Config, *, force: bool = False, fresh: bool = False) -> i
         log.critical("stopping: %s: %s", type(e).__name__, e, exc_info=e)
         return 1
     finally:
-        for path in (socket_path, pid_file):
+        # A passed socket's file is the service manager's: it listens there again.
+        for path in (pid_file,) if passed else (socket_path, pid_file):
             with contextlib.suppress(OSError):
                 path.unlink()
         os.close(lock_fd)
@@ -98,10 +108,30 @@ def _leaves(eg: BaseExceptionGroup[BaseException]) -> list[BaseException]:
 
 
 async def _serve(
-    config: Config, sock: stdsocket.socket, socket_path: Path, state_dir: Path, fresh: bool
+    config: Config,
+    sock: stdsocket.socket,
+    socket_path: Path,
+    state_dir: Path,
+    fresh: bool,
+    notifier: Notifier,
 ) -> None:
     listener = LineListener(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
-    await wiring.serve(config, listener, socket_path, state_dir, fresh)
+    await wiring.serve(config, listener, socket_path, state_dir, fresh, notifier)
+
+
+def _passed_path(sock: stdsocket.socket) -> Path:
+    """Where the passed socket is, warning when clients would not look there."""
+    path = activation.socket_address(sock)
+    log.info("using the socket passed by the service manager at %s", path)
+    with contextlib.suppress(paths.PlaceError):
+        default = paths.socket_path().absolute()
+        if default != path:
+            log.warning(
+                "clients look for %s unless GOPROC_SOCKET (or GOPROC_RUNTIME_DIR) names %s",
+                default,
+                path,
+            )
+    return path
 
 
 def _bind(path: Path) -> stdsocket.socket:

@@ -28,6 +28,7 @@ from pathlib import Path
 from goproc.store.files import file_problem
 
 PREFIX = "goproc."  # the daemon's names in its dirs; others are left alone
+LISTEN_STREAM = "the socket unit's ListenStream="  # names a passed socket's path
 
 
 class StartError(Exception):
@@ -41,7 +42,8 @@ def prepare(directory: Path, variable: str, socket_name: str = "") -> None:
     _make(directory)
     problem = dir_problem(directory)
     if problem is not None:
-        place = "a path in a directory" if variable == "GOPROC_SOCKET" else "a directory"
+        names_path = variable in ("GOPROC_SOCKET", LISTEN_STREAM)
+        place = "a path in a directory" if names_path else "a directory"
         raise StartError(
             f"{directory} {problem}: refusing to use it; set {variable} to {place} of "
             "yours that only you can write"

@@ -5,6 +5,7 @@ the daemon) stops.
 
 SIGINT/SIGTERM stop it cleanly: the server accepts no more and finishes the requests in
 flight (within its grace), the snapshot is flushed, then everything else is cancelled.
+The service manager hears when serving begins and when a stop does (`goproc.daemon.notify`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from goproc.daemon.handlers.context import Session
 from goproc.daemon.handlers.kill import kill_one
 from goproc.daemon.liveness import Liveness
 from goproc.daemon.metrics import Sampler
+from goproc.daemon.notify import Notifier
 from goproc.daemon.probe import OsProbe, boot_id
 from goproc.daemon.server import Server
 from goproc.daemon.service import Outlets, Pulse, Service, Vitals
@@ -268,8 +270,9 @@ def build(
     )
 
 
-async def run(parts: Parts, socket_path: Path, state_dir: Path) -> None:
-    """Run every part until SIGINT or SIGTERM, then stop in order."""
+async def run(parts: Parts, socket_path: Path, state_dir: Path, notifier: Notifier) -> None:
+    """Run every part until SIGINT or SIGTERM, then stop in order; `notifier` hears
+    when serving begins and when stopping does."""
     # Signals are ours before the first request can be served.
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
@@ -294,8 +297,10 @@ async def run(parts: Parts, socket_path: Path, state_dir: Path) -> None:
                     counted(len(parts.registry), "entry", "entries"),
                     state_dir,
                 )
+                notifier.ready(f"listening on {socket_path}")
                 async for signum in signals:
                     log.info("%s: stopping", signal.Signals(signum).name)
+                    notifier.stopping(f"stopping on {signal.Signals(signum).name}")
                     break
                 parts.server.stop()  # serving ends once its connections have
             try:
@@ -312,10 +317,10 @@ async def serve(
     socket_path: Path,
     state_dir: Path,
     fresh: bool = False,
+    notifier: Notifier | None = None,
 ) -> None:
     """Load the state dir (`fresh`: see `load`), build the daemon on `listener`, run it
-    until stopped."""
+    until stopped, telling `notifier` (systemd's readiness protocol) how it goes."""
     registry, loaded = await load(state_dir, fresh)
-    await run(
-        build(config, listener, socket_path, state_dir, registry, loaded), socket_path, state_dir
-    )
+    parts = build(config, listener, socket_path, state_dir, registry, loaded)
+    await run(parts, socket_path, state_dir, notifier or Notifier(None))
