@@ -7,13 +7,15 @@ its value, and is ignored.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
-from attrs import fields, frozen
+from attrs import evolve, fields, frozen
 
 from goproc.durations import parse_duration
 from goproc.errors import ConfigError
@@ -51,6 +53,12 @@ class Config:
     # How often /proc is scanned for new processes while adoption rules exist (none:
     # never).
     discovery_interval: float = 0.1
+    # The read-only HTTP listener (off: None): "127.0.0.1:PORT", "[::1]:PORT" or
+    # "unix:/abs/path" (port 0: any free one, named by `status`).  An address beyond
+    # loopback needs `http_token`; with one, every request carries it as a bearer token.
+    http_listen: str | None = None
+    http_token: str | None = None
+    http_show_cmd: bool = True  # False: HTTP answers carry `cmd` as null
 
 
 # Each duration key and its floor, as text and in seconds: below it a daemon would spin
@@ -68,6 +76,7 @@ DURATION_FLOORS = {
 # Duration keys that may also be off (0): `0`, `"0"` or `"off"`.
 OFF_KEYS = ("metrics_interval",)
 DURATION_KEYS = tuple(DURATION_FLOORS)
+HTTP_KEYS = ("http_listen", "http_token", "http_show_cmd")
 CHOICE_KEYS = {"exit_watch": ("auto", "poll"), "journal_fsync": ("interval", "always")}
 ENV_KEYS = {
     "liveness_interval": "GOPROC_LIVENESS_INTERVAL",
@@ -91,6 +100,85 @@ def _duration(key: str, value: Any) -> float:
     if seconds < floor:
         raise ValueError(f"must be at least {floor_text}, got {value!r}")
     return seconds
+
+
+_PORT = r"(0|[1-9][0-9]{0,4})"
+_INET = re.compile(r"([0-9.]+):" + _PORT)
+_INET6 = re.compile(r"\[([0-9A-Fa-f:.]+)\]:" + _PORT)
+UNIX_PATH_MAX = 107  # bytes of a UNIX socket path (sockaddr_un.sun_path, less its NUL)
+
+
+def http_address(value: Any) -> str:
+    """An `http_listen` value checked: `IPV4:PORT`, `[IPV6]:PORT` (literal addresses,
+    no host names) or `unix:/abs/path`; raises ValueError saying what is wrong."""
+    if not isinstance(value, str):
+        raise ValueError(f'must be a string like "127.0.0.1:8080", got {json.dumps(value)}')
+    if value.startswith("unix:"):
+        path = value[5:]
+        if not path.startswith("/") or "\0" in path or path.endswith("/"):
+            raise ValueError(f"unix: must be followed by an absolute file path, got {value!r}")
+        if len(os.fsencode(path)) > UNIX_PATH_MAX:
+            raise ValueError(f"the path is longer than {UNIX_PATH_MAX} bytes: {value!r}")
+        return value
+    m = _INET.fullmatch(value) or _INET6.fullmatch(value)
+    if m is None or int(m.group(2)) > 65535:
+        raise ValueError(
+            f"must be IPV4:PORT, [IPV6]:PORT or unix:/abs/path (port 0-65535), got {value!r}"
+        )
+    try:
+        ip = ipaddress.ip_address(m.group(1))
+    except ValueError:
+        raise ValueError(f"{m.group(1)!r} is not an IP address (in {value!r})") from None
+    if ip.version != (6 if value.startswith("[") else 4):
+        raise ValueError(f"an IPv6 address goes in brackets, got {value!r}")
+    return value
+
+
+def is_local(listen: str) -> bool:
+    """Whether a checked `http_listen` value is reachable from this machine only:
+    unix:, 127.0.0.0/8 or ::1."""
+    if listen.startswith("unix:"):
+        return True
+    host = listen.rsplit(":", 1)[0].strip("[]")
+    return ipaddress.ip_address(host).is_loopback
+
+
+def with_http(config: Config, listen: str, source: str = "--http") -> Config:
+    """`config` listening on `listen` (from the `--http` flag); raises ConfigError."""
+    try:
+        return evolve(config, http_listen=http_address(listen))
+    except ValueError as e:
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def check_http_exposure(config: Config) -> None:
+    """Refuse (ConfigError) to listen beyond this machine without a token."""
+    listen = config.http_listen
+    if listen is not None and config.http_token is None and not is_local(listen):
+        raise ConfigError(
+            f"http_listen {listen!r} is reachable from other machines: set http_token "
+            "too, or listen on 127.0.0.1, [::1] or unix:"
+        )
+
+
+def _http_value(key: str, value: Any) -> Any:
+    if key == "http_show_cmd":
+        if type(value) is not bool:
+            raise ValueError(f"must be true or false, got {json.dumps(value)}")
+        return value
+    if value is None:
+        return None
+    if key == "http_listen":
+        return http_address(value)
+    if (
+        not isinstance(value, str)
+        or not value
+        or not value.isascii()
+        or not value.isprintable()
+        or " " in value
+    ):
+        raise ValueError("must be a non-empty string of printable ASCII without spaces")
+    return value
 
 
 def load_config(path: Path | str | None, environ: dict[str, str] | None = None) -> Config:
@@ -140,6 +228,8 @@ def _read_file(path: Path) -> dict[str, Any]:
         try:
             if key in DURATION_KEYS:
                 out[key] = _duration(key, value)
+            elif key in HTTP_KEYS:
+                out[key] = _http_value(key, value)
             elif key in CHOICE_KEYS:
                 if value not in CHOICE_KEYS[key]:
                     choices = " or ".join(json.dumps(c) for c in CHOICE_KEYS[key])

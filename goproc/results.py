@@ -43,6 +43,7 @@ class Status:
     discovery_scans: int
     discovery_last_scan_seconds: float
     adopted: int  # processes the adoption rules added since the daemon started
+    http: str | None = None  # the HTTP listener's bound address; None: it is off
 
 
 @frozen(repr=False, eq=False)

@@ -40,6 +40,10 @@ class Event:
 
     def line(self, subscription: int) -> bytes:
         """The `event` notification for one subscription, as one line."""
+        return b"".join((_NOTIFICATION_HEAD, self.params(subscription), b"}\n"))
+
+    def params(self, subscription: int) -> bytes:
+        """The notification's params object (HTTP's event stream sends it alone)."""
         p = self.proc
         head = {
             "subscription": subscription,
@@ -51,9 +55,7 @@ class Event:
         }
         if self.extra:
             head.update(self.extra)
-        return b"".join(
-            (_NOTIFICATION_HEAD, dumps(head)[:-1], b',"proc":', spliced(p, self.metrics), b"}}\n")
-        )
+        return b"".join((dumps(head)[:-1], b',"proc":', spliced(p, self.metrics), b"}"))
 
 
 @frozen
@@ -64,13 +66,16 @@ class Overflow:
     dropped_after: int
 
     def line(self, subscription: int) -> bytes:
+        return _NOTIFICATION_HEAD + self.params(subscription) + b"}\n"
+
+    def params(self, subscription: int) -> bytes:
         params = {
             "subscription": subscription,
             "kind": "overflow",
             "time": format_time(self.time),
             "dropped_after": self.dropped_after,
         }
-        return _NOTIFICATION_HEAD + dumps(params) + b"}\n"
+        return dumps(params)
 
 
 _NOTIFICATION_HEAD = b'{"jsonrpc":"2.0","method":"' + EVENT_METHOD.encode() + b'","params":'

@@ -1,7 +1,7 @@
 """Build every part of the daemon once, with explicit dependencies, and run them in one
 nursery: the journal, the exit watcher, the snapshot writer, the liveness ticker, the
-metrics sampler, the adopter and the server.  If any of them fails the nursery (and so
-the daemon) stops.
+metrics sampler, the adopter, the server and (when configured) the HTTP listener.  If
+any of them fails the nursery (and so the daemon) stops.
 
 SIGINT/SIGTERM stop it cleanly: the server accepts no more and finishes the requests in
 flight (within its grace), the snapshot is flushed, then everything else is cancelled.
@@ -33,6 +33,8 @@ from goproc.daemon.exits import ExitWatcher, raise_fd_limit
 from goproc.daemon.handlers import Ctx, make_dispatch
 from goproc.daemon.handlers.context import Session
 from goproc.daemon.handlers.kill import kill_one
+from goproc.daemon.http.app import HttpApp
+from goproc.daemon.http.serving import HttpServer
 from goproc.daemon.liveness import Liveness
 from goproc.daemon.metrics import Sampler
 from goproc.daemon.notify import Notifier
@@ -107,6 +109,7 @@ def status_source(
     alerter: Alerter,
     adopter: Adopter,
     connections: Callable[[], int],
+    http: Callable[[], str | None] = lambda: None,
 ) -> Callable[[], Status]:
     """What `status` answers, read from the parts when it is asked."""
     fd_limit = raise_fd_limit()
@@ -141,6 +144,7 @@ def status_source(
             discovery_scans=adopter.scans,
             discovery_last_scan_seconds=round(adopter.last_scan_seconds, 6),
             adopted=adopter.adopted,
+            http=http(),
         )
 
     return status
@@ -160,6 +164,7 @@ class Parts:
     server: Server
     actions: Callable[..., Any]  # the alert rules' action runner: `nursery.start` it
     adopter: Adopter
+    http: HttpServer | None = None
 
 
 def build(
@@ -239,6 +244,7 @@ def build(
         alerter,
         adopter,
         lambda: server.connections,
+        lambda: http.bound if http is not None else None,
     )
     ctx = Ctx(
         registry=registry,
@@ -262,11 +268,34 @@ def build(
         return make_dispatch(attrs.evolve(ctx, session=session))
 
     server = Server(listener, config, dispatch_for, outlets.bus)
+    http = None
+    if config.http_listen is not None:
+        app = HttpApp(
+            registry,
+            metrics,
+            status,
+            outlets.bus,
+            ctx.entries_json,
+            token=config.http_token,
+            show_cmd=config.http_show_cmd,
+            send_timeout=config.send_timeout,
+        )
+        http = HttpServer(app, config.http_listen)
     actions = functools.partial(
         run_actions, receive_actions, lambda p, params: kill_one(ctx, p, params)
     )
     return Parts(
-        registry, loaded, journal, writer, watcher, liveness, sampler, server, actions, adopter
+        registry,
+        loaded,
+        journal,
+        writer,
+        watcher,
+        liveness,
+        sampler,
+        server,
+        actions,
+        adopter,
+        http,
     )
 
 
@@ -290,6 +319,8 @@ async def run(parts: Parts, socket_path: Path, state_dir: Path, notifier: Notifi
             await nursery.start(parts.adopter.run)
             async with trio.open_nursery() as serving:
                 await serving.start(parts.server.run)
+                if parts.http is not None:
+                    log.info("http on %s", await serving.start(parts.http.run))
                 log.info(
                     "listening on %s (pid %d, %s, state in %s)",
                     socket_path,
@@ -303,6 +334,8 @@ async def run(parts: Parts, socket_path: Path, state_dir: Path, notifier: Notifi
                     notifier.stopping(f"stopping on {signal.Signals(signum).name}")
                     break
                 parts.server.stop()  # serving ends once its connections have
+                if parts.http is not None:
+                    parts.http.stop()
             try:
                 await parts.writer.flush()
             except OSError as e:  # e.g. a full disk: the journal still holds every change

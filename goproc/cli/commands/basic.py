@@ -22,6 +22,7 @@ def daemon(
     *,
     force: Annotated[bool, Parameter(name=["--force", "-f"], negative=())] = False,
     fresh: Annotated[bool, Parameter(name=["--fresh"], negative=())] = False,
+    http: str | None = None,
     common: Common | None = None,
 ) -> ExitCode:
     """Run the daemon in the foreground (Ctrl+C stops it cleanly).
@@ -34,6 +35,9 @@ def daemon(
         Start empty when the state dir holds earlier state but no snapshot that loads
         (without it that start is refused, naming the files): they are set aside, never
         deleted, and ids go on above every one they show. A state that loads is loaded.
+    http
+        Serve the read-only HTTP listener on this address (127.0.0.1:PORT, [::1]:PORT or
+        unix:/abs/path); overrides the config's http_listen.
     """
     # The daemon program loads (and checks) the config itself: loading it here too
     # would print each environment warning twice.
@@ -41,6 +45,7 @@ def daemon(
     argv = [sys.executable, "-m", "goproc.daemon"]
     argv += ["--force"] if force else []
     argv += ["--fresh"] if fresh else []
+    argv += [f"--http={http}"] if http is not None else []
     argv += [f"--config={config}"] if config is not None else []  # a path may start with -
     sys.stdout.flush()
     sys.stderr.flush()

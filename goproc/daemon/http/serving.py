@@ -1,0 +1,78 @@
+"""The HTTP listener served by hypercorn's trio worker inside the daemon's nursery.
+
+Bounds (hypercorn's own settings, see `hypercorn_config`): a listen backlog of
+`BACKLOG`, idle keep-alive connections closed after `KEEP_ALIVE` seconds, a request
+head of at most 16 KiB (`h11_max_incomplete_size`), no access log.  Hypercorn has no
+limit on concurrent connections; every event stream takes a bus subscription, so
+`max_subscriptions_total` bounds those, and the other requests are answered at once.
+`stop` ends the event streams and triggers hypercorn's graceful shutdown, which waits
+at most `GRACE` seconds for requests in flight.  A `unix:` socket is made mode 0600
+and removed when serving ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+from typing import Any, cast
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+from hypercorn.typing import Framework
+
+from goproc.daemon.http.app import HttpApp
+
+BACKLOG = 64
+KEEP_ALIVE = 5.0
+GRACE = 2.0
+
+log = logging.getLogger("goproc.daemon.http")
+
+
+def hypercorn_config(listen: str) -> HypercornConfig:
+    config = HypercornConfig()
+    config.bind = [listen]
+    config.backlog = BACKLOG
+    config.keep_alive_timeout = KEEP_ALIVE
+    config.graceful_timeout = GRACE
+    config.accesslog = None
+    config.errorlog = log
+    config.include_server_header = False
+    config.umask = 0o177  # a unix: socket is ours alone
+    return config
+
+
+class HttpServer:
+    """Serves `app` on `listen` (a checked `http_listen`); `bound` is the address it
+    is listening on once started (the real port when `listen` asks for port 0)."""
+
+    def __init__(self, app: HttpApp, listen: str) -> None:
+        self.app = app
+        self.listen = listen
+        self.bound: str | None = None
+        self._shutdown = trio.Event()
+
+    async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        config = hypercorn_config(self.listen)
+        # The app is a plain ASGI callable; hypercorn's protocol types are TypedDicts.
+        app = cast(Framework, self.app)
+        try:
+            async with trio.open_nursery() as nursery:
+                binds: Any = await nursery.start(
+                    functools.partial(serve, app, config, shutdown_trigger=self._shutdown.wait)
+                )
+                self.bound = str(binds[0]).removeprefix("http://")
+                task_status.started(self.bound)
+        finally:
+            self.bound = None
+            if self.listen.startswith("unix:"):
+                with contextlib.suppress(OSError):
+                    os.unlink(self.listen[5:])
+
+    def stop(self) -> None:
+        """Stop serving: event streams end now, other requests within `GRACE`."""
+        self.app.stop()
+        self._shutdown.set()
