@@ -318,9 +318,9 @@ async def run(parts: Parts, socket_path: Path, state_dir: Path, notifier: Notifi
             await nursery.start(parts.sampler.run)
             await nursery.start(parts.adopter.run)
             async with trio.open_nursery() as serving:
-                await serving.start(parts.server.run)
-                if parts.http is not None:
+                if parts.http is not None:  # bound before the first `status` can name it
                     log.info("http on %s", await serving.start(parts.http.run))
+                await serving.start(parts.server.run)
                 log.info(
                     "listening on %s (pid %d, %s, state in %s)",
                     socket_path,
