@@ -5,9 +5,11 @@
        cli/         rpc/   <-   store/   <-   daemon/
 
 - root modules import no subpackage (`goproc/__main__.py`, the entry point, apart);
-- `cli/` never imports rpc/, store/, daemon/, trio, cattrs, psutil or textual;
+- `cli/` never imports rpc/, store/, daemon/ (so neither the HTTP app), trio, cattrs,
+  psutil, textual or hypercorn;
 - `rpc/` and `store/format.py` never import trio; `rpc/` never imports store/ or daemon/;
-- `store/` never imports daemon/ or cli/; `daemon/` never imports cli/.
+- `store/` never imports daemon/ or cli/; `daemon/` never imports cli/;
+- hypercorn is imported only in daemon/ (the HTTP listener, `goproc.daemon.http`).
 Every import statement counts, also one inside a function: the check is over the source
 (AST), plus one run-time check that the pure layers really load without trio.
 """
@@ -23,7 +25,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "goproc"
 SUBPACKAGES = ("cli", "rpc", "store", "daemon", "tui")
-HEAVY = ("trio", "cattrs", "psutil", "textual")
+HEAVY = ("trio", "cattrs", "psutil", "textual", "hypercorn")
 
 
 def module_name(path: Path) -> str:
@@ -69,8 +71,8 @@ def pkg(*names: str) -> tuple[str, ...]:
 FORBIDDEN: dict[str, tuple[str, ...]] = {
     "root": pkg(*SUBPACKAGES),
     "cli": (*pkg("rpc", "store", "daemon", "tui"), *HEAVY),
-    "rpc": (*pkg("store", "daemon", "cli", "tui"), "trio", "psutil", "textual"),
-    "store": (*pkg("daemon", "cli", "tui"), "psutil", "textual"),
+    "rpc": (*pkg("store", "daemon", "cli", "tui"), "trio", "psutil", "textual", "hypercorn"),
+    "store": (*pkg("daemon", "cli", "tui"), "psutil", "textual", "hypercorn"),
     "daemon": (*pkg("cli", "tui"), "textual"),
     "entry": (*pkg("rpc", "store", "daemon", "tui"), *HEAVY),
 }
@@ -103,6 +105,7 @@ def test_the_check_sees_every_kind_of_import(tmp_path: Path) -> None:
 def test_every_layer_has_modules() -> None:
     layers = {layer(m) for m in MODULES}
     assert {"root", "cli", "rpc", "store", "daemon", "entry"} <= layers
+    assert {"goproc.daemon.http.app", "goproc.daemon.http.serving"} <= MODULES.keys()
 
 
 def test_dependencies_point_one_way() -> None:
