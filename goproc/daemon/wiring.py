@@ -33,8 +33,7 @@ from goproc.daemon.exits import ExitWatcher, raise_fd_limit
 from goproc.daemon.handlers import Ctx, make_dispatch
 from goproc.daemon.handlers.context import Session
 from goproc.daemon.handlers.kill import kill_one
-from goproc.daemon.http.app import HttpApp
-from goproc.daemon.http.serving import HttpServer
+from goproc.daemon.http.serving import HttpServer, http_server
 from goproc.daemon.liveness import Liveness
 from goproc.daemon.metrics import Sampler
 from goproc.daemon.notify import Notifier
@@ -268,19 +267,7 @@ def build(
         return make_dispatch(attrs.evolve(ctx, session=session))
 
     server = Server(listener, config, dispatch_for, outlets.bus)
-    http = None
-    if config.http_listen is not None:
-        app = HttpApp(
-            registry,
-            metrics,
-            status,
-            outlets.bus,
-            ctx.entries_json,
-            token=config.http_token,
-            show_cmd=config.http_show_cmd,
-            send_timeout=config.send_timeout,
-        )
-        http = HttpServer(app, config.http_listen)
+    http = http_server(config, registry, metrics, status, outlets.bus, ctx.entries_json)
     actions = functools.partial(
         run_actions, receive_actions, lambda p, params: kill_one(ctx, p, params)
     )

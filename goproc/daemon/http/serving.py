@@ -16,6 +16,7 @@ import contextlib
 import functools
 import logging
 import os
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import trio
@@ -23,7 +24,13 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 from hypercorn.typing import Framework
 
+from goproc.api import Status
+from goproc.config import Config
+from goproc.daemon.events import EventBus
 from goproc.daemon.http.app import HttpApp
+from goproc.model import Proc
+from goproc.registry import Registry
+from goproc.rpc.entries import MetricsSource, RawJSON
 
 BACKLOG = 64
 KEEP_ALIVE = 5.0
@@ -76,3 +83,27 @@ class HttpServer:
         """Stop serving: event streams end now, other requests within `GRACE`."""
         self.app.stop()
         self._shutdown.set()
+
+
+def http_server(
+    config: Config,
+    registry: Registry,
+    metrics: MetricsSource,
+    status: Callable[[], Status],
+    bus: EventBus,
+    entries_json: Callable[[Sequence[Proc], MetricsSource], RawJSON],
+) -> HttpServer | None:
+    """The listener `config.http_listen` asks for (None: it is off), reading only."""
+    if config.http_listen is None:
+        return None
+    app = HttpApp(
+        registry,
+        metrics,
+        status,
+        bus,
+        entries_json,
+        token=config.http_token,
+        show_cmd=config.http_show_cmd,
+        send_timeout=config.send_timeout,
+    )
+    return HttpServer(app, config.http_listen)
