@@ -11,9 +11,12 @@ in them ours (`goproc.daemon.places`).  One daemon per state dir: an flock on
 a start (`goproc.daemon.lock`, which also says what `--force` may signal).
 `goproc.daemon.wiring` builds and runs the parts; if any of them fails the daemon stops
 with a message and exit 1.
-SIGINT/SIGTERM stop it cleanly (see wiring); then the socket and PID file are removed,
-exit 0.  A state dir with earlier state but no snapshot that loads is refused (exit 1,
-one line naming the files) unless `fresh` (`--fresh`) allows an empty start.
+The HTTP listener's socket (`http_listen`) is bound here too, before the event loop:
+an address in use stops the start with one line (exit 1).
+SIGINT/SIGTERM stop it cleanly (see wiring); then the socket, the PID file and a
+`unix:` HTTP socket are removed, exit 0.  A state dir with earlier state but no snapshot
+that loads is refused (exit 1, one line naming the files) unless `fresh` (`--fresh`)
+allows an empty start.
 Everything here runs before or after the event loop, synchronously.
 """
 
@@ -33,6 +36,7 @@ import trio
 from goproc import paths
 from goproc.config import Config
 from goproc.daemon import activation, places, wiring
+from goproc.daemon.http.binding import bind_http
 from goproc.daemon.lock import take_lock
 from goproc.daemon.notify import Notifier
 from goproc.daemon.places import StartError
@@ -64,15 +68,20 @@ def run_daemon(config: Config, *, force: bool = False, fresh: bool = False) -> i
         print(f"goproc: {e}", file=sys.stderr)
         return 1
     pid_file = paths.pid_file(socket_path)
+    http_path = _unix_path(config.http_listen)
+    http_sock = None
     try:
+        http_sock = bind_http(config.http_listen) if config.http_listen is not None else None
         sock = passed or _bind(socket_path)
     except StartError as e:
         os.close(lock_fd)
+        if http_sock is not None and http_path is not None:
+            http_path.unlink(missing_ok=True)  # ours: bound just now
         print(f"goproc: {e}", file=sys.stderr)
         return 1
     try:
         replace_private(pid_file, f"{os.getpid()}\n".encode())
-        trio.run(_serve, config, sock, socket_path, state_dir, fresh, notifier)
+        trio.run(_serve, config, sock, socket_path, state_dir, fresh, notifier, http_sock)
         return 0
     except UnusableState as e:  # raised before serving: nothing was changed
         print(f"goproc: {e}", file=sys.stderr)
@@ -94,6 +103,9 @@ def run_daemon(config: Config, *, force: bool = False, fresh: bool = False) -> i
         for path in (pid_file,) if passed else (socket_path, pid_file):
             with contextlib.suppress(OSError):
                 path.unlink()
+        if http_path is not None:
+            with contextlib.suppress(OSError):
+                http_path.unlink()
         os.close(lock_fd)
 
 
@@ -114,9 +126,15 @@ async def _serve(
     state_dir: Path,
     fresh: bool,
     notifier: Notifier,
+    http_sock: stdsocket.socket | None,
 ) -> None:
     listener = LineListener(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
-    await wiring.serve(config, listener, socket_path, state_dir, fresh, notifier)
+    await wiring.serve(config, listener, socket_path, state_dir, fresh, notifier, http_sock)
+
+
+def _unix_path(listen: str | None) -> Path | None:
+    """The file of a `unix:` HTTP address, removed at exit."""
+    return Path(listen[5:]) if listen is not None and listen.startswith("unix:") else None
 
 
 def _passed_path(sock: stdsocket.socket) -> Path:

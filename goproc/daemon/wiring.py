@@ -15,6 +15,7 @@ import gc
 import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -173,6 +174,7 @@ def build(
     state_dir: Path,
     registry: Registry,
     loaded: Loaded,
+    http_sock: socket.socket | None = None,
 ) -> Parts:
     probe, boot = boot_anchor(loaded)
     journal = Journal(
@@ -267,7 +269,7 @@ def build(
         return make_dispatch(attrs.evolve(ctx, session=session))
 
     server = Server(listener, config, dispatch_for, outlets.bus)
-    http = http_server(config, registry, metrics, status, outlets.bus, ctx.entries_json)
+    http = http_server(config, http_sock, registry, metrics, status, outlets.bus, ctx.entries_json)
     actions = functools.partial(
         run_actions, receive_actions, lambda p, params: kill_one(ctx, p, params)
     )
@@ -338,9 +340,11 @@ async def serve(
     state_dir: Path,
     fresh: bool = False,
     notifier: Notifier | None = None,
+    http_sock: socket.socket | None = None,
 ) -> None:
     """Load the state dir (`fresh`: see `load`), build the daemon on `listener`, run it
-    until stopped, telling `notifier` (systemd's readiness protocol) how it goes."""
+        until stopped, telling `notifier` (systemd's readiness protocol) how it goes; the HTTP
+    listener, when configured, serves on `http_sock`."""
     registry, loaded = await load(state_dir, fresh)
-    parts = build(config, listener, socket_path, state_dir, registry, loaded)
+    parts = build(config, listener, socket_path, state_dir, registry, loaded, http_sock)
     await run(parts, socket_path, state_dir, notifier or Notifier(None))

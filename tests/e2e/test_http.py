@@ -292,3 +292,32 @@ def test_sigterm_stops_cleanly_with_a_stream_open(served: tuple[Daemon, str]) ->
         rest = events.buf + b"".join(iter(lambda: events.sock.recv(65536), b""))
         assert rest.endswith(b"0\r\n\r\n")  # the stream was ended, not cut
     assert "stopped" in d.log()
+
+
+def test_an_address_in_use_stops_the_start(spawn_daemon: Callable[..., Daemon]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        d = spawn_daemon({"http_listen": f"127.0.0.1:{port}"}, start=False)
+        d.start(wait=False)
+        assert d.proc is not None and d.proc.wait(15) == 1
+    lines = d.log().splitlines()
+    assert len(lines) == 1 and f"cannot bind http_listen 127.0.0.1:{port}" in lines[0], lines
+    assert not d.socket.exists()
+
+
+def test_a_unix_path_that_is_not_a_socket_is_left_alone(
+    spawn_daemon: Callable[..., Daemon], tmp_path: Path
+) -> None:
+    path = tmp_path / "http.sock"
+    path.write_text("mine")
+    d = spawn_daemon({"http_listen": f"unix:{path}"}, start=False)
+    d.start(wait=False)
+    assert d.proc is not None and d.proc.wait(15) == 1
+    assert "not a socket" in d.log() and path.read_text() == "mine"
+    leftover = socket.socket(socket.AF_UNIX)
+    path.unlink()
+    leftover.bind(str(path))  # a socket file nobody listens on: replaced
+    leftover.close()
+    assert spawn_daemon({"http_listen": f"unix:{path}"}).call("status")["http"] == f"unix:{path}"

@@ -7,15 +7,14 @@ limit on concurrent connections; every event stream takes a bus subscription, so
 `max_subscriptions_total` bounds those, and the other requests are answered at once.
 `stop` ends the event streams and triggers hypercorn's graceful shutdown, which waits
 at most `GRACE` seconds for requests in flight.  A `unix:` socket is made mode 0600
-and removed when serving ends.
+and removed when the daemon exits (`goproc.daemon.main`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
-import os
+import socket
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
@@ -39,31 +38,30 @@ GRACE = 2.0
 log = logging.getLogger("goproc.daemon.http")
 
 
-def hypercorn_config(listen: str) -> HypercornConfig:
+def hypercorn_config(fd: int) -> HypercornConfig:
     config = HypercornConfig()
-    config.bind = [listen]
+    config.bind = [f"fd://{fd}"]
     config.backlog = BACKLOG
     config.keep_alive_timeout = KEEP_ALIVE
     config.graceful_timeout = GRACE
     config.accesslog = None
     config.errorlog = log
     config.include_server_header = False
-    config.umask = 0o177  # a unix: socket is ours alone
     return config
 
 
 class HttpServer:
-    """Serves `app` on `listen` (a checked `http_listen`); `bound` is the address it
-    is listening on once started (the real port when `listen` asks for port 0)."""
+    """Serves `app` on `sock` (bound by `goproc.daemon.http.binding`); `bound` is the
+    address it listens on while serving (the real port when port 0 was asked for)."""
 
-    def __init__(self, app: HttpApp, listen: str) -> None:
+    def __init__(self, app: HttpApp, sock: socket.socket) -> None:
         self.app = app
-        self.listen = listen
+        self.sock = sock
         self.bound: str | None = None
         self._shutdown = trio.Event()
 
     async def run(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
-        config = hypercorn_config(self.listen)
+        config = hypercorn_config(self.sock.detach())  # hypercorn's socket owns it now
         # The app is a plain ASGI callable; hypercorn's protocol types are TypedDicts.
         app = cast(Framework, self.app)
         try:
@@ -75,9 +73,6 @@ class HttpServer:
                 task_status.started(self.bound)
         finally:
             self.bound = None
-            if self.listen.startswith("unix:"):
-                with contextlib.suppress(OSError):
-                    os.unlink(self.listen[5:])
 
     def stop(self) -> None:
         """Stop serving: event streams end now, other requests within `GRACE`."""
@@ -87,14 +82,16 @@ class HttpServer:
 
 def http_server(
     config: Config,
+    sock: socket.socket | None,
     registry: Registry,
     metrics: MetricsSource,
     status: Callable[[], Status],
     bus: EventBus,
     entries_json: Callable[[Sequence[Proc], MetricsSource], RawJSON],
 ) -> HttpServer | None:
-    """The listener `config.http_listen` asks for (None: it is off), reading only."""
-    if config.http_listen is None:
+    """The listener on `sock`, bound as `config.http_listen` asks (None: it is off),
+    reading only."""
+    if sock is None:
         return None
     app = HttpApp(
         registry,
@@ -106,4 +103,4 @@ def http_server(
         show_cmd=config.http_show_cmd,
         send_timeout=config.send_timeout,
     )
-    return HttpServer(app, config.http_listen)
+    return HttpServer(app, sock)
