@@ -321,3 +321,25 @@ def test_a_unix_path_that_is_not_a_socket_is_left_alone(
     leftover.bind(str(path))  # a socket file nobody listens on: replaced
     leftover.close()
     assert spawn_daemon({"http_listen": f"unix:{path}"}).call("status")["http"] == f"unix:{path}"
+
+
+def test_a_stream_that_leaves_is_unsubscribed(served: tuple[Daemon, str]) -> None:
+    d, address = served
+    with EventStream(address), EventStream(address, "?ids=1"):
+        assert d.call("status")["subscriptions"] == 2
+    deadline = time.monotonic() + 10
+    while d.call("status")["subscriptions"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert d.call("status")["subscriptions"] == 0
+
+
+def test_ipv6_loopback(spawn_daemon: Callable[..., Daemon]) -> None:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    d = spawn_daemon({"http_listen": "[::1]:0"})
+    address = d.call("status")["http"]
+    assert address.startswith("[::1]:") and not address.endswith(":0"), address
+    assert get(address, "/healthz")[2] == b"ok\n"
