@@ -35,7 +35,9 @@ BACKLOG = 64
 KEEP_ALIVE = 5.0
 GRACE = 2.0
 
+# Hypercorn's own messages: its warnings and errors (wiring logs where it listens).
 log = logging.getLogger("goproc.daemon.http")
+log.setLevel(logging.WARNING)
 
 
 def hypercorn_config(fd: int) -> HypercornConfig:
