@@ -35,7 +35,7 @@ NO_VALUE = {"--alive", "--dead", "--json", "--all", "--group-kill", "--rm", "--a
 NO_VALUE |= {"--help", "-h", "--version", "--force", "-f", "--fresh"}
 COMPLETED = {"--id", "--pid", "--name", "--tag", "--tag-all", "--group", "--group-all"}
 COMPLETED |= {"--signal"}  # their values are completed: test_values_come_from_the_daemon
-TAKES_VALUE = COMPLETED | {"--search", "--timeout", "--config", "--confirm"}
+TAKES_VALUE = COMPLETED | {"--search", "--timeout", "--config", "--confirm", "--http"}
 # Commands whose next word (an ID|NAME, a label) is completed from the daemon: after a
 # flag that takes no value, TAB offers what it offers right after the command.
 WITH_TARGETS = ("kill", "wait", "name", "tag add")
