@@ -22,7 +22,7 @@ import attrs
 import trio
 
 from goproc.api import Status
-from goproc.daemon.events import EventBus, Held, Overflow
+from goproc.daemon.events import EventBus, Held, Overflow, Subscription
 from goproc.daemon.http.query import (
     authorized,
     hide_cmd_in_entries,
@@ -132,7 +132,7 @@ class HttpApp:
         try:
             await send(_start(200, b"text/event-stream", (b"cache-control", b"no-store")))
             if not head:
-                await self._stream(sub.id, receive, send)
+                await self._stream(sub, receive, send)
         except trio.TooSlowError:
             return  # the client reads nothing: hypercorn closes the connection
         finally:
@@ -147,8 +147,8 @@ class HttpApp:
         present = (p for i in selector.ids if (p := self.registry.get(i)) is not None)
         return Held(present, self.registry.next_id)
 
-    async def _stream(self, sub_id: int, receive: Receive, send: Send) -> None:
-        sub = self.bus.subscriptions[sub_id]
+    async def _stream(self, sub: Subscription, receive: Receive, send: Send) -> None:
+        sub_id = sub.id
         async with trio.open_nursery() as nursery:
             sub.pump_scope = nursery.cancel_scope  # an overflow ends the stream soon
             nursery.start_soon(_until_gone, receive, nursery.cancel_scope)
