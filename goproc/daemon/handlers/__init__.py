@@ -72,8 +72,9 @@ def make_dispatch(ctx: Ctx) -> Dispatch:
     stats = ctx.rpc_stats
 
     async def dispatch(req: Request) -> Any:
-        # Every request that gets this far ends here once, with its outcome: counted
-        # (a cancelled one, e.g. at a stop, is not: it has no outcome).
+        # Every request that gets this far ends here once, with its outcome: counted.
+        # One cancelled from outside (its connection torn down, a stop's grace run
+        # out) has no outcome and is not.
         start = time.perf_counter()
         try:
             result = await answer(req)
