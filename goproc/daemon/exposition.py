@@ -30,14 +30,17 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString as _untyped_go_string
 
 from goproc.daemon.counters import RpcStats
-from goproc.daemon.promformat import encode_openmetrics, encode_text, go_float
 from goproc.metrics import MetricsStore
 from goproc.model import Proc
 from goproc.registry import Registry
 
 ENTRY_LABELS = ("id", "name", "pid")
+# A float as the formats write a bucket bound (`+Inf`, `0.005`): the library's function,
+# which has no annotations.
+go_string: Callable[[float], str] = _untyped_go_string
 RuleKey = tuple[int, str | None]
 
 
@@ -196,7 +199,7 @@ class GoprocCollector(Collector):
         for (method, outcome), n in sorted(rpc.requests.items()):
             requests.add_metric([method, outcome], n)
         yield requests
-        buckets = [(go_float(le), n) for le, n in rpc.cumulative()]
+        buckets = [(go_string(le), n) for le, n in rpc.cumulative()]
         yield HistogramMetricFamily(
             "goproc_rpc_request_duration_seconds",
             "How long JSON-RPC requests took to answer.",
@@ -217,11 +220,29 @@ class Exposition:
             ProcessCollector(registry=self.registry)
 
     def render(self, accept_header: str | None) -> tuple[bytes, str]:
-        """The body and Content-Type of a scrape: OpenMetrics when `accept_header`
-        asks for application/openmetrics-text, else the text format 0.0.4."""
-        _, content_type = choose_encoder(accept_header or "")
-        # The library's choice of format, written by `goproc.daemon.promformat`: the
-        # same bytes at a third of the cost.
-        if content_type.startswith("application/openmetrics-text"):
-            return encode_openmetrics(self.registry.collect()), content_type
-        return encode_text(self.registry.collect()), content_type
+        """The body and Content-Type of a scrape (`collect`, then `encode`)."""
+        return encode(self.collect(), accept_header)
+
+    def collect(self) -> list[Metric]:
+        """Every metric family as of now.  It reads the registry: call it in the trio
+        thread (about 9 ms for 1,000 entries), then `encode` anywhere."""
+        return list(self.registry.collect())
+
+
+@frozen
+class Collected:
+    """Metric families collected already, as the library's encoders read a registry."""
+
+    families: list[Metric]
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.families)
+
+
+def encode(families: list[Metric], accept_header: str | None) -> tuple[bytes, str]:
+    """`families` in the format `accept_header` asks for (OpenMetrics when it names
+    application/openmetrics-text, else the text format 0.0.4), by the library's own
+    encoder, and its Content-Type.  Touches nothing but `families`: it may run in a
+    worker thread."""
+    encoder, content_type = choose_encoder(accept_header or "")
+    return encoder(Collected(families)), content_type  # the encoders call collect() only

@@ -1,8 +1,8 @@
 """The Prometheus exposition (`goproc.daemon.exposition`): a real registry and metrics
 store rendered in both formats and parsed back with prometheus_client's parsers, every
-goproc sample checked; what `goproc.daemon.promformat` writes is the library's own
-bytes; `promtool check metrics` finds nothing to lint; and RpcStats is fed by the real
-dispatch, for results and errors."""
+goproc sample checked; the bytes are the library encoders' own; `promtool check
+metrics` finds nothing to lint; and RpcStats is fed by the real dispatch, for results
+and errors."""
 
 from __future__ import annotations
 
@@ -194,6 +194,7 @@ def test_dead_entries_only_in_up_and_labels_only_in_info() -> None:
 
 
 def test_the_bytes_are_the_library_encoders_own() -> None:
+    """`encode` of what was collected is what the library makes of the registry itself."""
     expo = Exposition(collector(), own_process=False)
     assert expo.render(None)[0] == generate_latest(expo.registry)
     assert expo.render(OPENMETRICS)[0] == generate_openmetrics(expo.registry)
