@@ -10,7 +10,8 @@ between its fork and its exec (when it still bears its parent's name).  A proces
 starts and ends between two scans is not seen; nor is one whose pid is reused by
 another between two scans.  A rule adopts only processes started after it was made
 (at a daemon's start, the rules run over every process, and adopt those started
-since).  The first rule (lowest number) that matches a process adopts it.
+since).  The first rule (lowest number) that matches a process adopts it.  The rules'
+dead entries past their `forget_after` are looked for once a second.
 
 The listing is done in the trio thread (it is one `listdir` and a set difference); the
 new processes are read in a worker thread, which touches nothing but `/proc` and what
@@ -44,6 +45,7 @@ log = logging.getLogger("goproc.adopting")
 RECHECKS = 10  # scans a new, unmatched process is read again (1 s at the default)
 START_SLACK = 0.02  # start times are kept in clock ticks (10 ms): two of them
 ANCESTRY_MAX = 1024  # parents walked up from a new process (a loop guard)
+FORGET_EVERY = 1.0  # seconds between looks for dead entries past `forget_after`
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -195,6 +197,7 @@ class Adopter:
         # rule id -> its (pattern, exact) and their compiled form (None: no pattern)
         self._compiled: dict[int, tuple[tuple[str | None, bool], Ere | None]] = {}
         self._wake = trio.Event()
+        self._forget_at = 0.0
 
     @property
     def method(self) -> str:
@@ -234,9 +237,12 @@ class Adopter:
             )
         for rule_id, group in groupby(found, key=lambda f: f[0]):
             await self._adopt(rule_id, [(facts, comm) for _, facts, comm in group])
-        forget = plan_forget(self.registry, self.clock())
-        if forget is not None:
-            await self._commit(forget, "forget the rules' old dead entries")
+        now = self.clock()
+        if now >= self._forget_at:  # a walk over the rules' entries: once a second
+            self._forget_at = now + FORGET_EVERY
+            forget = plan_forget(self.registry, now)
+            if forget is not None:
+                await self._commit(forget, "forget the rules' old dead entries")
         self.scans += 1
         self.last_scan_seconds = time.perf_counter() - started
 

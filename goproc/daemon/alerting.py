@@ -70,6 +70,8 @@ class Alerter:
         self.actions = actions
         self.clock = clock
         self.fired = 0  # how many times a rule has fired since the daemon started
+        # The same by rule (number, name): kept when a rule is removed, as counts are.
+        self.fired_by_rule: dict[tuple[int, str | None], int] = {}
         self._crossings: dict[Key, Crossing] = {}
 
     def firing(self, rule: Rule) -> tuple[int, ...]:
@@ -116,6 +118,8 @@ class Alerter:
 
     def _fire(self, rule: Rule, p: Proc, value: float) -> None:
         self.fired += 1
+        key = (rule.id, rule.name)
+        self.fired_by_rule[key] = self.fired_by_rule.get(key, 0) + 1
         shown = round(value, 2) if isinstance(value, float) else value
         log.warning(
             "alert: rule %s (%s) fired for id %d (pid %d): %s = %s; then %s",

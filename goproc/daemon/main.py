@@ -26,6 +26,7 @@ import contextlib
 import errno
 import logging
 import os
+import signal
 import socket as stdsocket
 import stat
 import sys
@@ -99,6 +100,10 @@ def run_daemon(config: Config, *, force: bool = False, fresh: bool = False) -> i
         log.critical("stopping: %s: %s", type(e).__name__, e, exc_info=e)
         return 1
     finally:
+        # Stopping now: a SIGINT or SIGTERM repeated by an impatient supervisor must not
+        # kill the clean-up (Python resets its own handlers, not SIG_IGN, at exit).
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
         # A passed socket's file is the service manager's: it listens there again.
         for path in (pid_file,) if passed else (socket_path, pid_file):
             with contextlib.suppress(OSError):

@@ -82,6 +82,7 @@ class Vitals:
     def __init__(self, registry: Registry, outlets: Outlets) -> None:
         self.registry = registry
         self.outlets = outlets
+        self.exits = 0  # entries marked dead since the daemon started (an exit each)
 
     def _is_current(self, proc: Proc) -> bool:
         """Whether the registry still holds this entry as that very process."""
@@ -101,6 +102,7 @@ class Vitals:
         t = out.clock()
         new = self.registry.set_alive(proc.id, False, t)
         if new is not None:
+            self.exits += 1
             out.mark_dirty()
             out.bus.publish("exited", new, t)
             out.pulse.fire()

@@ -288,10 +288,32 @@ def build(
     )
 
 
+class LateSignals:
+    """The SIGINT/SIGTERM handler beneath trio's receiver, which puts it back when the
+    receiver closes: a signal then (the daemon is stopping already, or has stopped)
+    is ignored, and one caught in the instant before the receiver took over is kept
+    in `caught` for the daemon to stop on."""
+
+    def __init__(self) -> None:
+        self.caught = 0
+
+    @classmethod
+    def install(cls) -> LateSignals:
+        late = cls()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, late.catch)
+        return late
+
+    def catch(self, signum: int, frame: object) -> None:
+        self.caught = self.caught or signum
+
+
 async def run(parts: Parts, socket_path: Path, state_dir: Path, notifier: Notifier) -> None:
     """Run every part until SIGINT or SIGTERM, then stop in order; `notifier` hears
     when serving begins and when stopping does."""
-    # Signals are ours before the first request can be served.
+    # Signals are ours before the first request can be served, and stay ours (ignored)
+    # after the receiver is gone, while the daemon finishes stopping.
+    late = LateSignals.install()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(parts.journal.run)
@@ -318,10 +340,9 @@ async def run(parts: Parts, socket_path: Path, state_dir: Path, notifier: Notifi
                     state_dir,
                 )
                 notifier.ready(f"listening on {socket_path}")
-                async for signum in signals:
-                    log.info("%s: stopping", signal.Signals(signum).name)
-                    notifier.stopping(f"stopping on {signal.Signals(signum).name}")
-                    break
+                signum = late.caught or await signals.__anext__()
+                log.info("%s: stopping", signal.Signals(signum).name)
+                notifier.stopping(f"stopping on {signal.Signals(signum).name}")
                 parts.server.stop()  # serving ends once its connections have
                 if parts.http is not None:
                     parts.http.stop()

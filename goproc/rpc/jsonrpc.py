@@ -163,11 +163,22 @@ def error_object(exc: BaseException) -> dict[str, Any]:
         if exc.data is not None:
             err["data"] = exc.data
         return err
-    if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
+    if _out_of_descriptors(exc):
         # Out of descriptors for a moment (see the `fd_reserve` setting): not a bug.
         return error_object(TooManyConnections("out of file descriptors; try again later"))
     log.error("internal error", exc_info=exc)
     return {"code": INTERNAL_ERROR, "message": f"internal error: {type(exc).__name__}"}
+
+
+def error_code(exc: BaseException) -> int:
+    """The code of `error_object(exc)`, without making it (or logging anything)."""
+    if isinstance(exc, GoprocError):
+        return exc.code
+    return TooManyConnections.code if _out_of_descriptors(exc) else INTERNAL_ERROR
+
+
+def _out_of_descriptors(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE)
 
 
 def error_response(request_id: JsonId, exc: BaseException) -> dict[str, Any]:

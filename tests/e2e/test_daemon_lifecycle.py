@@ -302,3 +302,19 @@ def test_a_socket_path_too_long_is_one_line_naming_the_limit_and_the_variable(
         f"goproc: cannot bind {sock}: the path is {len(str(sock))} bytes, and a UNIX socket "
         "path is at most 107; set GOPROC_SOCKET (or GOPROC_RUNTIME_DIR) to a shorter one"
     )
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_signals_repeated_while_stopping_still_stop_it_cleanly(spawn_daemon, sig) -> None:
+    """An impatient supervisor signals again and again while the daemon stops: every
+    signal after the first is a no-op, and it still exits 0 having said `stopped`."""
+    d = spawn_daemon()
+    assert d.proc is not None
+    sent = 0
+    while d.proc.poll() is None and sent < 20000:
+        d.proc.send_signal(sig)
+        sent += 1
+    code = d.proc.wait(15)
+    d._log.close()
+    assert code == 0, (code, sent, d.log()[-500:])
+    assert "stopped" in d.log()

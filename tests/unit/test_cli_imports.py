@@ -1,7 +1,8 @@
 """The CLI stays light at run time: a fresh interpreter that imports the app, or every
-module of `goproc/cli/`, has loaded none of trio, cattrs, psutil, textual, hypercorn,
-nor the daemon's code (goproc.daemon with its HTTP app, goproc.rpc, goproc.store), and
-the app alone loads no command module (they are registered lazily).
+module of `goproc/cli/`, has loaded none of trio, cattrs, psutil, textual,
+prometheus_client, hypercorn, nor the daemon's code (goproc.daemon with its HTTP app,
+goproc.rpc, goproc.store), and the app alone loads no command module (they are
+registered lazily).
 
 The static side of the same contract (no such import statement anywhere in cli/, not
 even inside a function) is tests/unit/test_import_contract.py; `goproc ping` without a
@@ -20,6 +21,7 @@ FORBIDDEN = (
     "cattrs",
     "psutil",
     "textual",
+    "prometheus_client",
     "hypercorn",
     "goproc.daemon",
     "goproc.rpc",

@@ -6,7 +6,7 @@
 
 - root modules import no subpackage (`goproc/__main__.py`, the entry point, apart);
 - `cli/` never imports rpc/, store/, daemon/ (so neither the HTTP app), trio, cattrs,
-  psutil, textual or hypercorn;
+  psutil, textual, prometheus_client or hypercorn;
 - `rpc/` and `store/format.py` never import trio; `rpc/` never imports store/ or daemon/;
 - `store/` never imports daemon/ or cli/; `daemon/` never imports cli/;
 - hypercorn is imported only in daemon/ (the HTTP listener, `goproc.daemon.http`).
@@ -25,7 +25,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "goproc"
 SUBPACKAGES = ("cli", "rpc", "store", "daemon", "tui")
-HEAVY = ("trio", "cattrs", "psutil", "textual", "hypercorn")
+HEAVY = ("trio", "cattrs", "psutil", "textual", "prometheus_client", "hypercorn")
 
 
 def module_name(path: Path) -> str:

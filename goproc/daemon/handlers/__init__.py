@@ -6,21 +6,25 @@ A handler takes the `Ctx` and its typed params and returns its method's typed re
 (`goproc.rpc.convert`), and `goproc.rpc.jsonrpc` maps whatever a handler raises to a
 JSON-RPC error.  Mutations go through `Ctx.service.commit`: applied, journaled, then
 answered.
+Each request's method, outcome and duration are counted in `Ctx.rpc_stats` here, the
+one place they are all known (a line that is not a valid request never gets here).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from goproc import api
+from goproc.daemon.counters import OK, outcome_of
 from goproc.daemon.handlers import adoption, alerts, kill, metrics, procs, subscriptions, wait
 from goproc.daemon.handlers.context import Bound, Ctx, bind
 from goproc.daemon.handlers.labels import label_handlers
 from goproc.model import Proc
 from goproc.rpc.convert import encode_result, structure_params
 from goproc.rpc.entries import RawJSON
-from goproc.rpc.jsonrpc import Dispatch, Request, method_not_found
+from goproc.rpc.jsonrpc import Dispatch, Request, error_code, method_not_found
 
 TABLE: dict[str, Bound[Any, Any]] = {
     b.method.name: b
@@ -57,13 +61,28 @@ def make_dispatch(ctx: Ctx) -> Dispatch:
     def entries(procs: Sequence[Proc]) -> RawJSON:
         return ctx.entries_json(procs, ctx.metrics)
 
-    async def dispatch(req: Request) -> Any:
+    async def answer(req: Request) -> Any:
         bound = TABLE.get(req.method)
         if bound is None:
             raise method_not_found(req.method)
         params = structure_params(req.params, bound.method.params)
         result = await bound.handler(ctx, params)
         return encode_result(result, bound.method.result, entries, ctx.metrics)
+
+    stats = ctx.rpc_stats
+
+    async def dispatch(req: Request) -> Any:
+        # Every request that gets this far ends here once, with its outcome: counted.
+        # One cancelled from outside (its connection torn down, a stop's grace run
+        # out) has no outcome and is not.
+        start = time.perf_counter()
+        try:
+            result = await answer(req)
+        except Exception as e:
+            stats.record(req.method, outcome_of(error_code(e)), time.perf_counter() - start)
+            raise
+        stats.record(req.method, OK, time.perf_counter() - start)
+        return result
 
     return dispatch
 

@@ -11,6 +11,7 @@ import trio
 from attrs import field, frozen
 
 from goproc.api import Method, Status
+from goproc.daemon.counters import RpcStats
 from goproc.daemon.events import EventBus, Subscription
 from goproc.daemon.probe import Probe
 from goproc.daemon.service import Pulse, Service, Vitals
@@ -91,6 +92,9 @@ class Ctx:
     firing: Callable[[Rule], tuple[int, ...]] = lambda rule: ()
     # Tells the adopter the adoption rules changed (it wakes from idle, or rescans).
     adopting: Callable[[], None] = lambda: None
+    # Requests answered, by method and outcome, and their durations (one object shared
+    # by every connection's copy; read by `goproc.daemon.exposition`).
+    rpc_stats: RpcStats = field(factory=RpcStats)
     session: Session | None = None
 
 
