@@ -31,9 +31,11 @@ from goproc.daemon.adopting import Adopter
 from goproc.daemon.alerting import ACTION_QUEUE, Act, Alerter, run_actions
 from goproc.daemon.events import EventBus
 from goproc.daemon.exits import ExitWatcher, raise_fd_limit
+from goproc.daemon.exposition import Exposition, GoprocCollector
 from goproc.daemon.handlers import Ctx, make_dispatch
 from goproc.daemon.handlers.context import Session
 from goproc.daemon.handlers.kill import kill_one
+from goproc.daemon.handlers.metrics import histories
 from goproc.daemon.http.serving import HttpServer, http_server
 from goproc.daemon.liveness import Liveness
 from goproc.daemon.metrics import Sampler
@@ -41,6 +43,7 @@ from goproc.daemon.notify import Notifier
 from goproc.daemon.probe import OsProbe, boot_id
 from goproc.daemon.server import Server
 from goproc.daemon.service import Outlets, Pulse, Service, Vitals
+from goproc.daemon.web import page
 from goproc.metrics import MetricsStore
 from goproc.model import Proc
 from goproc.paths import LOG_DIR
@@ -269,7 +272,28 @@ def build(
         return make_dispatch(attrs.evolve(ctx, session=session))
 
     server = Server(listener, config, dispatch_for, outlets.bus)
-    http = http_server(config, http_sock, registry, metrics, status, outlets.bus, ctx.entries_json)
+    http = http_server(
+        config,
+        http_sock,
+        registry,
+        metrics,
+        status,
+        outlets.bus,
+        ctx.entries_json,
+        exposition=Exposition(
+            GoprocCollector(
+                registry,
+                metrics,
+                ctx.rpc_stats,
+                lambda: vitals.exits,
+                lambda: alerter.fired_by_rule,
+                lambda: server.connections,
+                show_cmd=config.http_show_cmd,
+            )
+        ),
+        histories=lambda procs, since: histories(procs, metrics, config.metrics_interval, since),
+        page=page(),
+    )
     actions = functools.partial(
         run_actions, receive_actions, lambda p, params: kill_one(ctx, p, params)
     )

@@ -1,9 +1,11 @@
 """The HTTP listener's ASGI application: a plain ASGI callable, no web framework.
 
 Routes (GET, HEAD; any other method 405, an unknown path 404):
-`/healthz` (`ok`), `/api/status` (the socket's `status` result), `/api/procs` (the
-socket's `list` result for the selector in the query string) and `/api/events` (a
-`subscribe` stream as Server-Sent Events).  See spec/http.md.
+`/` (the live status page, `goproc.daemon.web`), `/healthz` (`ok`), `/metrics` (the
+Prometheus exposition, `goproc.daemon.exposition`), `/api/status` (the socket's
+`status` result), `/api/procs` (the socket's `list` result for the selector in the
+query string), `/api/history` (`metrics.history`, none matching: `[]`) and
+`/api/events` (a `subscribe` stream as Server-Sent Events).  See spec/http.md.
 
 Read-only by construction: it is given the registry to read, the status and entry
 encoders, and the event bus to subscribe to; it commits nothing and signals nothing.
@@ -21,12 +23,14 @@ from typing import Any
 import attrs
 import trio
 
-from goproc.api import Status
+from goproc.api import History, Status
 from goproc.daemon.events import EventBus, Held, Overflow, Subscription
+from goproc.daemon.exposition import Exposition, encode
 from goproc.daemon.http.query import (
     authorized,
     hide_cmd_in_entries,
     hide_cmd_in_event,
+    history_params_of,
     selector_of,
 )
 from goproc.errors import InvalidValue, TooManySubscriptions
@@ -42,6 +46,8 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 HEARTBEAT = 15.0  # seconds between comment lines on an idle event stream
 JSON = b"application/json"
 TEXT = b"text/plain; charset=utf-8"
+HTML = b"text/html; charset=utf-8"
+Histories = Callable[[Sequence[Proc], float | None], list[History]]
 
 
 @attrs.frozen
@@ -69,6 +75,9 @@ class HttpApp:
     show_cmd: bool = True
     send_timeout: float = 10.0
     heartbeat: float = HEARTBEAT
+    exposition: Exposition | None = None  # None: /metrics is 404
+    histories: Histories | None = None  # None: /api/history is 404
+    page: bytes | None = None  # None: / is 404
     _stopping: trio.Event = attrs.field(factory=trio.Event, init=False)
 
     def stop(self) -> None:
@@ -84,9 +93,12 @@ class HttpApp:
         method = scope["method"]
         path = scope["path"]
         query: bytes = scope.get("query_string", b"")
-        if not authorized(scope["headers"], self.token):
+        # The page is the same static file for everyone and holds no data (a browser
+        # cannot send a bearer token when it opens an address): it reads every datum
+        # from the routes below, which all need the token.
+        if path != "/" and not authorized(scope["headers"], self.token):
             reply = error(401, "a bearer token is required", (b"www-authenticate", b"Bearer"))
-        elif path not in ROUTES:
+        elif path not in ROUTES or not self._serves(path):
             reply = error(404, f"no such path {path!r}")
         elif method not in ("GET", "HEAD"):
             reply = error(405, f"{method} is not allowed: GET or HEAD", (b"allow", b"GET, HEAD"))
@@ -94,12 +106,30 @@ class HttpApp:
             await self._events(query, receive, send, head=method == "HEAD")
             return
         else:
-            reply = await self._answer(path, query)
+            reply = await self._answer(path, query, _header(scope, b"accept"))
         await _respond(send, reply, head=method == "HEAD")
 
-    async def _answer(self, path: str, query: bytes) -> Response:
+    def _serves(self, path: str) -> bool:
+        optional = {"/": self.page, "/metrics": self.exposition, "/api/history": self.histories}
+        return path not in optional or optional[path] is not None
+
+    async def _answer(self, path: str, query: bytes, accept: str | None) -> Response:
         if path == "/healthz":
             return Response(200, b"ok\n", TEXT)
+        if path == "/" and self.page is not None:
+            return Response(200, self.page, HTML, ((b"cache-control", b"no-cache"),))
+        if path == "/metrics" and self.exposition is not None:
+            # Collected here (it reads the registry), encoded in a worker thread.
+            families = self.exposition.collect()
+            body, content_type = await trio.to_thread.run_sync(encode, families, accept)
+            return Response(200, body, content_type.encode())
+        if path == "/api/history" and self.histories is not None:
+            try:
+                params = history_params_of(query, show_cmd=self.show_cmd)
+            except InvalidValue as e:
+                return error(400, str(e))
+            found = self.histories(self.registry.select(params.select), params.since)
+            return Response(200, dumps(encode_result(found, list[History])) + b"\n")
         if path == "/api/status":
             return Response(200, dumps(encode_result(self.status(), Status)) + b"\n")
         try:
@@ -177,7 +207,15 @@ class HttpApp:
             await send({"type": "http.response.body", "body": body, "more_body": True})
 
 
-ROUTES = ("/healthz", "/api/status", "/api/procs", "/api/events")
+ROUTES = ("/", "/healthz", "/metrics", "/api/status", "/api/procs", "/api/history", "/api/events")
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    """A request header's value (the first, as latin-1), or None."""
+    for key, value in scope["headers"]:
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
 
 
 def _start(status: int, content_type: bytes, *headers: tuple[bytes, bytes]) -> dict[str, Any]:

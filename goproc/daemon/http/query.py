@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl
 
+from goproc.api import HistoryParams
 from goproc.errors import InvalidValue
 from goproc.model import Selector
 from goproc.rpc.convert import structure_params
@@ -25,6 +26,16 @@ def selector_of(query: bytes, *, show_cmd: bool = True) -> Selector:
     (`ids=1,2&ids=3`), `alive=true|false`, `search` once.  Raises InvalidValue naming
     the parameter.  Without `show_cmd`, `search` (a probe of the hidden `cmd`) is
     refused."""
+    return structure_params(_params(query, show_cmd), Selector)
+
+
+def history_params_of(query: bytes, *, show_cmd: bool = True) -> HistoryParams:
+    """`/api/history`'s query: a selector as `selector_of` reads it, and `since` (an
+    RFC 3339 time), as `metrics.history` takes them."""
+    return structure_params(_params(query, show_cmd), HistoryParams)
+
+
+def _params(query: bytes, show_cmd: bool) -> dict[str, Any]:
     if len(query) > MAX_QUERY_BYTES:
         raise InvalidValue(f"the query string is longer than {MAX_QUERY_BYTES} bytes")
     try:
@@ -44,7 +55,7 @@ def selector_of(query: bytes, *, show_cmd: bool = True) -> Selector:
             params[key] = value
     if not show_cmd and "search" in params:
         raise InvalidValue("search: not available while http_show_cmd is false")
-    return structure_params(params, Selector)
+    return params
 
 
 def _item(key: str, part: str) -> Any:

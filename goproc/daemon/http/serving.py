@@ -26,7 +26,8 @@ from hypercorn.typing import Framework
 from goproc.api import Status
 from goproc.config import Config
 from goproc.daemon.events import EventBus
-from goproc.daemon.http.app import HttpApp
+from goproc.daemon.exposition import Exposition
+from goproc.daemon.http.app import Histories, HttpApp
 from goproc.model import Proc
 from goproc.registry import Registry
 from goproc.rpc.entries import MetricsSource, RawJSON
@@ -90,6 +91,10 @@ def http_server(
     status: Callable[[], Status],
     bus: EventBus,
     entries_json: Callable[[Sequence[Proc], MetricsSource], RawJSON],
+    *,
+    exposition: Exposition | None = None,
+    histories: Histories | None = None,
+    page: bytes | None = None,
 ) -> HttpServer | None:
     """The listener on `sock`, bound as `config.http_listen` asks (None: it is off),
     reading only."""
@@ -104,5 +109,8 @@ def http_server(
         token=config.http_token,
         show_cmd=config.http_show_cmd,
         send_timeout=config.send_timeout,
+        exposition=exposition,
+        histories=histories,
+        page=page,
     )
     return HttpServer(app, sock)
