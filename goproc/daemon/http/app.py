@@ -44,6 +44,8 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 HEARTBEAT = 15.0  # seconds between comment lines on an idle event stream
+HTTP_AT_ONCE = 4  # requests answered at the same time; more wait (see HttpApp._serving)
+SCRAPE_MAX_AGE = 0.5  # seconds a /metrics body is sent again to other scrapers
 JSON = b"application/json"
 TEXT = b"text/plain; charset=utf-8"
 HTML = b"text/html; charset=utf-8"
@@ -78,7 +80,16 @@ class HttpApp:
     exposition: Exposition | None = None  # None: /metrics is 404
     histories: Histories | None = None  # None: /api/history is 404
     page: bytes | None = None  # None: / is 404
+    scrape_max_age: float = SCRAPE_MAX_AGE
     _stopping: trio.Event = attrs.field(factory=trio.Event, init=False)
+    # Requests answered at once (an event stream, once started, is not counted): the
+    # rest wait their turn, so that HTTP clients, however many, leave the event loop
+    # to the socket's requests most of the time.
+    _serving: trio.CapacityLimiter = attrs.field(
+        factory=lambda: trio.CapacityLimiter(HTTP_AT_ONCE), init=False
+    )
+    _scrapes: dict[str, tuple[float, bytes, str]] = attrs.field(factory=dict, init=False)
+    _scraping: trio.Lock = attrs.field(factory=trio.Lock, init=False)
 
     def stop(self) -> None:
         """End every event stream now (each is sent its end) and refuse new ones."""
@@ -106,7 +117,10 @@ class HttpApp:
             await self._events(query, receive, send, head=method == "HEAD")
             return
         else:
-            reply = await self._answer(path, query, _header(scope, b"accept"))
+            async with self._serving:
+                reply = await self._answer(path, query, _header(scope, b"accept"))
+                await _respond(send, reply, head=method == "HEAD")
+            return
         await _respond(send, reply, head=method == "HEAD")
 
     def _serves(self, path: str) -> bool:
@@ -119,9 +133,7 @@ class HttpApp:
         if path == "/" and self.page is not None:
             return Response(200, self.page, HTML, ((b"cache-control", b"no-cache"),))
         if path == "/metrics" and self.exposition is not None:
-            # Collected here (it reads the registry), encoded in a worker thread.
-            families = self.exposition.collect()
-            body, content_type = await trio.to_thread.run_sync(encode, families, accept)
+            body, content_type = await self._scrape(self.exposition, accept)
             return Response(200, body, content_type.encode())
         if path == "/api/history" and self.histories is not None:
             try:
@@ -144,6 +156,22 @@ class HttpApp:
         if not self.show_cmd:
             body = hide_cmd_in_entries(body)
         return Response(200, body + b"\n")
+
+    async def _scrape(self, exposition: Exposition, accept: str | None) -> tuple[bytes, str]:
+        """The exposition in the format `accept` asks for: made at most once per
+        `scrape_max_age` per format (scrapers that ask meanwhile get the same body,
+        and wait for one being made), collected here (it reads the registry) and
+        encoded in a worker thread."""
+        wants_openmetrics = "application/openmetrics-text" in (accept or "")
+        key = "openmetrics" if wants_openmetrics else "text"
+        async with self._scraping:
+            kept = self._scrapes.get(key)
+            if kept is not None and trio.current_time() - kept[0] < self.scrape_max_age:
+                return kept[1], kept[2]
+            families = exposition.collect()
+            body, content_type = await trio.to_thread.run_sync(encode, families, accept)
+            self._scrapes[key] = (trio.current_time(), body, content_type)
+            return body, content_type
 
     async def _events(self, query: bytes, receive: Receive, send: Send, head: bool) -> None:
         try:
