@@ -105,3 +105,76 @@ def test_head_of_events_sends_no_stream() -> None:
         assert not bus.subscriptions
 
     trio.run(main)
+
+
+class CountingExposition:
+    """Stands in for `goproc.daemon.exposition.Exposition`: counts its collections."""
+
+    def __init__(self) -> None:
+        self.collected = 0
+
+    def collect(self) -> list[Any]:
+        self.collected += 1
+        return []
+
+
+def scrape_app() -> tuple[CountingExposition, HttpApp]:
+    reg, bus, _ = setup()
+    expo = CountingExposition()
+    app = HttpApp(reg, NO_METRICS, cast(Any, None), bus, entries_json, exposition=cast(Any, expo))
+    return expo, app
+
+
+def request(path: str, **headers: bytes) -> dict[str, Any]:
+    return {"type": "http", "method": "GET", "path": path, "query_string": b"",
+            "headers": [(k.encode(), v) for k, v in headers.items()]}  # fmt: skip
+
+
+def test_a_scrape_body_is_sent_again_only_within_its_max_age_per_format() -> None:
+    async def main() -> None:
+        expo, app = scrape_app()
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await app(request("/metrics"), never, send)
+        await app(request("/metrics"), never, send)
+        assert expo.collected == 1  # the second within 0.5 s: the same body
+        await app(request("/metrics", accept=b"application/openmetrics-text"), never, send)
+        assert expo.collected == 2  # another format: made for it
+        await trio.sleep(app.scrape_max_age)
+        await app(request("/metrics"), never, send)
+        assert expo.collected == 3
+        starts = [m for m in sent if m["type"] == "http.response.start"]
+        assert [m["status"] for m in starts] == [200] * 4
+        kinds = [dict(m["headers"])[b"content-type"] for m in starts]
+        assert kinds[2].startswith(b"application/openmetrics-text")
+        assert kinds[0] == kinds[1] == kinds[3] and kinds[0].startswith(b"text/plain")
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_clients_that_read_nothing_give_their_turn_up_after_send_timeout() -> None:
+    async def main() -> None:
+        _, app = scrape_app()
+        answered: list[float] = []
+
+        async def stuck(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body":
+                await trio.sleep_forever()
+
+        async def reads(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body":
+                answered.append(trio.current_time())
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(8):  # more than are answered at once
+                nursery.start_soon(app, request("/healthz"), never, stuck)
+            await trio.testing.wait_all_tasks_blocked()
+            start = trio.current_time()
+            await app(request("/healthz"), never, reads)
+        # Two rounds of four stuck clients, each given up after send_timeout.
+        assert answered and answered[0] - start <= 2 * app.send_timeout + 0.001
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))

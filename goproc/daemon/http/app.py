@@ -119,7 +119,10 @@ class HttpApp:
         else:
             async with self._serving:
                 reply = await self._answer(path, query, _header(scope, b"accept"))
-                await _respond(send, reply, head=method == "HEAD")
+                # A client that reads nothing gives its turn up after `send_timeout`
+                # (the answer is cut short: hypercorn closes the connection).
+                with trio.move_on_after(self.send_timeout):
+                    await _respond(send, reply, head=method == "HEAD")
             return
         await _respond(send, reply, head=method == "HEAD")
 
