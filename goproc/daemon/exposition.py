@@ -229,9 +229,9 @@ class Exposition:
         return list(self.registry.collect())
 
 
-@frozen
-class Collected:
-    """Metric families collected already, as the library's encoders read a registry."""
+@frozen(eq=False)  # a registry keys its collectors by identity
+class Collected(Collector):
+    """Metric families collected already, as a collector the library's encoders read."""
 
     families: list[Metric]
 
@@ -245,4 +245,6 @@ def encode(families: list[Metric], accept_header: str | None) -> tuple[bytes, st
     encoder, and its Content-Type.  Touches nothing but `families`: it may run in a
     worker thread."""
     encoder, content_type = choose_encoder(accept_header or "")
-    return encoder(Collected(families)), content_type  # the encoders call collect() only
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Collected(families))
+    return encoder(registry), content_type
