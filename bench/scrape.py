@@ -72,11 +72,13 @@ def get(address: str, path: str, conn: http.client.HTTPConnection | None = None)
 def scrape_numbers(
     address: str, pid: int, seconds: float, path: str = "/metrics"
 ) -> dict[str, Any]:
-    """Latency of 100 sequential scrapes, then the CPU of `pid` over `seconds` unscraped
-    and over `seconds` scraped once a second."""
+    """Latency of SCRAPES scrapes GAP apart (longer than the daemon keeps a body for
+    other scrapers, so each one is made anew), then the CPU of `pid` over `seconds`
+    unscraped and over `seconds` scraped once a second."""
     latencies = []
     size = 0
-    for _ in range(100):
+    for _ in range(SCRAPES):
+        time.sleep(GAP)
         started = time.perf_counter()
         size = len(get(address, path))
         latencies.append(time.perf_counter() - started)

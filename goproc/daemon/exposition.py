@@ -30,6 +30,7 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString as _untyped_go_string
 
 from goproc.daemon.counters import RpcStats
@@ -99,6 +100,10 @@ class _Entries:
         self.threads = gauge("goproc_process_threads", "Threads in the process.")
         self.fds = gauge("goproc_process_open_fds", "Open file descriptors.")
         info_labels = [*ENTRY_LABELS, "tags", "groups", *(["cmd"] if show_cmd else [])]
+        # A counter's samples are named with `_total` (as `add_metric` names them).
+        self.cpu_total = self.cpu.name + "_total"
+        self.read_total = self.read.name + "_total"
+        self.write_total = self.write.name + "_total"
         self.info = InfoMetricFamily(
             "goproc_process",
             "What the entry is: its tags, groups (and command).",
@@ -106,29 +111,32 @@ class _Entries:
         )
 
     def add(self, p: Proc, metrics: MetricsStore) -> None:
-        values = [str(p.id), "" if p.name is None else p.name, str(p.pid)]
+        """The entry's samples.  They are the library's `Sample`s, as `add_metric`
+        makes them, but sharing one labels dict (the encoders only read it): a
+        1,000-entry scrape makes 9,000 fewer dicts."""
+        labels = {"id": str(p.id), "name": "" if p.name is None else p.name, "pid": str(p.pid)}
         if not p.alive:
-            self.up.add_metric(values, 0)
+            self.up.samples.append(Sample(self.up.name, labels, 0))
             return
-        self.up.add_metric(values, 1)
-        self.start.add_metric(values, p.started_at)
-        info = [*values, clean(",".join(p.tags)), clean(",".join(p.groups))]
+        self.up.samples.append(Sample(self.up.name, labels, 1))
+        self.start.samples.append(Sample(self.start.name, labels, p.started_at))
+        info = [*labels.values(), clean(",".join(p.tags)), clean(",".join(p.groups))]
         if self.show_cmd:
             info.append(clean(p.cmd))
         self.info.add_metric(info, {})
         m = metrics.latest(p)
         if m is None:
             return
-        self.cpu.add_metric(values, m.cpu_seconds)
-        self.rss.add_metric(values, m.rss_bytes)
-        self.vms.add_metric(values, m.vms_bytes)
-        self.threads.add_metric(values, m.threads)
+        self.cpu.samples.append(Sample(self.cpu_total, labels, m.cpu_seconds))
+        self.rss.samples.append(Sample(self.rss.name, labels, m.rss_bytes))
+        self.vms.samples.append(Sample(self.vms.name, labels, m.vms_bytes))
+        self.threads.samples.append(Sample(self.threads.name, labels, m.threads))
         if m.read_bytes is not None:
-            self.read.add_metric(values, m.read_bytes)
+            self.read.samples.append(Sample(self.read_total, labels, m.read_bytes))
         if m.write_bytes is not None:
-            self.write.add_metric(values, m.write_bytes)
+            self.write.samples.append(Sample(self.write_total, labels, m.write_bytes))
         if m.fds is not None:
-            self.fds.add_metric(values, m.fds)
+            self.fds.samples.append(Sample(self.fds.name, labels, m.fds))
 
     def families(self) -> list[Metric]:
         return [
