@@ -27,9 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import os
-import platform
 import queue
 import random
 import signal
@@ -41,7 +38,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from harness import EventReader, LineClient, Runner, find_runner, running_daemon
+from harness import EventReader, LineClient, Runner, find_runner, report, running_daemon
 
 from goproc.durations import parse_duration
 
@@ -217,15 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         progress(f"metrics_interval {text}: {args.rounds} crossings of 100 MB")
         runs[text] = measure(runner, text, args.rounds)
     table = rows_of(runs)
-    info = {"python": platform.python_version(), "cpus": os.cpu_count(), "load": os.getloadavg()}
-    if args.json:
-        print(json.dumps({"machine": info, "runs": runs, "rows": table}, indent=2))
-    else:
-        print(f"goproc alerts bench  [{runner.describe()}; {info}]")
-        for r in table:
-            print(f"  {r['metric']:<56} {r['measured']}")
-            print(f"  {'':<56} bar: {r['bar']}  {'ok' if r['ok'] else 'MISSED'}")
-    return 1 if args.check and not all(r["ok"] for r in table) else 0
+    return report("alerts", runner, {"runs": runs}, table, as_json=args.json, check=args.check)
 
 
 if __name__ == "__main__":

@@ -31,9 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import platform
 import queue
 import random
 import statistics
@@ -44,7 +42,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from harness import EventReader, LineClient, Runner, cpu_seconds, find_runner, running_daemon
+from harness import (
+    EventReader,
+    LineClient,
+    Runner,
+    cpu_seconds,
+    find_runner,
+    report,
+    running_daemon,
+)
 
 TAG = f"gpbd{os.getpid()}"
 UID = str(os.geteuid())
@@ -331,15 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     result["latency"] = latency(runner, args.rounds, args.burst)
     result["cost"] = cost(runner, args.machine, args.seconds)
     table = rows_of(result)
-    info = {"python": platform.python_version(), "cpus": os.cpu_count(), "load": os.getloadavg()}
-    if args.json:
-        print(json.dumps({"machine": info, **result, "rows": table}, indent=2))
-    else:
-        print(f"goproc discovery bench  [{runner.describe()}; {info}]")
-        for r in table:
-            print(f"  {r['metric']:<56} {r['measured']}")
-            print(f"  {'':<56} bar: {r['bar']}  {'ok' if r['ok'] else 'MISSED'}")
-    return 1 if args.check and not all(r["ok"] for r in table) else 0
+    return report("discovery", runner, result, table, as_json=args.json, check=args.check)
 
 
 if __name__ == "__main__":

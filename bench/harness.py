@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import platform
 import queue
 import shutil
 import signal
@@ -152,6 +153,28 @@ class EventReader:
             self.client.sock.shutdown(socket.SHUT_RDWR)  # wakes the thread: EOF
         self._thread.join(5)
         self.client.close()
+
+
+def report(
+    name: str,
+    runner: Runner,
+    result: dict[str, Any],
+    table: list[dict[str, Any]],
+    *,
+    as_json: bool,
+    check: bool,
+) -> int:
+    """Print a bench's rows (each: metric, measured, bar, ok) as a table, or everything
+    as JSON; the exit code: 1 when `check` and a bar is missed."""
+    info = {"python": platform.python_version(), "cpus": os.cpu_count(), "load": os.getloadavg()}
+    if as_json:
+        print(json.dumps({"machine": info, **result, "rows": table}, indent=2))
+    else:
+        print(f"goproc {name} bench  [{runner.describe()}; {info}]")
+        for r in table:
+            print(f"  {r['metric']:<56} {r['measured']}")
+            print(f"  {'':<56} bar: {r['bar']}  {'ok' if r['ok'] else 'MISSED'}")
+    return 1 if check and not all(r["ok"] for r in table) else 0
 
 
 def cpu_seconds(pid: int) -> float:

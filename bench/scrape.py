@@ -27,10 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
-import json
 import multiprocessing
-import os
-import platform
 import shutil
 import socket
 import subprocess
@@ -42,7 +39,15 @@ from pathlib import Path
 from typing import Any
 
 from exits import percentiles_ms
-from harness import LineClient, Runner, cpu_seconds, find_runner, running_daemon, sleep_processes
+from harness import (
+    LineClient,
+    Runner,
+    cpu_seconds,
+    find_runner,
+    report,
+    running_daemon,
+    sleep_processes,
+)
 
 BARS = {"scrape_p50_ms": 50.0, "scrape_cpu_percent": 5.0, "ping_p99_ms": 5.0}
 WORKERS = 4
@@ -273,15 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     runner = find_runner(args.runner)
     result = run(runner, args.entries, args.seconds, args.clients)
     table = rows_of(result)
-    info = {"python": platform.python_version(), "cpus": os.cpu_count(), "load": os.getloadavg()}
-    if args.json:
-        print(json.dumps({"machine": info, **result, "rows": table}, indent=2))
-    else:
-        print(f"goproc scrape bench  [{runner.describe()}; {info}]")
-        for r in table:
-            print(f"  {r['metric']:<56} {r['measured']}")
-            print(f"  {'':<56} bar: {r['bar']}  {'ok' if r['ok'] else 'MISSED'}")
-    return 1 if args.check and not all(r["ok"] for r in table) else 0
+    return report("scrape", runner, result, table, as_json=args.json, check=args.check)
 
 
 if __name__ == "__main__":
