@@ -230,6 +230,7 @@ class MetricsStore:
         self.history_size = history
         self.encode = encode
         self.tracks: dict[int, Track] = {}
+        self.revision = 0  # grows with every change of a track (a scrape is the same meanwhile)
 
     def __len__(self) -> int:
         return len(self.tracks)
@@ -273,6 +274,7 @@ class MetricsStore:
         track.latest = _NEW(Metrics, (*head, read_rate, write_rate, reading.threads, fds))
         track.cpu, track.last_at, track.text = cpu_seconds, mono, None
         track.history.add(wall, cpu, rss, read_rate, write_rate)
+        self.revision += 1
 
     def track(self, p: Proc) -> Track | None:
         """`p`'s track, if `p` is alive and the track is of its process."""
@@ -301,3 +303,4 @@ class MetricsStore:
         """Forget the tracks of every entry not in `ids` (dead, removed, gone)."""
         for proc_id in [i for i in self.tracks if i not in ids]:
             del self.tracks[proc_id]
+            self.revision += 1
