@@ -26,8 +26,9 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from goproc.alerts import parse_condition
 from goproc.daemon.alerting import Act, Alerter
 from goproc.daemon.counters import BUCKETS, OK, RpcStats, outcome_of
+from goproc.daemon.entryfamilies import clean
 from goproc.daemon.events import EventBus
-from goproc.daemon.exposition import Exposition, GoprocCollector, clean
+from goproc.daemon.exposition import Exposition, GoprocCollector
 from goproc.errors import METHOD_NOT_FOUND, NO_MATCH
 from goproc.metrics import MetricsStore, Reading
 from goproc.model import ProcessFacts, Selector
