@@ -1,0 +1,237 @@
+"""`TopApp`: the main view of `goproc top` and what it does when the daemon speaks.
+
+The view is a header (the daemon and the totals), a banner while the daemon cannot be
+reached, the entry table (`goproc.tui.table`), the filter line, a status line and the
+key footer.  The entries come from a `Link` (the event stream, in a thread) and their
+metrics from a `list` every `metrics_interval`; the actions the keys start are in
+`goproc.tui.actions`.  All state lives in one `Board`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.timer import Timer
+from textual.widgets import Footer, Input, Static
+
+from goproc.cli.escape import shown
+from goproc.cli.tables import age, size
+from goproc.tui.actions import Actions
+from goproc.tui.board import Board
+from goproc.tui.filters import FilterError, parse_filter
+from goproc.tui.link import Connected, Link, Loaded, Lost, Seen
+from goproc.tui.source import Source
+from goproc.tui.table import ProcTable
+
+REPAINT_DELAY = 0.02  # events within this are drawn in one frame
+TICK = 1.0  # ages and the uptime move on
+
+
+class TopApp(Actions):
+    TITLE = "goproc top"
+    CSS_PATH = Path(__file__).with_name("top.tcss")
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+        Binding("slash", "filter", "Filter"),
+        Binding("s", "sort_or_start", "Sort"),
+        Binding("space", "select_row", "Select"),
+        Binding("a", "select_all", "All", show=False),
+        Binding("c", "clear", "Clear", show=False),
+        Binding("K", "kill", "Kill"),
+        Binding("S", "signal", "Signal", show=False),
+        Binding("t", "label('tag')", "Tag"),
+        Binding("g", "label('group')", "Group", show=False),
+        Binding("n", "rename", "Name", show=False),
+        Binding("x", "remove", "Remove"),
+        Binding("enter", "detail", "Detail"),
+        Binding("w", "wait", "Wait", show=False),
+        Binding("r", "reload", "Reload", show=False),
+        Binding("question_mark", "help", "Help"),
+    ]
+
+    def __init__(self, source: Source, now: Callable[[], float] = time.time) -> None:
+        super().__init__()
+        self.source = source
+        self.board = Board(now=now)
+        self.link = Link(source, self)
+        self.status: dict[str, Any] | None = None
+        self.connected = False
+        self.filter_text = ""
+        self._repaint_timer: Timer | None = None
+        self._poll_timer: Timer | None = None
+        self._message = ""
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="daemon")
+        yield Static(id="banner")
+        yield ProcTable(self.board, id="table")
+        yield Input(placeholder="tag:web group:prod name:api alive search:nginx", id="filter")
+        yield Static(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.table.focus()
+        self.query_one("#filter", Input).display = False
+        self.query_one("#banner", Static).display = False
+        self._show_header()
+        self.link.start()
+        self.set_interval(TICK, self._tick)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Over a dialog or the detail pane only quitting works from the main view's keys."""
+        if action == "quit" or self.screen is self.screen_stack[0]:
+            return True
+        return False
+
+    def on_unmount(self) -> None:
+        self.link.close()
+
+    # ---- what the link reports ----------------------------------------------------------
+
+    def on_connected(self, message: Connected) -> None:
+        self.status = message.status
+        if self._poll_timer is not None:
+            self._poll_timer.stop()
+            self._poll_timer = None
+        every = float(message.status.get("metrics_interval") or 0)
+        if every > 0:
+            self._poll_timer = self.set_interval(every, self._poll)
+
+    def on_loaded(self, message: Loaded) -> None:
+        self.connected = True
+        self.board.load(message.procs)
+        self.query_one("#banner", Static).display = False
+        self._repaint()
+
+    def on_seen(self, message: Seen) -> None:
+        if self.board.apply(message.event) and self._repaint_timer is None:
+            self._repaint_timer = self.set_timer(REPAINT_DELAY, self._repaint)
+
+    def on_lost(self, message: Lost) -> None:
+        self.connected = False
+        if self._poll_timer is not None:
+            self._poll_timer.stop()
+            self._poll_timer = None
+        banner = self.query_one("#banner", Static)
+        banner.update(
+            Text(f"daemon down: {shown(message.reason)}\nreconnecting; press s to start one")
+        )
+        banner.display = True
+        self._show_header()
+
+    def _poll(self) -> None:
+        self.call_in_thread(self.source.entries, self._polled)
+
+    def _polled(self, procs: list[dict[str, Any]]) -> None:
+        self.board.merge_metrics(procs)
+        self._repaint()
+
+    # ---- drawing --------------------------------------------------------------------------
+
+    def _repaint(self) -> None:
+        self._repaint_timer = None
+        self.table.rows_changed()
+        self._show_header()
+
+    def _tick(self) -> None:
+        self.table.refresh()
+        self._show_header()
+
+    def _show_header(self) -> None:
+        status, board = self.status, self.board
+        alive, dead, cpu, rss = board.totals()
+        if status is None or not self.connected:
+            head = f"goproc top  no daemon answers at {shown(self.source.where)}"
+        else:
+            up = status.get("uptime_seconds")
+            head = (
+                f"goproc daemon pid {status.get('pid')}  {shown(status.get('socket'))}"
+                f"  up {age(up) if isinstance(up, int | float) else '?'}"
+                f"\nentries {alive + dead}: {alive} alive, {dead} dead"
+                f"  CPU {cpu:.1f}%  MEM {size(rss)}"
+            )
+        self.query_one("#daemon", Static).update(Text(head))
+        order = f"{board.sort}{' reversed' if board.reverse else ''}"
+        line = f"{len(board.shown)} shown  sort {order}  selected {len(board.selected)}"
+        if self.filter_text:
+            line += f"  filter {shown(self.filter_text)}"
+        if self._message:
+            line += f"  | {self._message}"
+        self.query_one("#status", Static).update(Text(line))
+
+    def say(self, message: str) -> None:
+        """A line for the status line (already `shown` where it quotes the daemon)."""
+        self._message = message
+        self._show_header()
+
+    # ---- keys that change the view --------------------------------------------------------
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = self.filter_text
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.apply_filter(event.value)
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        self.query_one("#filter", Input).display = False
+        self.table.focus()
+
+    def apply_filter(self, text: str) -> bool:
+        """Show only what `text` selects; a wrong word is said, the filter kept."""
+        try:
+            selector = parse_filter(text)
+        except FilterError as e:
+            self.say(shown(str(e)))
+            return False
+        self.filter_text = text.strip()
+        self.board.set_filter(selector)
+        self._message = ""
+        self._repaint()
+        return True
+
+    def action_sort_or_start(self) -> None:
+        if not self.connected:
+            self.start_daemon()
+            return
+        self.board.cycle_sort()
+        self._repaint()
+
+    def on_proc_table_sort_requested(self, message: ProcTable.SortRequested) -> None:
+        self.board.set_sort(message.key)
+        self._repaint()
+
+    def action_select_row(self) -> None:
+        if self.table.cursor_id is not None:
+            self.board.toggle(self.table.cursor_id)
+            self.table.action_move(1)
+            self._show_header()
+
+    def action_select_all(self) -> None:
+        self.board.select_shown()
+        self._repaint()
+
+    def action_clear(self) -> None:
+        self.board.selected.clear()
+        self._repaint()
+
+    def action_wait(self) -> None:
+        for i in self.board.targets(self.table.cursor_id):
+            self.board.toggle_wait(i)
+        self._repaint()
+
+    def action_reload(self) -> None:
+        self.link.reconnect()
