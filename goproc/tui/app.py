@@ -88,9 +88,7 @@ class TopApp(Actions):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Over a dialog or the detail pane only quitting works from the main view's keys."""
-        if action == "quit" or self.screen is self.screen_stack[0]:
-            return True
-        return False
+        return action == "quit" or self.screen is self.screen_stack[0]
 
     def on_unmount(self) -> None:
         self.link.close()

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from conftest import Daemon
 from helpers import wait_until
+from tui.fixed import run, until
 
 from goproc.model import Selector
 from goproc.tui.app import TopApp
 from goproc.tui.detail import DetailScreen
 from goproc.tui.screens import ConfirmScreen, MessageScreen, PromptScreen
 from goproc.tui.source import SocketSource
-from tui.fixed import run, until
 
 SIZE = (120, 30)
 
@@ -150,7 +150,7 @@ def test_kill_answered_no_kills_nothing(daemon: Daemon, sleeper, monkeypatch) ->
 
 
 def test_tag_group_rename_and_remove(daemon: Daemon, sleeper, monkeypatch) -> None:
-    first, second = add(daemon, sleeper, 2)
+    first, _second = add(daemon, sleeper, 2)
     app = app_on(daemon, monkeypatch)
 
     def entry(i: int) -> dict[str, Any]:

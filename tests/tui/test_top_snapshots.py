@@ -8,11 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from textual.pilot import Pilot
+from tui.fixed import NOW, FixedSource, until
 
 from goproc.tui.app import TopApp
 from goproc.tui.detail import DetailScreen
 from goproc.tui.screens import ConfirmScreen
-from tui.fixed import NOW, FixedSource, until
 
 
 def fixed_app() -> TopApp:
