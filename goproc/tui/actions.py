@@ -52,10 +52,7 @@ class Actions(App[None]):
 
     source: Source
     board: Board
-
-    @property
-    def table(self) -> ProcTable:
-        return self.query_one(ProcTable)
+    table: ProcTable
 
     def say(self, message: str) -> None:
         raise NotImplementedError

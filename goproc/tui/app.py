@@ -28,9 +28,9 @@ from goproc.tui.board import Board
 from goproc.tui.filters import FilterError, parse_filter
 from goproc.tui.link import Connected, Link, Loaded, Lost, Seen
 from goproc.tui.source import Source
-from goproc.tui.table import ProcTable
+from goproc.tui.table import ProcTable, TextLines
 
-REPAINT_DELAY = 0.02  # events within this are drawn in one frame
+REPAINT_DELAY = 0.01  # events within this are drawn in one frame
 TICK = 1.0  # ages and the uptime move on
 
 
@@ -69,19 +69,27 @@ class TopApp(Actions):
         self._repaint_timer: Timer | None = None
         self._poll_timer: Timer | None = None
         self._message = ""
+        # Made here, not looked up: a timer that fires while the app closes finds them.
+        self.table = ProcTable(self.board, id="table")
+        self.header = TextLines(id="daemon")
+        self.status_line = TextLines(id="status")
+        self.banner = Static(id="banner")
+        self.filter_box = Input(
+            placeholder="tag:web group:prod name:api alive search:nginx", id="filter"
+        )
 
     def compose(self) -> ComposeResult:
-        yield Static(id="daemon")
-        yield Static(id="banner")
-        yield ProcTable(self.board, id="table")
-        yield Input(placeholder="tag:web group:prod name:api alive search:nginx", id="filter")
-        yield Static(id="status")
+        yield self.header
+        yield self.banner
+        yield self.table
+        yield self.filter_box
+        yield self.status_line
         yield Footer()
 
     def on_mount(self) -> None:
         self.table.focus()
-        self.query_one("#filter", Input).display = False
-        self.query_one("#banner", Static).display = False
+        self.filter_box.display = False
+        self.banner.display = False
         self._show_header()
         self.link.start()
         self.set_interval(TICK, self._tick)
@@ -92,6 +100,9 @@ class TopApp(Actions):
 
     def on_unmount(self) -> None:
         self.link.close()
+        for timer in (self._poll_timer, self._repaint_timer):
+            if timer is not None:
+                timer.stop()
 
     # ---- what the link reports ----------------------------------------------------------
 
@@ -107,7 +118,7 @@ class TopApp(Actions):
     def on_loaded(self, message: Loaded) -> None:
         self.connected = True
         self.board.load(message.procs)
-        self.query_one("#banner", Static).display = False
+        self.banner.display = False
         self._repaint()
 
     def on_seen(self, message: Seen) -> None:
@@ -119,7 +130,7 @@ class TopApp(Actions):
         if self._poll_timer is not None:
             self._poll_timer.stop()
             self._poll_timer = None
-        banner = self.query_one("#banner", Static)
+        banner = self.banner
         banner.update(
             Text(f"daemon down: {shown(message.reason)}\nreconnecting; press s to start one")
         )
@@ -148,23 +159,24 @@ class TopApp(Actions):
         status, board = self.status, self.board
         alive, dead, cpu, rss = board.totals()
         if status is None or not self.connected:
-            head = f"goproc top  no daemon answers at {shown(self.source.where)}"
+            head = f"goproc top  no daemon answers at {shown(self.source.where)}\n"
         else:
             up = status.get("uptime_seconds")
             head = (
-                f"goproc daemon pid {status.get('pid')}  {shown(status.get('socket'))}"
+                f"goproc daemon pid {status.get('pid')}"
                 f"  up {age(up) if isinstance(up, int | float) else '?'}"
+                f"  {shown(status.get('socket'))}"
                 f"\nentries {alive + dead}: {alive} alive, {dead} dead"
                 f"  CPU {cpu:.1f}%  MEM {size(rss)}"
             )
-        self.query_one("#daemon", Static).update(Text(head))
+        self.header.show(head)
         order = f"{board.sort}{' reversed' if board.reverse else ''}"
         line = f"{len(board.shown)} shown  sort {order}  selected {len(board.selected)}"
         if self.filter_text:
             line += f"  filter {shown(self.filter_text)}"
         if self._message:
             line += f"  | {self._message}"
-        self.query_one("#status", Static).update(Text(line))
+        self.status_line.show(line)
 
     def say(self, message: str) -> None:
         """A line for the status line (already `shown` where it quotes the daemon)."""
@@ -174,7 +186,7 @@ class TopApp(Actions):
     # ---- keys that change the view --------------------------------------------------------
 
     def action_filter(self) -> None:
-        box = self.query_one("#filter", Input)
+        box = self.filter_box
         box.value = self.filter_text
         box.display = True
         box.focus()
@@ -185,7 +197,7 @@ class TopApp(Actions):
 
     @on(Input.Submitted, "#filter")
     def _filter_done(self, event: Input.Submitted) -> None:
-        self.query_one("#filter", Input).display = False
+        self.filter_box.display = False
         self.table.focus()
 
     def apply_filter(self, text: str) -> bool:

@@ -20,7 +20,7 @@ from goproc.cli.commands.listing import sorted_entries
 from goproc.cli.escape import shown
 from goproc.cli.tables import entry_age, metric, size
 from goproc.model import Selector
-from goproc.tui.filters import matches
+from goproc.tui.filters import predicate
 
 Entry = dict[str, Any]
 
@@ -103,6 +103,7 @@ class Board:
     _shown: list[int] = field(factory=list)
     _natural: list[int] = field(factory=lambda: _title_widths())
     _stale: bool = False  # the order is to be made again (at the next read)
+    _totals: tuple[int, int, float, int] | None = None  # made again after a change
 
     # ---- changes -------------------------------------------------------------------------
 
@@ -116,6 +117,7 @@ class Board:
         self.selected &= self.entries.keys()
         self.waiting &= self.entries.keys()
         self.exited_waiting &= self.entries.keys()
+        self._totals = None
         self._resort()
 
     def apply(self, event: Mapping[str, Any]) -> bool:
@@ -138,6 +140,7 @@ class Board:
             if kind == "exited" and i in self.waiting:
                 self.exited_waiting.add(i)
         self._stale = True  # a burst of events is sorted once, when it is drawn
+        self._totals = None
         return True
 
     def merge_metrics(self, procs: Iterable[Entry]) -> None:
@@ -152,6 +155,7 @@ class Board:
                 self._cells[p["id"]] = cells = cells_of(known)
                 self._widen(cells)
                 self._stale = self._stale or self.sort in ("cpu", "mem")
+                self._totals = None
 
     def set_filter(self, selector: Selector) -> None:
         self.filter = selector
@@ -203,6 +207,11 @@ class Board:
 
     def totals(self) -> tuple[int, int, float, int]:
         """Alive, dead, CPU% summed and resident bytes summed over the entries."""
+        if self._totals is None:
+            self._totals = self._sum()
+        return self._totals
+
+    def _sum(self) -> tuple[int, int, float, int]:
         alive = sum(1 for p in self.entries.values() if p["alive"])
         cpu = sum(metric(p, "cpu_percent") or 0.0 for p in self.entries.values())
         rss = sum(metric(p, "rss_bytes") or 0 for p in self.entries.values())
@@ -240,8 +249,8 @@ class Board:
                 natural[n] = len(cell)
 
     def _refilter(self) -> None:
-        s, entries = self.filter, self.entries
-        if s == Selector():
+        test, entries = predicate(self.filter), self.entries
+        if test is None:
             self._shown = list(self._ordered)
         else:
-            self._shown = [i for i in self._ordered if matches(s, entries[i])]
+            self._shown = [i for i in self._ordered if test(entries[i])]

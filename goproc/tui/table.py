@@ -12,12 +12,14 @@ from typing import ClassVar
 
 from rich.segment import Segment
 from rich.style import Style
+from rich.text import Text
 from textual import events
 from textual.binding import Binding, BindingType
 from textual.geometry import Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.widget import Widget
 
 from goproc.tui.board import COLUMNS, GAP, TITLES, Board, Layout
 
@@ -79,7 +81,9 @@ class ProcTable(ScrollView, can_focus=True):
         self.cursor = min(self.cursor, max(len(shown) - 1, 0))
         self._cursor_id = shown[self.cursor] if shown else None
         self._fit = None
-        self.virtual_size = Size(self.size.width, len(shown) + 1)
+        size = Size(self.size.width, len(shown) + 1)
+        if size != self.virtual_size:  # a new size means a new layout: only when it is one
+            self.virtual_size = size
         self._follow_cursor()
         self.refresh()
 
@@ -191,3 +195,21 @@ class ProcTable(ScrollView, can_focus=True):
         if used < width:
             segments.append(Segment(" " * (width - used), style))
         return Strip(segments).crop(0, width)
+
+
+class TextLines(Widget):
+    """Lines of plain text that change in place: a new text is a repaint, never a new
+    layout (the height is fixed in the CSS), so the header and the status line cost
+    nothing while the table is filtered.  A line too long is cut with an ellipsis."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._text = Text()
+
+    def show(self, text: str) -> None:
+        if text != self._text.plain:
+            self._text = Text(text, no_wrap=True, overflow="ellipsis")
+            self.refresh()
+
+    def render(self) -> Text:
+        return self._text

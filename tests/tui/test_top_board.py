@@ -147,3 +147,29 @@ def test_alert_rules_that_apply() -> None:
     assert rule_applies({"all": False, "select": {"tags_any": ["api"]}}, proc)
     assert not rule_applies({"all": False, "select": {"tags_any": ["db"]}}, proc)
     assert not rule_applies({"all": False, "select": {"future_field": 1}}, proc)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "tag:web",
+        "tag:web tag:batch",
+        "tag-all:api tag-all:web",
+        "group:prod dead",
+        "alive",
+        "id:1 id:4",
+        "pid:4243",
+        "name:api name:cache",
+        "search:sleep",
+        "group-all:prod tag:web",
+    ],
+)
+def test_the_compiled_filter_agrees_with_matches(text: str) -> None:
+    from goproc.tui.filters import predicate
+
+    s = parse_filter(text)
+    test = predicate(s)
+    assert [p["id"] for p in ENTRIES if test is None or test(p)] == [
+        p["id"] for p in ENTRIES if matches(s, p)
+    ]
