@@ -234,6 +234,7 @@ def frame_times(entries: int) -> dict[str, Any]:
     return {
         "entries": entries,
         "key_ms": percentiles_ms(keys),
+        "key_wall_ms": percentiles_ms(walls),
         "filter_draw_ms": percentiles_ms(alone),
     }
 

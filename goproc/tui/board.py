@@ -72,6 +72,13 @@ def cells_of(p: Mapping[str, Any]) -> tuple[str, ...]:
     )
 
 
+def _shown_metrics(metrics: Any) -> tuple[Any, Any]:
+    """What the table shows of a sample: a new sample with the same is no change."""
+    if not isinstance(metrics, dict):
+        return None, None
+    return metrics.get("cpu_percent"), metrics.get("rss_bytes")
+
+
 def _title_widths() -> list[int]:
     """Room for each title and its sort arrow; AGE as wide as most ages get."""
     return [max(len(c.title) + 1, 6 if n == AGE else 0) for n, c in enumerate(COLUMNS)]
@@ -108,7 +115,8 @@ class Board:
     # ---- changes -------------------------------------------------------------------------
 
     def load(self, procs: Iterable[Entry]) -> None:
-        """Every entry anew (a `list` answer): what was there and is not is gone."""
+        """Every entry anew (a `list` answer): what was there and is not is gone.  The
+        board keeps the dicts it is given, and changes their metrics in place."""
         self.entries = {p["id"]: p for p in procs}
         self._cells = {i: cells_of(p) for i, p in self.entries.items()}
         self._natural = _title_widths()
@@ -150,8 +158,9 @@ class Board:
             known = self.entries.get(p["id"])
             if known is None or known["added_at"] != p["added_at"] or not known["alive"]:
                 continue
-            if known.get("metrics") != p.get("metrics"):
-                self.entries[p["id"]] = known = {**known, "metrics": p.get("metrics")}
+            old, new = known.get("metrics"), p.get("metrics")
+            known["metrics"] = new  # the detail pane shows every field of it
+            if _shown_metrics(old) != _shown_metrics(new):
                 self._cells[p["id"]] = cells = cells_of(known)
                 self._widen(cells)
                 self._stale = self._stale or self.sort in ("cpu", "mem")
@@ -196,8 +205,10 @@ class Board:
 
     def cells(self, i: int) -> tuple[str, ...]:
         cells = self._cells[i]
-        age = entry_age(self.entries[i], self.now())
-        return (*cells[:AGE], age, *cells[AGE + 1 :])
+        return (*cells[:AGE], self.age(i), *cells[AGE + 1 :])
+
+    def age(self, i: int) -> str:
+        return entry_age(self.entries[i], self.now())
 
     def targets(self, cursor: int | None) -> list[int]:
         """What an action acts on: the selection, else the entry under the cursor."""

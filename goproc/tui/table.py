@@ -67,6 +67,7 @@ class ProcTable(ScrollView, can_focus=True):
         self.cursor = 0
         self._cursor_id: int | None = None
         self._fit: tuple[int, Layout] | None = None
+        self._ages: list[str] = []
 
     # ---- the app tells it what changed -------------------------------------------------------
 
@@ -117,6 +118,16 @@ class ProcTable(ScrollView, can_focus=True):
             self.scroll_to(y=self.cursor, animate=False, immediate=True)
         elif self.cursor >= top + rows:
             self.scroll_to(y=self.cursor - rows + 1, animate=False, immediate=True)
+
+    def refresh_ages(self) -> None:
+        """Repaint when an age on screen reads differently now (every second for the
+        young, every minute past an hour): the clock alone changes nothing else."""
+        top, board = int(self.scroll_offset.y), self.board
+        visible = board.shown[top : top + max(self.size.height - 1, 0)]
+        ages = [board.age(i) for i in visible]
+        if ages != self._ages:
+            self._ages = ages
+            self.refresh()
 
     def on_resize(self, event: events.Resize) -> None:
         self.rows_changed()

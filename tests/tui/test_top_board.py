@@ -82,7 +82,7 @@ def _model_matches(s: Selector, p: dict) -> bool:
 
 def board() -> Board:
     b = Board(now=lambda: NOW)
-    b.load(ENTRIES)
+    b.load([dict(p) for p in ENTRIES])  # the board keeps (and updates) what it is given
     return b
 
 
@@ -119,6 +119,7 @@ def test_a_metrics_poll_never_undoes_an_exit() -> None:
     b = board()
     b.apply({"kind": "exited", "id": 1, "proc": {**ENTRIES[0], "alive": False}, "time": "t"})
     b.merge_metrics([{**p, "metrics": {"cpu_percent": 50.0}} for p in ENTRIES])  # made before
+    assert ENTRIES[1]["metrics"]["cpu_percent"] == 23.4  # what was loaded was a copy
     assert b.entries[1]["alive"] is False
     assert b.entries[2]["metrics"] == {"cpu_percent": 50.0}
 
