@@ -57,6 +57,7 @@ class TopApp(Actions):
         Binding("w", "wait", "Wait", show=False),
         Binding("r", "reload", "Reload", show=False),
         Binding("question_mark", "help", "Help"),
+        Binding("escape", "close_filter", "Close the filter line", show=False),
     ]
 
     def __init__(self, source: Source, now: Callable[[], float] = time.time) -> None:
@@ -201,6 +202,10 @@ class TopApp(Actions):
 
     @on(Input.Submitted, "#filter")
     def _filter_done(self, event: Input.Submitted) -> None:
+        self.action_close_filter()
+
+    def action_close_filter(self) -> None:
+        """The filter line goes; the filter stays (the status line shows it)."""
         self.filter_box.display = False
         self.table.focus()
 

@@ -268,3 +268,38 @@ def test_no_daemon_says_so_and_s_starts_one(spawn_daemon, monkeypatch) -> None:
         if pid is not None:
             os.kill(pid, signal.SIGTERM)
             wait_until(lambda: not d.socket.exists(), timeout=15.0)
+
+
+def test_signal_wait_mark_select_all_and_help(daemon: Daemon, sleeper, monkeypatch) -> None:
+    first, second = add(daemon, sleeper, 2)
+    app = app_on(daemon, monkeypatch)
+
+    async def scenario() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: len(app.board.shown) == 2)
+            await pilot.press("a")
+            assert app.board.selected == {first["id"], second["id"]}
+            await pilot.press("c")
+            assert not app.board.selected
+            await pilot.press("w")  # the first entry, under the cursor
+            assert app.board.waiting == {first["id"]}
+            await pilot.press("S")
+            await until(pilot, lambda: isinstance(app.screen, PromptScreen))
+            await pilot.press(*"HUP", "enter")  # sleep dies of a HUP
+            await until(pilot, lambda: isinstance(app.screen, MessageScreen))
+            outcomes = app.screen
+            assert isinstance(outcomes, MessageScreen)
+            assert [line.split()[4:] for line in outcomes.lines] == [["SIGHUP", "signalled"]]
+            await pilot.press("escape")
+            await until(pilot, lambda: first["id"] in app.board.exited_waiting)
+            assert second["id"] not in app.board.exited_waiting
+            await pilot.press("question_mark")
+            await until(pilot, lambda: type(app.screen).__name__ == "HelpScreen")
+            await pilot.press("escape")
+            await pilot.press("slash")
+            assert app.filter_box.display
+            await pilot.press("escape")
+            assert not app.filter_box.display and app.table.has_focus
+
+    run(scenario)
+    assert [p["alive"] for p in daemon.call("list")] == [False, True]
