@@ -117,7 +117,11 @@ class Board:
     def load(self, procs: Iterable[Entry]) -> None:
         """Every entry anew (a `list` answer): what was there and is not is gone.  The
         board keeps the dicts it is given, and changes their metrics in place."""
-        self.entries = {p["id"]: p for p in procs}
+        old, self.entries = self.entries, {p["id"]: p for p in procs}
+        for i in list(self.events):  # an id given again after a `reset` is another entry
+            known, now = old.get(i), self.entries.get(i)
+            if now is None or (known is not None and known["added_at"] != now["added_at"]):
+                del self.events[i]
         self._cells = {i: cells_of(p) for i, p in self.entries.items()}
         self._natural = _title_widths()
         for cells in self._cells.values():

@@ -73,6 +73,8 @@ class Link:
         self.target.post_message(Loaded(procs))
 
     def _seen(self, event: dict[str, Any]) -> None:
+        if event.get("kind") == "overflow":  # the daemon hangs up next: load anew, no banner
+            self._reloading.set()
         self.target.post_message(Seen(event))
 
     def run(self) -> None:

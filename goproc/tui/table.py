@@ -111,13 +111,19 @@ class ProcTable(ScrollView, can_focus=True):
         self._follow_cursor()
         self.refresh()
 
-    def _follow_cursor(self) -> None:
+    def _follow_cursor(self, again: bool = True) -> None:
         rows = max(self.size.height - 1, 1)
         top = int(self.scroll_offset.y)
+        target = top
         if self.cursor < top:
-            self.scroll_to(y=self.cursor, animate=False, immediate=True)
+            target = self.cursor
         elif self.cursor >= top + rows:
-            self.scroll_to(y=self.cursor - rows + 1, animate=False, immediate=True)
+            target = self.cursor - rows + 1
+        if target == top:
+            return
+        self.scroll_to(y=target, animate=False, immediate=True)
+        if again and int(self.scroll_offset.y) != target:  # a size not laid out yet: once it is
+            self.call_after_refresh(self._follow_cursor, False)
 
     def refresh_ages(self) -> None:
         """Repaint when an age on screen reads differently now (every second for the

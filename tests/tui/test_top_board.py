@@ -174,3 +174,12 @@ def test_the_compiled_filter_agrees_with_matches(text: str) -> None:
     assert [p["id"] for p in ENTRIES if test is None or test(p)] == [
         p["id"] for p in ENTRIES if matches(s, p)
     ]
+
+
+def test_events_of_an_entry_gone_or_replaced_are_forgotten_on_load() -> None:
+    b = board()
+    for i in (1, 2):
+        b.apply({"kind": "updated", "id": i, "proc": dict(ENTRIES[i - 1]), "time": "t"})
+    again = {**ENTRIES[0], "added_at": "2026-12-01T00:00:00.000000Z"}  # id 1 after a reset
+    b.load([again, dict(ENTRIES[2])])
+    assert b.events == {}
