@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -303,3 +304,35 @@ def test_signal_wait_mark_select_all_and_help(daemon: Daemon, sleeper, monkeypat
 
     run(scenario)
     assert [p["alive"] for p in daemon.call("list")] == [False, True]
+
+
+def test_detail_pane_tails_the_log_of_an_entry_goproc_run_started(
+    daemon: Daemon, monkeypatch
+) -> None:
+    r = daemon.cli(
+        "run",
+        "--name",
+        "talker",
+        "--",
+        "sh",
+        "-c",
+        "echo first-line; echo second-line; exec sleep 300",
+    )
+    assert r.returncode == 0, r.stderr
+    proc = daemon.call("show", {"names": ["talker"]})
+    try:
+        out = Path(proc["log"]["out"])
+        wait_until(lambda: "second-line" in out.read_text())
+        app = app_on(daemon, monkeypatch)
+
+        async def scenario() -> None:
+            async with app.run_test(size=(120, 60)) as pilot:
+                await until(pilot, lambda: len(app.board.shown) == 1)
+                await pilot.press("enter")
+                await until(pilot, lambda: isinstance(app.screen, DetailScreen))
+                log = str(app.screen.query_one("#log").render())
+                assert "[out] first-line" in log and "[out] second-line" in log
+
+        run(scenario)
+    finally:
+        os.kill(proc["pid"], signal.SIGKILL)
