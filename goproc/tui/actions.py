@@ -68,6 +68,8 @@ class Actions(App[None]):
                 self._from_thread(self.say, f"the daemon refused: {shown(e.message)}")
             except DaemonUnreachable as e:
                 self._from_thread(self.say, shown(str(e)))
+            except (OSError, ValueError) as e:  # a log file unreadable, a reply not JSON
+                self._from_thread(self.say, f"failed: {shown(str(e))}")
             else:
                 self._from_thread(done, result)
 

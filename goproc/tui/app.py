@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -33,6 +33,13 @@ from goproc.tui.table import ProcTable, TextLines
 
 REPAINT_DELAY = 0.01  # events within this are drawn in one frame
 TICK = 1.0  # ages and the uptime move on
+
+
+def light_background(env: Mapping[str, str]) -> bool:
+    """Whether the terminal says its background is light: `COLORFGBG` (set by xterm,
+    rxvt, Konsole and others as `FG;BG`) with a white or light grey background."""
+    background = env.get("COLORFGBG", "").rpartition(";")[2]
+    return background in ("7", "15")
 
 
 class TopApp(Actions):
@@ -60,8 +67,12 @@ class TopApp(Actions):
         Binding("escape", "close_filter", "Close the filter line", show=False),
     ]
 
-    def __init__(self, source: Source, now: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, source: Source, now: Callable[[], float] = time.time, light: bool = False
+    ) -> None:
         super().__init__()
+        if light:
+            self.theme = "textual-light"
         self.source = source
         self.board = Board(now=now)
         self.link = Link(source, self)

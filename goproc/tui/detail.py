@@ -99,7 +99,6 @@ class DetailScreen(Screen[None]):
         title = f"entry {d.proc['id']}: {shown(d.proc['name'] or d.proc['cmd'])}"
         with VerticalScroll(id="detail"):
             yield Static(Text(title), classes="title")
-            yield Static(Text("\n".join(show_lines(d.proc, d.now))), id="fields")
             with Vertical(classes="history"):
                 yield Static(Text(self._spark_label("CPU%", cpu, f"{max(cpu, default=0):.1f}%")))
                 yield Sparkline(cpu, id="cpu")
@@ -112,6 +111,8 @@ class DetailScreen(Screen[None]):
             if d.proc.get("log") is not None:
                 yield Static("log", classes="heading")
                 yield Static(Text("\n".join(map(shown, d.log)) or "(empty)"), id="log")
+            yield Static("fields", classes="heading")
+            yield Static(Text("\n".join(show_lines(d.proc, d.now))), id="fields")
         yield Footer()
 
     def _spark_label(self, name: str, values: Sequence[float], top: str) -> str:

@@ -88,6 +88,8 @@ class Link:
                 reason = str(e)
             except RemoteError as e:
                 reason = f"the daemon refused: {e.message}"
+            except (OSError, ValueError) as e:  # a line that is not JSON, say: start again
+                reason = f"the connection failed: {e}"
             if self._closed.is_set():
                 return
             if self._reloading.is_set():

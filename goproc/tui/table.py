@@ -176,7 +176,7 @@ class ProcTable(ScrollView, can_focus=True):
 
     def _header(self, width: int, base: Style) -> Strip:
         layout, board = self.fitted(), self.board
-        style = base + self.get_component_rich_style("proctable--header")
+        style = base + self.get_component_rich_style("proctable--header", partial=True)
         parts = [" " * GUTTER]
         for column, w in zip(layout.columns, layout.widths, strict=True):
             title = TITLES[column]
@@ -190,11 +190,11 @@ class ProcTable(ScrollView, can_focus=True):
         board, layout = self.board, self.fitted()
         style = base
         if i in board.exited_waiting:
-            style += self.get_component_rich_style("proctable--exited")
+            style += self.get_component_rich_style("proctable--exited", partial=True)
         if i in board.selected:
-            style += self.get_component_rich_style("proctable--selected")
+            style += self.get_component_rich_style("proctable--selected", partial=True)
         if under_cursor:
-            style += self.get_component_rich_style("proctable--cursor")
+            style += self.get_component_rich_style("proctable--cursor", partial=True)
         cells = board.cells(i)
         mark = ("*" if i in board.selected else " ") + ("w" if i in board.waiting else " ")
         segments = [Segment(mark, style)]
@@ -206,7 +206,7 @@ class ProcTable(ScrollView, can_focus=True):
             if column == ALIVE:
                 alive = board.entries[i]["alive"]
                 part = "proctable--alive" if alive else "proctable--dead"
-                cell_style = style + self.get_component_rich_style(part)
+                cell_style = style + self.get_component_rich_style(part, partial=True)
             segments.append(Segment(fit(cells[column], w), cell_style))
         used = GUTTER + sum(layout.widths) + GAP * (len(layout.widths) - 1)
         if used < width:

@@ -183,3 +183,13 @@ def test_events_of_an_entry_gone_or_replaced_are_forgotten_on_load() -> None:
     again = {**ENTRIES[0], "added_at": "2026-12-01T00:00:00.000000Z"}  # id 1 after a reset
     b.load([again, dict(ENTRIES[2])])
     assert b.events == {}
+
+
+@pytest.mark.parametrize(
+    ("colorfgbg", "light"),
+    [("0;15", True), ("0;7", True), ("15;0", False), ("", False), ("12;8", False)],
+)
+def test_a_light_background_is_told_by_colorfgbg(colorfgbg: str, light: bool) -> None:
+    from goproc.tui.app import light_background
+
+    assert light_background({"COLORFGBG": colorfgbg}) is light

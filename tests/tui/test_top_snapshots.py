@@ -33,6 +33,11 @@ def test_main_view_at_80_columns_cuts_the_command_first(snap_compare: Any) -> No
     assert snap_compare(fixed_app(), terminal_size=(80, 24), run_before=loaded)
 
 
+def test_main_view_light_theme(snap_compare: Any) -> None:
+    app = TopApp(FixedSource(), now=lambda: NOW, light=True)
+    assert snap_compare(app, terminal_size=(120, 24), run_before=loaded)
+
+
 def test_detail_pane(snap_compare: Any) -> None:
     async def open_detail(pilot: Pilot[Any]) -> None:
         await loaded(pilot)

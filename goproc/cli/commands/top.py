@@ -2,11 +2,13 @@
 
 Textual is imported inside the command only, so that no other command pays for it at
 start-up (tests/unit/test_cli_imports.py).  The selector flags choose what it watches,
-as they choose what `list` lists; `/` inside filters further.
+as they choose what `list` lists; `/` inside filters further.  A terminal that says
+its background is light (`COLORFGBG`) gets the light theme.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 from goproc.cli.codes import ExitCode
@@ -23,9 +25,9 @@ def top(*, select: Select | None = None, common: Common | None = None) -> ExitCo
     """
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise UsageError("goproc top needs a terminal; use 'goproc list --watch' elsewhere")
-    from goproc.tui.app import TopApp
+    from goproc.tui.app import TopApp, light_background
     from goproc.tui.source import SocketSource
 
     source = SocketSource(common.config if common is not None else None, selector_of(select))
-    TopApp(source).run()
+    TopApp(source, light=light_background(os.environ)).run()
     return ExitCode.OK
