@@ -1,46 +1,20 @@
 """`goproc top` driven by Textual's Pilot against a real daemon and real `sleep`
-processes: keys pressed, then what the screen holds and what the daemon says now."""
+processes: what it shows (an exit, a filter, an order, the detail pane) and how it lives
+with the daemon (down, back, none, started with `s`)."""
 
 from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import pytest
 from conftest import Daemon
 from helpers import wait_until
 from tui.fixed import run, until
+from tui.live import SIZE, add, app_on, line_of
 
 from goproc.model import Selector
-from goproc.tui.app import TopApp
 from goproc.tui.detail import DetailScreen
-from goproc.tui.screens import ConfirmScreen, MessageScreen, PromptScreen
-from goproc.tui.source import SocketSource
-
-SIZE = (120, 30)
-
-
-def app_on(d: Daemon, monkeypatch: pytest.MonkeyPatch, selector: Selector | None = None) -> TopApp:
-    """The app as `goproc top` makes it, pointed at `d` through its environment."""
-    for key in ("GOPROC_RUNTIME_DIR", "GOPROC_STATE_DIR", "GOPROC_METRICS_INTERVAL"):
-        if key in d.env:
-            monkeypatch.setenv(key, d.env[key])
-    monkeypatch.delenv("GOPROC_SOCKET", raising=False)
-    return TopApp(SocketSource(d.config_path, selector or Selector()))
-
-
-def add(d: Daemon, sleeper: Callable[..., Any], n: int, **params: Any) -> list[dict[str, Any]]:
-    return [d.call("add", {"pid": sleeper().pid, **params}) for _ in range(n)]
-
-
-def line_of(app: TopApp, entry_id: int) -> str:
-    """The table's line of an entry as drawn (its text)."""
-    table = app.table
-    row = list(app.board.shown).index(entry_id)
-    return table.render_line(row + 1 - int(table.scroll_offset.y)).text
 
 
 def test_an_exit_outside_shows_dead_without_a_refresh(daemon: Daemon, sleeper, monkeypatch) -> None:
@@ -99,103 +73,6 @@ def test_sort_cycles_and_a_click_on_a_title_sorts(daemon: Daemon, sleeper, monke
             assert app.board.sort == "pid" and not app.board.reverse
             await pilot.click("#table", offset=(x, 0))
             assert app.board.reverse
-
-    run(scenario)
-
-
-def test_select_and_kill_with_confirm(daemon: Daemon, sleeper, monkeypatch) -> None:
-    entries = add(daemon, sleeper, 3)
-    app = app_on(daemon, monkeypatch)
-
-    async def scenario() -> None:
-        async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: len(app.board.shown) == 3)
-            await pilot.press("space", "space")  # the first two (space moves down)
-            assert app.board.selected == {entries[0]["id"], entries[1]["id"]}
-            await pilot.press("K")
-            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-            question = app.screen
-            assert isinstance(question, ConfirmScreen)
-            assert "Kill 2 entries" in question.question
-            assert [line.split()[1] for line in question.lines] == [
-                str(entries[0]["id"]),
-                str(entries[1]["id"]),
-            ]
-            await pilot.press("y")
-            await until(pilot, lambda: isinstance(app.screen, MessageScreen))
-            outcomes = app.screen
-            assert isinstance(outcomes, MessageScreen)
-            assert all(line.endswith("exited") for line in outcomes.lines), outcomes.lines
-            await pilot.press("escape")
-            await until(pilot, lambda: sum(p["alive"] for p in app.board.entries.values()) == 1)
-
-    run(scenario)
-    alive = {p["id"]: p["alive"] for p in daemon.call("list")}
-    assert alive == {entries[0]["id"]: False, entries[1]["id"]: False, entries[2]["id"]: True}
-
-
-def test_kill_answered_no_kills_nothing(daemon: Daemon, sleeper, monkeypatch) -> None:
-    add(daemon, sleeper, 1)
-    app = app_on(daemon, monkeypatch)
-
-    async def scenario() -> None:
-        async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: len(app.board.shown) == 1)
-            await pilot.press("K")
-            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-            await pilot.press("n")
-            await pilot.pause(0.3)
-
-    run(scenario)
-    assert [p["alive"] for p in daemon.call("list")] == [True]
-
-
-def test_tag_group_rename_and_remove(daemon: Daemon, sleeper, monkeypatch) -> None:
-    first, _second = add(daemon, sleeper, 2)
-    app = app_on(daemon, monkeypatch)
-
-    def entry(i: int) -> dict[str, Any]:
-        return daemon.call("show", {"ids": [i]})
-
-    async def scenario() -> None:
-        async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: len(app.board.shown) == 2)
-            await pilot.press("t")
-            await until(pilot, lambda: isinstance(app.screen, PromptScreen))
-            await pilot.press(*"db,web", "enter")
-            await until(pilot, lambda: app.board.entries[first["id"]]["tags"] == ["db", "web"])
-            await pilot.press("t")
-            await until(pilot, lambda: isinstance(app.screen, PromptScreen))
-            await pilot.press(*"-web", "enter")
-            await until(pilot, lambda: app.board.entries[first["id"]]["tags"] == ["db"])
-            await pilot.press("g", *"prod", "enter")
-            await until(pilot, lambda: app.board.entries[first["id"]]["groups"] == ["prod"])
-            await pilot.press("n", *"api-1", "enter")
-            await until(pilot, lambda: app.board.entries[first["id"]]["name"] == "api-1")
-            assert "api-1" in line_of(app, first["id"])
-            await pilot.press("down", "x")
-            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-            await pilot.press("y")
-            await until(pilot, lambda: list(app.board.shown) == [first["id"]])
-
-    run(scenario)
-    got = entry(first["id"])
-    assert (got["tags"], got["groups"], got["name"]) == (["db"], ["prod"], "api-1")
-    assert [p["id"] for p in daemon.call("list")] == [first["id"]]
-
-
-def test_a_refused_rename_is_said_not_raised(daemon: Daemon, sleeper, monkeypatch) -> None:
-    add(daemon, sleeper, 1, name="taken")
-    add(daemon, sleeper, 1)
-    app = app_on(daemon, monkeypatch)
-
-    async def scenario() -> None:
-        async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: len(app.board.shown) == 2)
-            await pilot.press("down", "n", "ctrl+u", *"taken", "enter")
-            status = app.query_one("#status")
-            await until(pilot, lambda: "refused" in str(status.render()))
-            assert "already used" in str(status.render())
 
     run(scenario)
 
@@ -271,41 +148,6 @@ def test_no_daemon_says_so_and_s_starts_one(spawn_daemon, monkeypatch) -> None:
             wait_until(lambda: not d.socket.exists(), timeout=15.0)
 
 
-def test_signal_wait_mark_select_all_and_help(daemon: Daemon, sleeper, monkeypatch) -> None:
-    first, second = add(daemon, sleeper, 2)
-    app = app_on(daemon, monkeypatch)
-
-    async def scenario() -> None:
-        async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: len(app.board.shown) == 2)
-            await pilot.press("a")
-            assert app.board.selected == {first["id"], second["id"]}
-            await pilot.press("c")
-            assert not app.board.selected
-            await pilot.press("w")  # the first entry, under the cursor
-            assert app.board.waiting == {first["id"]}
-            await pilot.press("S")
-            await until(pilot, lambda: isinstance(app.screen, PromptScreen))
-            await pilot.press(*"HUP", "enter")  # sleep dies of a HUP
-            await until(pilot, lambda: isinstance(app.screen, MessageScreen))
-            outcomes = app.screen
-            assert isinstance(outcomes, MessageScreen)
-            assert [line.split()[4:] for line in outcomes.lines] == [["SIGHUP", "signalled"]]
-            await pilot.press("escape")
-            await until(pilot, lambda: first["id"] in app.board.exited_waiting)
-            assert second["id"] not in app.board.exited_waiting
-            await pilot.press("question_mark")
-            await until(pilot, lambda: type(app.screen).__name__ == "HelpScreen")
-            await pilot.press("escape")
-            await pilot.press("slash")
-            assert app.filter_box.display
-            await pilot.press("escape")
-            assert not app.filter_box.display and app.table.has_focus
-
-    run(scenario)
-    assert [p["alive"] for p in daemon.call("list")] == [False, True]
-
-
 def test_detail_pane_tails_the_log_of_an_entry_goproc_run_started(
     daemon: Daemon, monkeypatch
 ) -> None:
@@ -336,3 +178,22 @@ def test_detail_pane_tails_the_log_of_an_entry_goproc_run_started(
         run(scenario)
     finally:
         os.kill(proc["pid"], signal.SIGKILL)
+
+
+def test_the_command_line_selector_chooses_what_is_watched(
+    daemon: Daemon, sleeper, monkeypatch
+) -> None:
+    web = add(daemon, sleeper, 1, tags=["web"])[0]
+    add(daemon, sleeper, 1, tags=["db"])
+    app = app_on(daemon, monkeypatch, Selector(tags_any=("web",)))  # goproc top --tag web
+
+    async def scenario() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: len(app.board.shown) == 1)
+            assert list(app.board.shown) == [web["id"]]
+            add(daemon, sleeper, 1, tags=["db"])
+            later = add(daemon, sleeper, 1, tags=["web"])[0]  # its event comes after the db one
+            await until(pilot, lambda: later["id"] in app.board.entries)
+            assert sorted(app.board.shown) == [web["id"], later["id"]]
+
+    run(scenario)
