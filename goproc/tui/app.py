@@ -157,8 +157,8 @@ class TopApp(Actions):
         self.call_in_thread(self.source.entries, self._polled)
 
     def _polled(self, procs: list[dict[str, Any]]) -> None:
-        self.board.merge_metrics(procs)
-        self._repaint()
+        if self.board.merge_metrics(procs):  # the same CPU and memory: nothing to draw
+            self._repaint()
 
     # ---- drawing --------------------------------------------------------------------------
 

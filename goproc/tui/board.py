@@ -155,9 +155,11 @@ class Board:
         self._totals = None
         return True
 
-    def merge_metrics(self, procs: Iterable[Entry]) -> None:
+    def merge_metrics(self, procs: Iterable[Entry]) -> bool:
         """The metrics of a `list` answer, into the entries they are of: only those,
-        since an event may have come after the answer was made (an exit, a removal)."""
+        since an event may have come after the answer was made (an exit, a removal).
+        Whether a row reads differently now."""
+        changed = False
         for p in procs:
             known = self.entries.get(p["id"])
             if known is None or known["added_at"] != p["added_at"] or not known["alive"]:
@@ -169,6 +171,8 @@ class Board:
                 self._widen(cells)
                 self._stale = self._stale or self.sort in ("cpu", "mem")
                 self._totals = None
+                changed = True
+        return changed
 
     def set_filter(self, selector: Selector) -> None:
         self.filter = selector

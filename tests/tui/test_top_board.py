@@ -193,3 +193,15 @@ def test_a_light_background_is_told_by_colorfgbg(colorfgbg: str, light: bool) ->
     from goproc.tui.app import light_background
 
     assert light_background({"COLORFGBG": colorfgbg}) is light
+
+
+def test_a_poll_with_the_same_cpu_and_memory_changes_no_row() -> None:
+    b = board()
+    again = [
+        {**p, "metrics": {**p["metrics"], "sampled_at": "later"}} for p in ENTRIES if p["metrics"]
+    ]
+    assert not b.merge_metrics(again)
+    assert b.entries[1]["metrics"]["sampled_at"] == "later"  # kept for the detail pane
+    hotter = [{**ENTRIES[0], "metrics": {**ENTRIES[0]["metrics"], "cpu_percent": 80.0}}]
+    assert b.merge_metrics(hotter)
+    assert b.cells(1)[TITLES.index("CPU%")] == "80.0"
