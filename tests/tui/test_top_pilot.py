@@ -117,6 +117,9 @@ def test_daemon_down_banner_then_reconnect(daemon: Daemon, sleeper, monkeypatch)
             daemon.stop()
             await until(pilot, lambda: banner.display)
             assert "daemon down" in str(banner.render())
+            await pilot.press("x", "y")  # an action meanwhile is said to fail, nothing more
+            status = app.status_line
+            await until(pilot, lambda: "cannot reach the daemon" in str(status.render()))
             daemon.start()
             other = daemon.call("add", {"pid": sleeper().pid})  # made while the app was away
             await until(pilot, lambda: not banner.display and len(app.board.shown) == 2)
