@@ -82,6 +82,7 @@ class TopApp(Actions):
         self._repaint_timer: Timer | None = None
         self._poll_timer: Timer | None = None
         self._message = ""
+        self._status_at = 0.0  # when `status` was asked: the uptime counts on from there
         # Made here, not looked up: a timer that fires while the app closes finds them.
         self.table = ProcTable(self.board, id="table")
         self.header = TextLines(id="daemon")
@@ -121,6 +122,7 @@ class TopApp(Actions):
 
     def on_connected(self, message: Connected) -> None:
         self.status = message.status
+        self._status_at = self.board.now()
         if self._poll_timer is not None:
             self._poll_timer.stop()
             self._poll_timer = None
@@ -178,9 +180,10 @@ class TopApp(Actions):
             head = f"goproc top  no daemon answers at {shown(self.source.where)}\n"
         else:
             up = status.get("uptime_seconds")
+            since = self.board.now() - self._status_at
             head = (
                 f"goproc daemon pid {status.get('pid')}"
-                f"  up {age(up) if isinstance(up, int | float) else '?'}"
+                f"  up {age(up + since) if isinstance(up, int | float) else '?'}"
                 f"  {shown(status.get('socket'))}"
                 f"\nentries {alive + dead}: {alive} alive, {dead} dead"
                 f"  CPU {cpu:.1f}%  MEM {size(rss)}"
