@@ -19,7 +19,7 @@ from textual.app import App
 from goproc import api
 from goproc.cli.client import DaemonUnreachable, RemoteError
 from goproc.cli.escape import shown
-from goproc.cli.flags import split_commas
+from goproc.cli.flags import signal_of, split_commas
 from goproc.errors import UsageError
 from goproc.model import Selector
 from goproc.tui.board import Board
@@ -108,6 +108,10 @@ class Actions(App[None]):
         self.say(f"kill: {len(outcomes)} answered")
         self.push_screen(MessageScreen("What the kill did", outcome_lines(outcomes)))
 
+    def _signalled(self, outcomes: list[dict[str, Any]]) -> None:
+        self.say(f"signal: {len(outcomes)} answered")
+        self.push_screen(MessageScreen("What the signal did", outcome_lines(outcomes)))
+
     def action_signal(self) -> None:
         entries = self._targets("signal")
         if not entries:
@@ -117,15 +121,14 @@ class Actions(App[None]):
         def answered(text: str | None) -> None:
             if not text or not text.strip():
                 return
-            from goproc.cli.flags import signal_of
-
             try:
                 signal = signal_of(text.strip())
             except UsageError as e:
                 self.say(shown(str(e)))
                 return
-            params = api.KillParams(target=targeted(ids), signal=signal)
-            self.call_in_thread(lambda: self.source.call(api.KILL, params), self._killed)
+            # This signal only: no KILL follows a TERM sent this way.
+            params = api.KillParams(target=targeted(ids), signal=signal, timeout=api.Seconds(0))
+            self.call_in_thread(lambda: self.source.call(api.KILL, params), self._signalled)
 
         question = f"Signal to send to {len(ids)} (a name like HUP, USR1, or a number):"
         self.push_screen(PromptScreen(question, placeholder="HUP"), answered)
