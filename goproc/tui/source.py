@@ -131,7 +131,9 @@ class SocketSource:
             start_new_session=True,  # not in the terminal's process group: Ctrl+C spares it
             env=dict(os.environ),
         )
-        child.returncode = 0  # it runs on after the app: no warning from Popen's finalizer
+        # Reaped if it ends while the app runs (a daemon that finds another one running);
+        # once the app has gone it runs on, its own.
+        threading.Thread(target=child.wait, name="goproc-daemon-reaper", daemon=True).start()
 
 
 def process_age(pid: int) -> float | None:
