@@ -77,11 +77,15 @@ def event_lines(events: Sequence[Mapping[str, Any]]) -> list[str]:
     return out or ["none seen since goproc top started"]
 
 
-def rule_lines(rules: Sequence[Mapping[str, Any]]) -> list[str]:
-    lines = [
-        f"#{r['id']} {shown(r.get('name') or '-')}: {shown(r['condition'])} -> {shown(r['action'])}"
-        for r in rules
-    ]
+def rule_lines(rules: Sequence[Mapping[str, Any]], entry_id: int) -> list[str]:
+    """`#1 hot: cpu > 90% -> event`, and `(firing)` while it holds for this entry."""
+    lines = []
+    for r in rules:
+        line = f"#{r['id']} {shown(r.get('name') or '-')}: {shown(r['condition'])}"
+        line += f" -> {shown(r['action'])}"
+        if entry_id in (r.get("firing") or ()):
+            line += "  (firing)"
+        lines.append(line)
     return lines or ["none"]
 
 
@@ -105,7 +109,7 @@ class DetailScreen(Screen[None]):
                 yield Static(Text(self._spark_label("RSS", rss, size(max(rss, default=0)))))
                 yield Sparkline(rss, id="rss")
             yield Static("alert rules", classes="heading")
-            yield Static(Text("\n".join(rule_lines(d.rules))), id="rules")
+            yield Static(Text("\n".join(rule_lines(d.rules, d.proc["id"]))), id="rules")
             yield Static("events", classes="heading")
             yield Static(Text("\n".join(event_lines(d.events))), id="events")
             if d.proc.get("log") is not None:

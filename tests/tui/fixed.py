@@ -121,7 +121,7 @@ RULES = [
         "condition": "cpu > 90% for 30s",
         "action": "signal:HUP",
         "created_at": stamp(NOW - 100),
-        "firing": [],
+        "firing": [2],
     },
     {
         "id": 2,

@@ -205,3 +205,12 @@ def test_a_poll_with_the_same_cpu_and_memory_changes_no_row() -> None:
     hotter = [{**ENTRIES[0], "metrics": {**ENTRIES[0]["metrics"], "cpu_percent": 80.0}}]
     assert b.merge_metrics(hotter)
     assert b.cells(1)[TITLES.index("CPU%")] == "80.0"
+
+
+def test_a_rule_firing_for_the_entry_says_so() -> None:
+    from goproc.tui.detail import rule_lines
+    from tui.fixed import RULES
+
+    assert rule_lines(RULES, 2)[0] == "#1 hot: cpu > 90% for 30s -> signal:HUP  (firing)"
+    assert rule_lines(RULES, 1)[0].endswith("signal:HUP")
+    assert rule_lines([], 1) == ["none"]
