@@ -4,11 +4,11 @@ marks, the columns that fit a width, and that untrusted text is shown escaped.""
 from __future__ import annotations
 
 import pytest
-from tui.fixed import ENTRIES, NOW, entry
+from tui.fixed import ENTRIES, NOW, RULES, entry
 
 from goproc.model import Selector
 from goproc.tui.board import CMD_MIN, TITLES, Board
-from goproc.tui.detail import rule_applies
+from goproc.tui.detail import rule_applies, rule_lines
 from goproc.tui.filters import FilterError, matches, parse_filter
 
 
@@ -208,9 +208,6 @@ def test_a_poll_with_the_same_cpu_and_memory_changes_no_row() -> None:
 
 
 def test_a_rule_firing_for_the_entry_says_so() -> None:
-    from goproc.tui.detail import rule_lines
-    from tui.fixed import RULES
-
     assert rule_lines(RULES, 2)[0] == "#1 hot: cpu > 90% for 30s -> signal:HUP  (firing)"
     assert rule_lines(RULES, 1)[0].endswith("signal:HUP")
     assert rule_lines([], 1) == ["none"]
