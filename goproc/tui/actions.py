@@ -196,14 +196,24 @@ class Actions(App[None]):
         if i is None:
             self.say("no entry is shown")
             return
-        proc = self.board.entries[i]
+        self._detail_of(i)
+
+    def _detail_of(self, i: int) -> None:
+        proc = self.board.entries.get(i)
+        if proc is None:
+            self.say(f"entry {i} is gone")
+            return
         events = list(self.board.events.get(i, ()))
         now = self.board.now()
         work = lambda: gather(self.source, proc, events, now)  # noqa: E731
         self.call_in_thread(work, self._show_detail)
 
     def _show_detail(self, detail: Detail) -> None:
-        self.push_screen(DetailScreen(detail))
+        def closed(how: str | None) -> None:
+            if how == "reload":
+                self._detail_of(detail.proc["id"])
+
+        self.push_screen(DetailScreen(detail), closed)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

@@ -89,8 +89,13 @@ def rule_lines(rules: Sequence[Mapping[str, Any]], entry_id: int) -> list[str]:
     return lines or ["none"]
 
 
-class DetailScreen(Screen[None]):
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,enter", "close", "Back")]
+class DetailScreen(Screen[str | None]):
+    """Dismissed with "reload" to be gathered and shown again (`r`), else None."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q,enter", "close", "Back"),
+        Binding("r", "reload", "Reload"),
+    ]
 
     def __init__(self, detail: Detail) -> None:
         super().__init__()
@@ -126,3 +131,6 @@ class DetailScreen(Screen[None]):
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+    def action_reload(self) -> None:
+        self.dismiss("reload")

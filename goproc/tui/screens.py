@@ -118,7 +118,7 @@ KEYS = (
     ("t / g", "add a tag or group (-NAME removes it)"),
     ("n", "rename (an empty name clears it)"),
     ("x", "remove from the registry (the process is not touched)"),
-    ("enter", "details: every field, CPU and RSS history, alert rules, events, log"),
+    ("enter", "details: every field, CPU and RSS history, alert rules, events, log (r: again)"),
     ("w", "mark the entry: its row is highlighted when it exits"),
     ("r", "reload everything from the daemon"),
     ("?", "this help"),

@@ -99,6 +99,14 @@ def test_detail_pane_with_history_rules_and_events(spawn_daemon, sleeper, monkey
             rules = str(detail.query_one("#rules").render())
             assert "hot" in rules and "elsewhere" not in rules
             assert "updated" in str(detail.query_one("#events").render())
+            d.call("tag.add", {"ids": [p["id"]], "labels": ["later"]})
+            await until(pilot, lambda: "later" in app.board.entries[p["id"]]["tags"])
+            await pilot.press("r")  # gathered again: the new tag, its event
+            await until(
+                pilot,
+                lambda: isinstance(app.screen, DetailScreen) and app.screen is not detail,
+            )
+            assert "later" in str(app.screen.query_one("#fields").render())
             await pilot.press("escape")
             assert not isinstance(app.screen, DetailScreen)
 
