@@ -49,6 +49,7 @@ class TopApp(Actions):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+        Binding("question_mark", "help", "Help"),  # early: shown on the narrowest footer
         Binding("slash", "filter", "Filter"),
         Binding("s", "sort_or_start", "Sort"),
         Binding("space", "select_row", "Select"),
@@ -63,7 +64,6 @@ class TopApp(Actions):
         Binding("enter", "detail", "Detail"),
         Binding("w", "wait", "Wait", show=False),
         Binding("r", "reload", "Reload", show=False),
-        Binding("question_mark", "help", "Help"),
         Binding("escape", "close_filter", "Close the filter line", show=False),
     ]
 
