@@ -67,6 +67,7 @@ COMMANDS = (  # name, module:function in goproc.cli.commands, the line `goproc -
     ("kill", "signals:kill", "Signal matching entries: TERM, then KILL after a timeout."),
     ("wait", "signals:wait", "Block until matching entries have exited."),
     ("events", "events:events", "Stream registry events as they happen."),
+    ("top", "top:top", "A live full-screen view to watch, filter and act on tracked processes."),
     ("tag", "labels:tag_app", "List (bare, or 'list'), add, remove, rename tags."),
     ("group", "labels:group_app", "List (bare, or 'list'), add, remove, rename groups."),
     ("name", "procs:name", "Set or clear an entry's unique name."),

@@ -9,6 +9,7 @@ reply is a `RemoteError` (exit 1).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 from collections.abc import Callable
@@ -87,6 +88,12 @@ class Client:
                 return
             if reply.get("method") == api.EVENT_METHOD:
                 on_event(reply["params"])
+
+    def interrupt(self) -> None:
+        """End a `listen` (or `call`) blocked in another thread: it sees the connection
+        closed.  The socket stays to be `close`d by its owner."""
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
         self._file.close()

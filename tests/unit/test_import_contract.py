@@ -6,7 +6,10 @@
 
 - root modules import no subpackage (`goproc/__main__.py`, the entry point, apart);
 - `cli/` never imports rpc/, store/, daemon/ (so neither the HTTP app), trio, cattrs,
-  psutil, textual, prometheus_client or hypercorn;
+  psutil, textual, prometheus_client or hypercorn; only `goproc top`
+  (goproc/cli/commands/top.py) imports tui/, and only inside its function;
+- `tui/` (the Textual app) never imports rpc/, store/, daemon/, trio, cattrs, psutil,
+  prometheus_client or hypercorn: it talks to the daemon through the CLI's client;
 - `rpc/` and `store/format.py` never import trio; `rpc/` never imports store/ or daemon/;
 - `store/` never imports daemon/ or cli/; `daemon/` never imports cli/;
 - hypercorn is imported only in daemon/ (the HTTP listener, `goproc.daemon.http`).
@@ -74,14 +77,38 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "rpc": (*pkg("store", "daemon", "cli", "tui"), "trio", "psutil", "textual", "hypercorn"),
     "store": (*pkg("daemon", "cli", "tui"), "psutil", "textual", "hypercorn"),
     "daemon": (*pkg("cli", "tui"), "textual"),
+    "tui": (
+        *pkg("rpc", "store", "daemon"),
+        "trio",
+        "cattrs",
+        "psutil",
+        "prometheus_client",
+        "hypercorn",
+    ),
     "entry": (*pkg("rpc", "store", "daemon", "tui"), *HEAVY),
 }
+
+
+TOP = "goproc.cli.commands.top"  # `goproc top`: the one way into tui/
+
+
+def module_level_imports(path: Path) -> set[str]:
+    """The modules the import statements at the top level of `path` name."""
+    names: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module is not None:
+            names.add(node.module)
+    return names
 
 
 def violations() -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for module, path in MODULES.items():
         banned = FORBIDDEN.get(layer(module), ())
+        if module == TOP:  # tui/ inside the command only: checked in the test below
+            banned = tuple(b for b in banned if b != "goproc.tui")
         if module == "goproc.store.format":
             banned = (*banned, "trio")
         if module == "goproc.api":  # the contract: stdlib and attrs besides root modules
@@ -104,12 +131,23 @@ def test_the_check_sees_every_kind_of_import(tmp_path: Path) -> None:
 
 def test_every_layer_has_modules() -> None:
     layers = {layer(m) for m in MODULES}
-    assert {"root", "cli", "rpc", "store", "daemon", "entry"} <= layers
+    assert {"root", "cli", "rpc", "store", "daemon", "tui", "entry"} <= layers
     assert {"goproc.daemon.http.app", "goproc.daemon.http.serving"} <= MODULES.keys()
 
 
 def test_dependencies_point_one_way() -> None:
     assert violations() == {}
+
+
+def test_only_top_imports_the_tui_and_only_inside_its_command() -> None:
+    into_tui = sorted(
+        m
+        for m, path in MODULES.items()
+        if layer(m) != "tui" and any(within(n, ("goproc.tui", "textual")) for n in imports_of(path))
+    )
+    assert into_tui == [TOP]
+    at_top_level = module_level_imports(MODULES[TOP])
+    assert not [n for n in at_top_level if within(n, ("goproc.tui", "textual"))]
 
 
 @pytest.mark.parametrize(
