@@ -1,0 +1,277 @@
+"""The daemon as the parent of what it starts: `spawn`, the reaper, restarts by policy,
+and `stop` / `start` / `restart`.
+
+- `Children`: the daemon's own children that entries track (pid -> entry).  Shared with
+  `Vitals` (through `owns`), which leaves their exits to the reaper, so an `exited`
+  event always carries the status.
+- the reaper (`Supervisor.run`): the daemon is a child subreaper; on every SIGCHLD (and
+  once a second, should one be missed) it reaps every exited child with `waitid`: its
+  own children, whose status it records on their entry (`exit_code`, `exit_signal`),
+  and orphans re-parented to it, recorded on an alive entry that is that very process
+  (pid and start time, read before the zombie goes) or simply reaped: never a zombie.
+- restarts: `goproc.supervision` decides; the delay runs in the supervisor's nursery
+  and is cancelled by `stop`, `start`, `restart` or the entry's removal.
+Processes started by a previous daemon are not its children: their exits are seen by
+the exit watcher (status unknown, null), and no policy restarts them until `start` or
+`restart` starts them anew here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+from collections.abc import Awaitable, Callable
+
+import attrs
+import trio
+
+from goproc import supervision
+from goproc.daemon.reaping import Child, Children, Reaped, reap_all
+from goproc.daemon.service import Service
+from goproc.daemon.spawning import Outputs, become_subreaper, open_outputs, start
+from goproc.errors import CannotRun, NameInUse, NotStarted, StorageError
+from goproc.model import Change, LogFiles, Proc, ProcessFacts, Spawned, same_start
+from goproc.registry import Registry
+
+log = logging.getLogger("goproc.supervisor")
+
+SAFETY_INTERVAL = 1.0  # seconds between reaps when no SIGCHLD comes
+KILL_GRACE = 5.0  # seconds a SIGKILLed child is waited for by `stop`
+
+
+class Supervisor:
+    """Starts, reaps and restarts the daemon's children (see the module doc)."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        service: Service,
+        children: Children,
+        start_time: Callable[[int], float | None],
+        clock: Callable[[], float],
+        log_dir: str | None,
+        signal_entry: Callable[[Proc, int], None],
+        liveness_changed: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.registry = registry
+        self.service = service
+        self.children = children
+        self.start_time = start_time  # a pid's start time (zombies too), None: gone
+        self.clock = clock
+        self.log_dir = log_dir
+        self.signal_entry = signal_entry  # a signal to an entry not our child (its group)
+        self.liveness_changed = liveness_changed  # returns once an entry lived or died
+        self.subreaper = False
+        self.reaped = 0
+        self._pending: dict[int, trio.CancelScope] = {}
+        self._restarted_at: dict[int, list[float]] = {}
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self.subreaper = become_subreaper()
+        with trio.open_signal_receiver(signal.SIGCHLD) as signals:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started()
+                while True:
+                    for one in reap_all(self.start_time):
+                        self.reaped += 1
+                        nursery.start_soon(self._record, one)
+                    with trio.move_on_after(SAFETY_INTERVAL):
+                        await signals.__anext__()
+
+    # ---- exits ---------------------------------------------------------------------
+
+    async def _record(self, r: Reaped) -> None:
+        child = self.children.by_pid.pop(r.pid, None)
+        if child is not None:
+            child.popen.returncode = -(r.exit_signal or 0) if r.exit_code is None else r.exit_code
+            child.ended.set()
+            entry = self.registry.get(child.entry_id)
+            if entry is None or entry.pid != r.pid:
+                return  # removed meanwhile: reaped, nothing to record
+            await self._ended(entry, r)
+            return
+        if r.started_at is None:
+            return
+        for p in self.registry.with_pid(r.pid):  # an orphan we track (re-parented here)
+            if p.alive and same_start(p.started_at, r.started_at):
+                await self._ended(p, r)
+
+    async def _ended(self, entry: Proc, r: Reaped) -> None:
+        t = self.clock()
+        new = supervision.ended(entry, r.exit_code, r.exit_signal, t)
+        try:
+            await self.service.commit(Change(next_id=self.registry.next_id, put=(new,)))
+        except StorageError as e:
+            log.warning("could not record the exit of id %d: %s", entry.id, e)
+            return
+        if new.spawned is not None:
+            self._schedule(new, t)
+
+    def _schedule(self, entry: Proc, t: float) -> None:
+        spawned = entry.spawned
+        assert spawned is not None
+        times = supervision.recent(self._restarted_at.get(entry.id, []), spawned.restart_window, t)
+        self._restarted_at[entry.id] = times
+        delay = supervision.restart_delay(spawned, entry.exit_code, entry.stopped, times, t)
+        if delay is None or self._nursery is None:
+            return
+        self._cancel_pending(entry.id)
+        scope = self._pending[entry.id] = trio.CancelScope()
+        self._nursery.start_soon(self._restart_later, entry, delay, scope)
+
+    def _cancel_pending(self, entry_id: int) -> None:
+        scope = self._pending.pop(entry_id, None)
+        if scope is not None:
+            scope.cancel()
+
+    async def _restart_later(self, entry: Proc, delay: float, scope: trio.CancelScope) -> None:
+        with scope:
+            await trio.sleep(delay)
+            if self._pending.get(entry.id) is scope:
+                del self._pending[entry.id]
+            current = self.registry.get(entry.id)
+            if current is None or current.added_at != entry.added_at or current.alive:
+                return
+            if current.stopped or current.spawned is None:
+                return
+            self._restarted_at.setdefault(entry.id, []).append(self.clock())
+            try:
+                await self.start_again(current)
+            except Exception as e:  # CannotRun, StorageError: the entry stays dead
+                log.warning("could not restart id %d: %s", entry.id, e)
+
+    # ---- starting ------------------------------------------------------------------
+
+    def _launch(
+        self, spawned: Spawned, outputs: Outputs
+    ) -> tuple[subprocess.Popen[bytes], ProcessFacts]:
+        try:
+            popen = start(spawned.argv, spawned.cwd, spawned.env, outputs)
+        finally:
+            outputs.close()
+        started = self.start_time(popen.pid)
+        facts = ProcessFacts(
+            pid=popen.pid,
+            started_at=self.clock() if started is None else started,
+            cmd=" ".join(spawned.argv),
+            pgid=popen.pid,
+        )
+        return popen, facts
+
+    async def spawn(
+        self,
+        spawned: Spawned,
+        *,
+        tags: tuple[str, ...],
+        groups: tuple[str, ...],
+        name: str | None,
+        log_files: LogFiles | None,
+        outputs: Outputs | None,
+    ) -> Proc:
+        """Start the command and track it at once: its entry.  Its output goes to
+        `outputs` (descriptors sent by the client, taken over) when given, else to
+        `log_files`, else to the daemon's own files for the new id."""
+        try:
+            holder = None if name is None else self.registry.by_name(name)
+            if holder is not None:
+                raise NameInUse(f"name {name!r} is already used by id {holder.id}")
+            proc_id = self.registry.next_id  # no checkpoint until the change is applied
+            if outputs is None:
+                if log_files is None:
+                    if self.log_dir is None:
+                        raise CannotRun("log: this daemon keeps no log files; give their paths")
+                    log_files = LogFiles(
+                        f"{self.log_dir}/{proc_id}.out", f"{self.log_dir}/{proc_id}.err"
+                    )
+                outputs = open_outputs(log_files, fresh=True, log_dir=self.log_dir)
+        except BaseException:
+            if outputs is not None:
+                outputs.close()
+            raise
+        popen, facts = self._launch(spawned, outputs)
+        added, change = self.registry.plan_add(
+            [facts], tags=tags, groups=groups, name=name, now=self.clock()
+        )
+        entry = attrs.evolve(added[0], spawned=spawned, log=log_files)
+        assert entry.id == proc_id
+        change = attrs.evolve(change, put=(*change.put[:-1], entry))
+        return await self._commit_started(entry, popen, change)
+
+    async def start_again(self, entry: Proc) -> Proc:
+        """A new process for a dead started entry (same id, name, labels, logs)."""
+        spawned = entry.spawned
+        assert spawned is not None
+        self._cancel_pending(entry.id)
+        if entry.log is None:
+            raise NotStarted(f"id {entry.id}: its output went to a terminal; run it anew")
+        outputs = open_outputs(entry.log, fresh=False, log_dir=self.log_dir)
+        popen, facts = self._launch(spawned, outputs)
+        new = supervision.started_again(entry, facts, self.clock())
+        return await self._commit_started(
+            new, popen, Change(next_id=self.registry.next_id, put=(new,))
+        )
+
+    async def _commit_started(
+        self, entry: Proc, popen: subprocess.Popen[bytes], change: Change
+    ) -> Proc:
+        self.children.by_pid[popen.pid] = Child(entry.id, popen)
+        try:
+            await self.service.commit(change)
+        except BaseException:
+            # Not tracked means not started: the reaper takes the killed child.
+            self.children.by_pid.pop(popen.pid, None)
+            os.killpg(popen.pid, signal.SIGKILL)
+            raise
+        return self.registry.get(entry.id) or entry
+
+    # ---- stopping ------------------------------------------------------------------
+
+    async def stop(self, entry: Proc, grace: float) -> Proc:
+        """Mark the entry stopped (no restart), then TERM its process group and KILL
+        it after `grace` seconds; the entry after."""
+        if entry.spawned is None:
+            raise NotStarted(f"id {entry.id} was not started by goproc (spawn): use kill")
+        self._cancel_pending(entry.id)
+        if not entry.stopped:
+            stopped = attrs.evolve(entry, stopped=True)
+            await self.service.commit(Change(next_id=self.registry.next_id, put=(stopped,)))
+        if entry.alive:
+            await self._terminate(entry, grace)
+        return self.registry.get(entry.id) or entry
+
+    async def _terminate(self, entry: Proc, grace: float) -> None:
+        for signum, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, KILL_GRACE)):
+            child = self.children.of(entry)
+            if child is not None:
+                if child.ended.is_set():
+                    return
+                os.killpg(entry.pid, signum)  # unreaped: the pid and group are its own
+                with trio.move_on_after(wait):
+                    await child.ended.wait()
+            else:  # a previous daemon's child: signalled as `kill` does, seen dead by probes
+                try:
+                    self.signal_entry(entry, signum)
+                except Exception:  # gone already, or not that process any more
+                    return
+                with trio.move_on_after(wait):
+                    while self._runs(entry):
+                        await self.liveness_changed()
+            if not self._runs(entry):
+                return
+
+    def _runs(self, entry: Proc) -> bool:
+        """Whether the registry holds this entry's process as alive still."""
+        current = self.registry.get(entry.id)
+        return current is not None and current.alive and current.pid == entry.pid
+
+    async def restart(self, entry: Proc, grace: float) -> Proc:
+        """Stop the entry's process (if alive) and start a new one."""
+        entry = await self.stop(entry, grace)
+        current = self.registry.get(entry.id) or entry
+        if current.alive:  # it outlived SIGKILL (uninterruptible): leave it
+            return current
+        return await self.start_again(current)
