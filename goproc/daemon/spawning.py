@@ -14,6 +14,7 @@ thread, so that no exit can be reaped between a child's start and its being know
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import logging
@@ -24,7 +25,7 @@ from collections.abc import Sequence
 
 from attrs import frozen
 
-from goproc.errors import CannotRun
+from goproc.errors import CannotRun, GoprocError, PermissionDenied
 from goproc.model import LogFiles
 
 log = logging.getLogger("goproc.spawning")
@@ -65,6 +66,13 @@ def _why(e: OSError, path: str) -> str:
     return f"{path}: {e.strerror or e}"
 
 
+def _failed(e: OSError, path: str) -> GoprocError:
+    """A log file that cannot be opened: refused (a symlink, no permission) or not
+    there to be made (CannotRun)."""
+    refused = e.errno in (errno.ELOOP, errno.EACCES, errno.EPERM)
+    return (PermissionDenied if refused else CannotRun)(f"log: {_why(e, path)}")
+
+
 def open_log_dir(logs: str) -> int:
     """`logs` (made 0700 if missing) opened as a directory, when it is ours and private;
     CannotRun otherwise."""
@@ -80,13 +88,34 @@ def open_log_dir(logs: str) -> int:
     try:
         fd = os.open(logs, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as e:
-        raise CannotRun(f"log: {_why(e, logs)}") from None
+        raise _failed(e, logs) from None
     st = os.fstat(fd)
     uid, mode = os.geteuid(), stat.S_IMODE(st.st_mode)
-    if st.st_uid != uid or mode & 0o077:
+    problem = None
+    if st.st_uid != uid:
+        problem = f"is owned by uid {st.st_uid}, not {uid}"
+    elif mode & 0o077:
+        problem = f"has mode {mode:04o}, open to others (it must be 0700)"
+    if problem is not None:
         os.close(fd)
-        raise CannotRun(f"log: {logs} is not a private directory of uid {uid}: refusing it")
+        raise PermissionDenied(f"log: {logs} {problem}: refusing to write logs there")
     return fd
+
+
+def remove_own_files(files: LogFiles, log_dir: str | None) -> None:
+    """Remove an entry's own files that were made for a command that did not start."""
+    if log_dir is None or os.path.dirname(files.out) != log_dir:
+        return
+    try:
+        dir_fd = open_log_dir(log_dir)
+    except GoprocError:
+        return
+    try:
+        for path in {files.out, files.err}:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.basename(path), dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def open_outputs(files: LogFiles, *, fresh: bool, log_dir: str | None) -> Outputs:
@@ -114,7 +143,7 @@ def _open_pair(files: LogFiles, flags: int, dir_fd: int | None) -> Outputs:
     except OSError as e:
         for fd in fds:
             os.close(fd)
-        raise CannotRun(f"log: {_why(e, path)}") from None
+        raise _failed(e, path) from None
     return Outputs(fds[0], fds[-1])
 
 

@@ -30,7 +30,13 @@ import trio
 from goproc import supervision
 from goproc.daemon.reaping import Child, Children, Reaped, reap_all
 from goproc.daemon.service import Service
-from goproc.daemon.spawning import Outputs, become_subreaper, open_outputs, start
+from goproc.daemon.spawning import (
+    Outputs,
+    become_subreaper,
+    open_outputs,
+    remove_own_files,
+    start,
+)
 from goproc.errors import CannotRun, NameInUse, NotStarted, StorageError
 from goproc.model import Change, LogFiles, Proc, ProcessFacts, Spawned, same_start
 from goproc.registry import Registry
@@ -180,6 +186,7 @@ class Supervisor:
             if holder is not None:
                 raise NameInUse(f"name {name!r} is already used by id {holder.id}")
             proc_id = self.registry.next_id  # no checkpoint until the change is applied
+            own = outputs is None and log_files is None
             if outputs is None:
                 if log_files is None:
                     if self.log_dir is None:
@@ -192,7 +199,12 @@ class Supervisor:
             if outputs is not None:
                 outputs.close()
             raise
-        popen, facts = self._launch(spawned, outputs)
+        try:
+            popen, facts = self._launch(spawned, outputs)
+        except CannotRun:
+            if own and log_files is not None:
+                remove_own_files(log_files, self.log_dir)
+            raise
         added, change = self.registry.plan_add(
             [facts], tags=tags, groups=groups, name=name, now=self.clock()
         )
