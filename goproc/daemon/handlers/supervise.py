@@ -45,6 +45,10 @@ def check_spawn(params: SpawnParams) -> Spawned:
         raise InvalidValue("backoff_min: must not be above backoff_max")
     if params.attach and params.log not in (True, False):
         raise InvalidValue("attach: excludes log files (give one or the other)")
+    if params.attach and params.restart != "never":
+        raise InvalidValue(
+            "restart: an attached command is never restarted (its descriptors are not kept)"
+        )
     if not params.attach and params.log is False:
         raise InvalidValue("log: the output must go somewhere: true, paths, or attach")
     return Spawned(
