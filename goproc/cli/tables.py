@@ -108,8 +108,8 @@ def show_lines(
     age after it, times in local time when `local`, its log files as `log.out` and
     `log.err` (`log  -` when it has none), how the daemon started it as `spawned.NAME`
     lines (`spawned  -` when it did not; the environment as its size), its metrics as
-    `metrics.NAME` lines (`metrics  -` when it has none), and `history` (its samples, oldest first) as
-    sparklines of CPU and RSS (`ascii`: in ASCII)."""
+    `metrics.NAME` lines (`metrics  -` when it has none), and `history` (its samples,
+    oldest first) as sparklines of CPU and RSS (`ascii`: in ASCII)."""
     fields: dict[str, Any] = {}
     for key, value in proc.items():
         if key == "log" and isinstance(value, Mapping):
