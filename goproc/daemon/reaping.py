@@ -6,13 +6,13 @@ child's end sets."""
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Callable
 
 import attrs
 import trio
 
 from goproc import supervision
+from goproc.daemon.spawning import Started
 from goproc.model import Proc
 
 _SIGNALLED = (os.CLD_KILLED, os.CLD_DUMPED)
@@ -21,7 +21,7 @@ _SIGNALLED = (os.CLD_KILLED, os.CLD_DUMPED)
 @attrs.define
 class Child:
     entry_id: int
-    popen: subprocess.Popen[bytes]
+    popen: Started
     ended: trio.Event = attrs.Factory(trio.Event)
 
 

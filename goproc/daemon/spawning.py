@@ -31,6 +31,8 @@ from goproc.model import LogFiles
 log = logging.getLogger("goproc.spawning")
 
 PR_SET_CHILD_SUBREAPER = 36
+# A started child, held until reaped (the only module behind the socket that can start one).
+Started = subprocess.Popen[bytes]
 _APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -152,9 +154,7 @@ def environment(env: Sequence[str]) -> dict[str, str]:
     return dict(item.split("=", 1) for item in env)
 
 
-def start(
-    argv: Sequence[str], cwd: str, env: Sequence[str], outputs: Outputs
-) -> subprocess.Popen[bytes]:
+def start(argv: Sequence[str], cwd: str, env: Sequence[str], outputs: Outputs) -> Started:
     """Fork and exec the command; CannotRun when it cannot be (no such file, not
     executable, no such cwd).  The caller holds the Popen until its exit is reaped,
     and gives it the status (`returncode`), so that subprocess never waits on it."""

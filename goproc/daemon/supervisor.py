@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import subprocess
 from collections.abc import Awaitable, Callable
 
 import attrs
@@ -32,6 +31,7 @@ from goproc.daemon.reaping import Child, Children, Reaped, reap_all
 from goproc.daemon.service import Service
 from goproc.daemon.spawning import (
     Outputs,
+    Started,
     become_subreaper,
     open_outputs,
     remove_own_files,
@@ -152,9 +152,7 @@ class Supervisor:
 
     # ---- starting ------------------------------------------------------------------
 
-    def _launch(
-        self, spawned: Spawned, outputs: Outputs
-    ) -> tuple[subprocess.Popen[bytes], ProcessFacts]:
+    def _launch(self, spawned: Spawned, outputs: Outputs) -> tuple[Started, ProcessFacts]:
         try:
             popen = start(spawned.argv, spawned.cwd, spawned.env, outputs)
         finally:
@@ -227,9 +225,7 @@ class Supervisor:
             new, popen, Change(next_id=self.registry.next_id, put=(new,))
         )
 
-    async def _commit_started(
-        self, entry: Proc, popen: subprocess.Popen[bytes], change: Change
-    ) -> Proc:
+    async def _commit_started(self, entry: Proc, popen: Started, change: Change) -> Proc:
         self.children.by_pid[popen.pid] = Child(entry.id, popen)
         try:
             await self.service.commit(change)
