@@ -36,8 +36,24 @@ class Children:
         child = self.by_pid.get(proc.pid)
         return child is not None and child.entry_id == proc.id
 
+    def reaped_here(self, proc: Proc) -> bool:
+        """Whether this entry's exit is the reaper's to record: a child of ours, or an
+        orphan re-parented to us that has exited and waits to be reaped."""
+        return self.owns(proc) or zombie_child(proc.pid)
+
     def of(self, proc: Proc) -> Child | None:
         return self.by_pid.get(proc.pid) if self.owns(proc) else None
+
+
+def zombie_child(pid: int) -> bool:
+    """Whether `pid` is a child of this process that has exited, not yet reaped."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        state, ppid = data[data.rindex(b")") + 2 :].split()[:2]
+    except (OSError, ValueError):
+        return False
+    return state == b"Z" and int(ppid) == os.getpid()
 
 
 @attrs.frozen

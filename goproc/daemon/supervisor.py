@@ -103,7 +103,9 @@ class Supervisor:
         if r.started_at is None:
             return
         for p in self.registry.with_pid(r.pid):  # an orphan we track (re-parented here)
-            if p.alive and same_start(p.started_at, r.started_at):
+            # Alive, or just marked dead by a probe that saw it gone once reaped.
+            unknown = p.exit_code is None and p.exit_signal is None
+            if unknown and same_start(p.started_at, r.started_at):
                 await self._ended(p, r)
 
     async def _ended(self, entry: Proc, r: Reaped) -> None:

@@ -211,7 +211,7 @@ def build(
     bus = EventBus(config.event_queue, config.max_subscriptions_total, metrics)
     outlets = Outlets(bus=bus, pulse=Pulse(), mark_dirty=writer.mark_dirty)
     children = Children()
-    vitals = Vitals(registry, outlets, reaped_by_us=children.owns)
+    vitals = Vitals(registry, outlets, reaped_by_us=children.reaped_here)
     watcher = ExitWatcher(
         probe,
         vitals.mark_dead,
