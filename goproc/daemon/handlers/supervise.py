@@ -89,20 +89,27 @@ async def spawn(ctx: Ctx, params: SpawnParams) -> Proc:
 async def _each(
     ctx: Ctx, target: Targeted, act: Callable[[Supervisor, Proc], Awaitable[Proc]]
 ) -> list[Proc]:
-    """`act` on every matching started entry at once; their entries after, by id."""
+    """`act` on every matching started entry at once; their entries after, by id.  When
+    one fails, its error is the answer (the others are done all the same)."""
     supervisor = supervisor_of(ctx)
     procs = resolve(ctx, target.select, many=target.all)
     for p in procs:
         if p.spawned is None:
             raise NotStarted(f"id {p.id} was not started by goproc (run): use kill")
     out: dict[int, Proc] = {}
+    failed: list[Exception] = []
 
     async def one(p: Proc) -> None:
-        out[p.id] = await act(supervisor, p)
+        try:
+            out[p.id] = await act(supervisor, p)
+        except Exception as e:  # answered as the error; the others are done regardless
+            failed.append(e)
 
     async with trio.open_nursery() as nursery:
         for p in procs:
             nursery.start_soon(one, p)
+    if failed:
+        raise failed[0]
     return [out[p.id] for p in procs]
 
 
