@@ -37,11 +37,11 @@ def spawn(d: Daemon, groups: list[int], *argv: str, **params: Any) -> dict[str, 
 
 
 def show(d: Daemon, proc_id: int) -> dict[str, Any]:
-    return d.call("show", {"ids": [proc_id]})  # type: ignore[no-any-return]
+    return d.call("show", {"ids": [proc_id]})
 
 
 def dead(d: Daemon, proc_id: int, timeout: float = 10.0) -> dict[str, Any]:
-    return wait_until(  # type: ignore[no-any-return]
+    return wait_until(
         lambda: (p := show(d, proc_id)) and not p["alive"] and p, timeout, "the exit recorded"
     )
 
