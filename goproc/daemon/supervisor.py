@@ -19,6 +19,7 @@ the exit watcher (status unknown, null), and no policy restarts them until `star
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 from collections.abc import Awaitable, Callable
@@ -74,19 +75,31 @@ class Supervisor:
         self._pending: dict[int, trio.CancelScope] = {}
         self._restarted_at: dict[int, list[float]] = {}
         self._nursery: trio.Nursery | None = None
+        # One fork and exec per scheduling round: restarts that fall due together are
+        # spread out, and requests are answered between them.
+        self._one_at_a_time = trio.Lock()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self.subreaper = become_subreaper()
+        send, receive = trio.open_memory_channel[Reaped](math.inf)
         with trio.open_signal_receiver(signal.SIGCHLD) as signals:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                nursery.start_soon(self._recorder, receive)
                 task_status.started()
                 while True:
                     for one in reap_all(self.start_time):
                         self.reaped += 1
-                        nursery.start_soon(self._record, one)
+                        send.send_nowait(one)
                     with trio.move_on_after(SAFETY_INTERVAL):
                         await signals.__anext__()
+
+    async def _recorder(self, receive: trio.MemoryReceiveChannel[Reaped]) -> None:
+        """Record the exits one at a time, a scheduling round each: a hundred children
+        ending at once never hold the event loop for a hundred commits."""
+        async for one in receive:
+            await self._record(one)
+            await trio.lowlevel.checkpoint()
 
     # ---- exits ---------------------------------------------------------------------
 
@@ -181,30 +194,27 @@ class Supervisor:
         """Start the command and track it at once: its entry.  Its output goes to
         `outputs` (descriptors sent by the client, taken over) when given, else to
         `log_files`, else to the daemon's own files for the new id."""
-        try:
-            holder = None if name is None else self.registry.by_name(name)
-            if holder is not None:
-                raise NameInUse(f"name {name!r} is already used by id {holder.id}")
-            proc_id = self.registry.next_id  # no checkpoint until the change is applied
-            own = outputs is None and log_files is None
-            if outputs is None:
-                if log_files is None:
-                    if self.log_dir is None:
-                        raise CannotRun("log: this daemon keeps no log files; give their paths")
-                    log_files = LogFiles(
-                        f"{self.log_dir}/{proc_id}.out", f"{self.log_dir}/{proc_id}.err"
-                    )
-                outputs = open_outputs(log_files, fresh=True, log_dir=self.log_dir)
-        except BaseException:
-            if outputs is not None:
-                outputs.close()
-            raise
-        try:
-            popen, facts = self._launch(spawned, outputs)
-        except CannotRun:
-            if own and log_files is not None:
-                remove_own_files(log_files, self.log_dir)
-            raise
+        async with self._one_at_a_time:
+            try:
+                holder = None if name is None else self.registry.by_name(name)
+                if holder is not None:
+                    raise NameInUse(f"name {name!r} is already used by id {holder.id}")
+                # No checkpoint from here until the change is applied: the id is ours.
+                proc_id = self.registry.next_id
+                own = outputs is None and log_files is None
+                if outputs is None:
+                    log_files = log_files or self._own_files(proc_id)
+                    outputs = open_outputs(log_files, fresh=True, log_dir=self.log_dir)
+            except BaseException:
+                if outputs is not None:
+                    outputs.close()
+                raise
+            try:
+                popen, facts = self._launch(spawned, outputs)
+            except CannotRun:
+                if own and log_files is not None:
+                    remove_own_files(log_files, self.log_dir)
+                raise
         added, change = self.registry.plan_add(
             [facts], tags=tags, groups=groups, name=name, now=self.clock()
         )
@@ -213,6 +223,11 @@ class Supervisor:
         change = attrs.evolve(change, put=(*change.put[:-1], entry))
         return await self._commit_started(entry, popen, change)
 
+    def _own_files(self, proc_id: int) -> LogFiles:
+        if self.log_dir is None:
+            raise CannotRun("log: this daemon keeps no log files; give their paths")
+        return LogFiles(f"{self.log_dir}/{proc_id}.out", f"{self.log_dir}/{proc_id}.err")
+
     async def start_again(self, entry: Proc) -> Proc:
         """A new process for a dead started entry (same id, name, labels, logs)."""
         spawned = entry.spawned
@@ -220,9 +235,13 @@ class Supervisor:
         self._cancel_pending(entry.id)
         if entry.log is None:
             raise NotStarted(f"id {entry.id}: its output went to a terminal; run it anew")
-        outputs = open_outputs(entry.log, fresh=False, log_dir=self.log_dir)
-        popen, facts = self._launch(spawned, outputs)
-        new = supervision.started_again(entry, facts, self.clock())
+        async with self._one_at_a_time:
+            current = self.registry.get(entry.id)
+            if current is None or current.alive or current.added_at != entry.added_at:
+                return current or entry  # removed, or started meanwhile
+            outputs = open_outputs(entry.log, fresh=False, log_dir=self.log_dir)
+            popen, facts = self._launch(spawned, outputs)
+        new = supervision.started_again(current, facts, self.clock())
         return await self._commit_started(
             new, popen, Change(next_id=self.registry.next_id, put=(new,))
         )
