@@ -116,12 +116,13 @@ class Supervisor:
         if r.started_at is None:
             return
         for p in self.registry.with_pid(r.pid):  # an orphan we track (re-parented here)
-            # Alive, or just marked dead by a probe that saw it gone once reaped.
+            # Alive, or just marked dead by a probe that saw it gone once reaped.  Not
+            # started by us (or by a previous daemon): recorded, never restarted.
             unknown = p.exit_code is None and p.exit_signal is None
             if unknown and same_start(p.started_at, r.started_at):
-                await self._ended(p, r)
+                await self._ended(p, r, restart=False)
 
-    async def _ended(self, entry: Proc, r: Reaped) -> None:
+    async def _ended(self, entry: Proc, r: Reaped, *, restart: bool = True) -> None:
         t = self.clock()
         new = supervision.ended(entry, r.exit_code, r.exit_signal, t)
         try:
@@ -129,7 +130,7 @@ class Supervisor:
         except StorageError as e:
             log.warning("could not record the exit of id %d: %s", entry.id, e)
             return
-        if new.spawned is not None:
+        if restart and new.spawned is not None:
             self._schedule(new, t)
 
     def _schedule(self, entry: Proc, t: float) -> None:

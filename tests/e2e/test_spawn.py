@@ -235,3 +235,14 @@ def test_a_stopped_daemon_leaves_its_children_running(
     assert d.stop() == 0
     assert psutil.Process(entry["pid"]).is_running()
     assert psutil.Process(entry["pid"]).status() != psutil.STATUS_ZOMBIE
+
+
+def test_kill_of_a_spawned_entry_waits_for_its_status_and_rm_removes_it(
+    daemon: Daemon, groups: list[int]
+) -> None:
+    entry = spawn(daemon, groups, "sleep", "300")
+    [outcome] = daemon.call("kill", {"ids": [entry["id"]], "rm": True})
+    assert (outcome["outcome"], outcome["removed"]) == ("exited", True)
+    kept = spawn(daemon, groups, "sleep", "300")
+    assert daemon.call("kill", {"ids": [kept["id"]]})[0]["outcome"] == "exited"
+    assert show(daemon, kept["id"])["exit_signal"] == 15  # recorded before the answer
