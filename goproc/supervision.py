@@ -8,7 +8,7 @@ statuses it observed.  A restart policy (`goproc.model.Spawned`):
   An entry stopped on request (`stop`) is never restarted.
 - at most `max_restarts` restarts (None: no limit) within the last `restart_window`
   seconds: one more is refused, and the entry stays dead (`start` brings it back);
-- the n-th restart within the window (counting from 0) waits
+- the n-th restart within the window (counting from 0, n at most 64) waits
   `min(backoff_max, backoff_min * 2**n)` seconds: a process that crashes at once is
   restarted more and more slowly, one that ran for a window starts again at the minimum.
 """

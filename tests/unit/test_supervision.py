@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import attrs
 from hypothesis import given, strategies as st
 
 from goproc import supervision
 from goproc.model import RESTART_MODES, Change, Proc, ProcessFacts, Spawned
+from goproc.registry import Registry
 from goproc.rpc.convert import CONVERTER
 from goproc.rpc.decoding import entry_from_dict
 from goproc.rpc.entries import entry_dict, entry_text
+from goproc.store import load, rows, spans, writer
 from goproc.store.format import change_from_json, change_line
 
 seconds = st.floats(min_value=0, max_value=86400, allow_nan=False)
@@ -63,7 +66,9 @@ def test_a_restart_is_asked_exactly_as_the_policy_says(
 def test_the_backoff_doubles_up_to_its_maximum_and_never_shrinks(spawned: Spawned, n: int) -> None:
     now, nxt = supervision.backoff(spawned, n), supervision.backoff(spawned, n + 1)
     assert spawned.backoff_min <= now <= nxt <= spawned.backoff_max or spawned.backoff_min == 0
-    assert nxt in (spawned.backoff_max, now * 2)
+    # Doubling stops after 64 restarts in the window (any minimum above 5e-15 s has
+    # reached the maximum by then: 2**64 * 5e-15 s is more than a day).
+    assert nxt in (spawned.backoff_max, now * 2) or n >= supervision.BACKOFF_DOUBLINGS_MAX
     assert supervision.backoff(spawned, 0) == min(spawned.backoff_min, spawned.backoff_max)
 
 
@@ -163,3 +168,20 @@ def test_an_entry_written_before_supervision_loads_as_only_watched() -> None:
             0,
             False,
         )
+
+
+def test_supervision_fields_survive_the_snapshot_and_its_rows(tmp_path: Path) -> None:
+    spawned = Spawned(argv=("sh", "-c", "exit 3"), cwd="/srv", env=("A=1",), restart="always")
+    procs = [
+        _entry(id=1, name="a", spawned=spawned, exit_code=3, restarts=2, alive=False),
+        _entry(id=2, name="b", pid=101, exit_signal=9, stopped=True, alive=False),
+        _entry(id=3, name=None, pid=102),
+    ]
+    writer.write_snapshot_over(tmp_path, procs, 4, 2, None, spans.OnDisk.nothing(), 1)
+    assert (tmp_path / rows.ROWS).exists()
+    fast = Registry()
+    assert load.load_state(tmp_path, fast).from_rows
+    (tmp_path / rows.ROWS).unlink()
+    slow = Registry()
+    load.load_state(tmp_path, slow)
+    assert list(fast) == list(slow) == procs
