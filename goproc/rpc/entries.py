@@ -153,11 +153,9 @@ def watched_only(p: Proc) -> bool:
 
 
 def _supervision_text(p: Proc) -> str:
-    """The members after `adopted_by`, as `entry_dict` has them (most entries are only
-    watched: that text is made once)."""
+    """The members after `adopted_by`, as `entry_dict` has them, for an entry that is
+    not only watched (`entry_text` writes `_WATCHED`, made once, for the others)."""
     s, code, sig = p.spawned, p.exit_code, p.exit_signal
-    if watched_only(p):
-        return _WATCHED
     return (
         ',"spawned":%s,"exit_code":%s,"exit_signal":%s,"restarts":%d,"stopped":%s'  # noqa: UP031
         % (
@@ -216,7 +214,13 @@ def entry_text(p: Proc) -> str:
         "null" if exited is None else '"' + format_time(exited) + '"',
         "null" if log is None else '{"out":' + _quote(log.out) + ',"err":' + _quote(log.err) + "}",
         "null" if rule is None else "%d" % rule,  # noqa: UP031
-        _supervision_text(p),
+        _WATCHED
+        if p.spawned is None
+        and p.exit_code is None
+        and p.exit_signal is None
+        and not p.restarts
+        and not p.stopped
+        else _supervision_text(p),
     )
 
 
