@@ -78,6 +78,8 @@ class Supervisor:
         # One fork and exec per scheduling round: restarts that fall due together are
         # spread out, and requests are answered between them.
         self._one_at_a_time = trio.Lock()
+        self._launching = 0  # starts in a worker thread, not yet returned
+        self._unclaimed: dict[int, Reaped] = {}  # exits reaped meanwhile, of no known child
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self.subreaper = become_subreaper()
@@ -113,14 +115,16 @@ class Supervisor:
                 return  # removed meanwhile: reaped, nothing to record
             await self._ended(entry, r)
             return
-        if r.started_at is None:
-            return
+        matched = False
         for p in self.registry.with_pid(r.pid):  # an orphan we track (re-parented here)
             # Alive, or just marked dead by a probe that saw it gone once reaped.  Not
             # started by us (or by a previous daemon): recorded, never restarted.
             unknown = p.exit_code is None and p.exit_signal is None
-            if unknown and same_start(p.started_at, r.started_at):
+            if unknown and r.started_at is not None and same_start(p.started_at, r.started_at):
+                matched = True
                 await self._ended(p, r, restart=False)
+        if not matched and self._launching:
+            self._unclaimed[r.pid] = r  # perhaps a child whose start has not returned yet
 
     async def _ended(self, entry: Proc, r: Reaped, *, restart: bool = True) -> None:
         t = self.clock()
@@ -162,7 +166,7 @@ class Supervisor:
                 return
             self._restarted_at.setdefault(entry.id, []).append(self.clock())
             try:
-                await self.start_again(current)
+                await self.start_again(current, by_policy=True)
             except Exception as e:  # CannotRun, StorageError: the entry stays dead
                 log.warning("could not restart id %d: %s", entry.id, e)
 
@@ -229,23 +233,41 @@ class Supervisor:
             raise CannotRun("log: this daemon keeps no log files; give their paths")
         return LogFiles(f"{self.log_dir}/{proc_id}.out", f"{self.log_dir}/{proc_id}.err")
 
-    async def start_again(self, entry: Proc) -> Proc:
-        """A new process for a dead started entry (same id, name, labels, logs)."""
+    async def start_again(self, entry: Proc, *, by_policy: bool = False) -> Proc:
+        """A new process for a dead started entry (same id, name, labels, logs).  The
+        fork and exec run in a worker thread (the entry's id is taken already), so the
+        event loop answers requests meanwhile; `by_policy`: not for a stopped entry."""
         spawned = entry.spawned
         assert spawned is not None
         self._cancel_pending(entry.id)
         if entry.log is None:
             raise NotStarted(f"id {entry.id}: its output went to a terminal; run it anew")
         async with self._one_at_a_time:
-            current = self.registry.get(entry.id)
-            if current is None or current.alive or current.added_at != entry.added_at:
-                return current or entry  # removed, or started meanwhile
+            current = self._startable(entry, by_policy)
+            if current is None:
+                return self.registry.get(entry.id) or entry  # removed, started, stopped
             outputs = open_outputs(entry.log, fresh=False, log_dir=self.log_dir)
-            popen, facts = self._launch(spawned, outputs)
+            self._launching += 1
+            try:
+                popen, facts = await trio.to_thread.run_sync(self._launch, spawned, outputs)
+            finally:
+                self._launching -= 1
+        current = self._startable(entry, by_policy)
+        if current is None:  # it changed while the process started: not wanted now
+            popen.returncode = -signal.SIGKILL  # the reaper takes it; subprocess never will
+            os.killpg(popen.pid, signal.SIGKILL)
+            return self.registry.get(entry.id) or entry
         new = supervision.started_again(current, facts, self.clock())
         return await self._commit_started(
             new, popen, Change(next_id=self.registry.next_id, put=(new,))
         )
+
+    def _startable(self, entry: Proc, by_policy: bool) -> Proc | None:
+        """The entry as it is now, when it is still to be started."""
+        current = self.registry.get(entry.id)
+        if current is None or current.alive or current.added_at != entry.added_at:
+            return None
+        return None if by_policy and current.stopped else current
 
     async def _commit_started(self, entry: Proc, popen: Started, change: Change) -> Proc:
         self.children.by_pid[popen.pid] = Child(entry.id, popen)
@@ -254,8 +276,15 @@ class Supervisor:
         except BaseException:
             # Not tracked means not started: the reaper takes the killed child.
             self.children.by_pid.pop(popen.pid, None)
+            popen.returncode = -signal.SIGKILL
             os.killpg(popen.pid, signal.SIGKILL)
             raise
+        finally:
+            early = self._unclaimed.pop(popen.pid, None)
+            if not self._launching:
+                self._unclaimed.clear()
+        if early is not None:  # it ended (and was reaped) before its start returned
+            await self._record(early)
         return self.registry.get(entry.id) or entry
 
     # ---- stopping ------------------------------------------------------------------
