@@ -18,6 +18,7 @@ the exit watcher (status unknown, null), and no policy restarts them until `star
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -255,7 +256,7 @@ class Supervisor:
         current = self._startable(entry, by_policy)
         if current is None:  # it changed while the process started: not wanted now
             popen.returncode = -signal.SIGKILL  # the reaper takes it; subprocess never will
-            os.killpg(popen.pid, signal.SIGKILL)
+            _kill_group(popen.pid, signal.SIGKILL)
             return self.registry.get(entry.id) or entry
         new = supervision.started_again(current, facts, self.clock())
         return await self._commit_started(
@@ -277,7 +278,7 @@ class Supervisor:
             # Not tracked means not started: the reaper takes the killed child.
             self.children.by_pid.pop(popen.pid, None)
             popen.returncode = -signal.SIGKILL
-            os.killpg(popen.pid, signal.SIGKILL)
+            _kill_group(popen.pid, signal.SIGKILL)
             raise
         finally:
             early = self._unclaimed.pop(popen.pid, None)
@@ -308,7 +309,7 @@ class Supervisor:
             if child is not None:
                 if child.ended.is_set():
                     return
-                os.killpg(entry.pid, signum)  # unreaped: the pid and group are its own
+                _kill_group(entry.pid, signum)  # unreaped: the pid and group are its own
                 with trio.move_on_after(wait):
                     await child.ended.wait()
             else:  # a previous daemon's child: signalled as `kill` does, seen dead by probes
@@ -334,3 +335,10 @@ class Supervisor:
         if current.alive:  # it outlived SIGKILL (uninterruptible): leave it
             return current
         return await self.start_again(current)
+
+
+def _kill_group(pgid: int, signum: int) -> None:
+    """Signal a child's process group; one that has ended already (its only member a
+    zombie, or reaped) is no error: its exit is, or will be, recorded."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signum)
