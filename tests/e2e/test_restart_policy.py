@@ -165,3 +165,22 @@ def test_restart_replaces_a_running_process_and_stop_prevents_the_policy(
     [stopped] = daemon.call("stop", {"ids": [entry["id"]]})
     assert not stopped["alive"] and stopped["exit_signal"] == 15
     assert show(daemon, entry["id"])["restarts"] == 1  # a stop is no crash
+
+
+def test_a_start_whose_process_ends_at_once_records_each_exit(
+    daemon: Daemon, groups: list[int]
+) -> None:
+    """Its process may end (and be reaped) before its start returns: the status is
+    kept for it and recorded, never lost, and the entry never stays alive."""
+    entry = spawn(daemon, groups, "sh", "-c", "exit 4")
+
+    def ended(times: int) -> bool:
+        p = show(daemon, entry["id"])
+        return p["restarts"] == times and not p["alive"] and p["exit_code"] == 4
+
+    for n in range(1, 21):
+        wait_until(lambda: ended(n - 1), 10, f"exit {n} recorded")  # noqa: B023
+        [started] = daemon.call("start", {"ids": [entry["id"]]})
+        assert started["restarts"] == n
+    wait_until(lambda: not show(daemon, entry["id"])["alive"], 10, "the last exit")
+    assert show(daemon, entry["id"])["exit_code"] == 4

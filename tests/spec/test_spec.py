@@ -766,6 +766,15 @@ def _spawned_as_asked(ctx: Ctx, params: Any, result: Any) -> None:
     wait_for(lambda: Path(params["log"]["out"]).read_text() == "spec-out\n", "its output")
 
 
+def _exited_once(ctx: Ctx) -> dict[str, Any]:
+    """A spawned entry whose first run exited 7; a second one runs on."""
+    mark = ctx.daemon.root / ctx.world.unique("spec-ran")
+    script = f"test -e {mark} && exec sleep 300; touch {mark}; exit 7"
+    entry = ctx.world.started_dead("sh", "-c", script)
+    assert entry["exit_code"] == 7, entry
+    return entry
+
+
 def _spawn_run(ctx: Ctx, params: Any) -> Any:
     """`spawn`, its process killed at cleanup."""
     result = result_of(ctx.daemon, "spawn", params)
@@ -1193,10 +1202,11 @@ RESULT_CASES: dict[str, Case] = {
     ),
     "start a dead one": Case(
         "start",
-        lambda ctx: {"ids": [ctx.world.started_dead("sh", "-c", "exit 7")["id"]]},
+        lambda ctx: {"ids": [_exited_once(ctx)["id"]]},
         that(
             lambda ctx, p, r: (
-                (r[0]["restarts"], r[0]["exit_code"], r[0]["stopped"]) == (1, None, False)
+                (r[0]["alive"], r[0]["restarts"], r[0]["exit_code"], r[0]["stopped"])
+                == (True, 1, None, False)
             )
         ),
         run=lambda ctx, params: _track_run(ctx, "start", params),
