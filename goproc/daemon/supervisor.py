@@ -1,16 +1,21 @@
 """The daemon as the parent of what it starts: `spawn`, the reaper, restarts by policy,
 and `stop` / `start` / `restart`.
 
-- `Children`: the daemon's own children that entries track (pid -> entry).  Shared with
-  `Vitals` (through `owns`), which leaves their exits to the reaper, so an `exited`
-  event always carries the status.
+- `Children` (`goproc.daemon.reaping`): the daemon's own children that entries track
+  (pid -> entry).  Shared with `Vitals` (through `reaped_here`), which leaves their
+  exits (and those of orphans re-parented here) to the reaper, so an `exited` event
+  carries the status.
 - the reaper (`Supervisor.run`): the daemon is a child subreaper; on every SIGCHLD (and
   once a second, should one be missed) it reaps every exited child with `waitid`: its
   own children, whose status it records on their entry (`exit_code`, `exit_signal`),
-  and orphans re-parented to it, recorded on an alive entry that is that very process
-  (pid and start time, read before the zombie goes) or simply reaped: never a zombie.
-- restarts: `goproc.supervision` decides; the delay runs in the supervisor's nursery
-  and is cancelled by `stop`, `start`, `restart` or the entry's removal.
+  and orphans re-parented to it, recorded on an entry that is that very process (pid
+  and start time, read before the zombie goes) or simply reaped: never a zombie.  The
+  exits are recorded one per scheduling round.
+- starting: a `spawn` forks and execs on the trio thread (its id is taken with no
+  checkpoint until its entry is in); a restart in a worker thread; one at a time, so
+  restarts falling due together are spread out and requests answered between them.
+- restarts: `goproc.supervision` decides; `goproc.daemon.restarting` waits out the
+  backoff, cancelled by `stop`, `start`, `restart` or the entry's removal.
 Processes started by a previous daemon are not its children: their exits are seen by
 the exit watcher (status unknown, null), and no policy restarts them until `start` or
 `restart` starts them anew here.
@@ -30,6 +35,7 @@ import trio
 
 from goproc import supervision
 from goproc.daemon.reaping import Child, Children, Reaped, reap_all
+from goproc.daemon.restarting import Restarts
 from goproc.daemon.service import Service
 from goproc.daemon.spawning import (
     Outputs,
@@ -73,9 +79,7 @@ class Supervisor:
         self.liveness_changed = liveness_changed  # returns once an entry lived or died
         self.subreaper = False
         self.reaped = 0
-        self._pending: dict[int, trio.CancelScope] = {}
-        self._restarted_at: dict[int, list[float]] = {}
-        self._nursery: trio.Nursery | None = None
+        self.restarts = Restarts(registry, lambda p: self.start_again(p, by_policy=True), clock)
         # One fork and exec per scheduling round: restarts that fall due together are
         # spread out, and requests are answered between them.
         self._one_at_a_time = trio.Lock()
@@ -87,7 +91,7 @@ class Supervisor:
         send, receive = trio.open_memory_channel[Reaped](math.inf)
         with trio.open_signal_receiver(signal.SIGCHLD) as signals:
             async with trio.open_nursery() as nursery:
-                self._nursery = nursery
+                self.restarts.run_in(nursery)
                 nursery.start_soon(self._recorder, receive)
                 task_status.started()
                 while True:
@@ -136,40 +140,7 @@ class Supervisor:
             log.warning("could not record the exit of id %d: %s", entry.id, e)
             return
         if restart and new.spawned is not None:
-            self._schedule(new, t)
-
-    def _schedule(self, entry: Proc, t: float) -> None:
-        spawned = entry.spawned
-        assert spawned is not None
-        times = supervision.recent(self._restarted_at.get(entry.id, []), spawned.restart_window, t)
-        self._restarted_at[entry.id] = times
-        delay = supervision.restart_delay(spawned, entry.exit_code, entry.stopped, times, t)
-        if delay is None or self._nursery is None:
-            return
-        self._cancel_pending(entry.id)
-        scope = self._pending[entry.id] = trio.CancelScope()
-        self._nursery.start_soon(self._restart_later, entry, delay, scope)
-
-    def _cancel_pending(self, entry_id: int) -> None:
-        scope = self._pending.pop(entry_id, None)
-        if scope is not None:
-            scope.cancel()
-
-    async def _restart_later(self, entry: Proc, delay: float, scope: trio.CancelScope) -> None:
-        with scope:
-            await trio.sleep(delay)
-            if self._pending.get(entry.id) is scope:
-                del self._pending[entry.id]
-            current = self.registry.get(entry.id)
-            if current is None or current.added_at != entry.added_at or current.alive:
-                return
-            if current.stopped or current.spawned is None:
-                return
-            self._restarted_at.setdefault(entry.id, []).append(self.clock())
-            try:
-                await self.start_again(current, by_policy=True)
-            except Exception as e:  # CannotRun, StorageError: the entry stays dead
-                log.warning("could not restart id %d: %s", entry.id, e)
+            self.restarts.after_exit(new, t)
 
     # ---- starting ------------------------------------------------------------------
 
@@ -240,7 +211,7 @@ class Supervisor:
         event loop answers requests meanwhile; `by_policy`: not for a stopped entry."""
         spawned = entry.spawned
         assert spawned is not None
-        self._cancel_pending(entry.id)
+        self.restarts.cancel(entry.id)
         if entry.log is None:
             raise NotStarted(f"id {entry.id}: its output went to a terminal; run it anew")
         async with self._one_at_a_time:
@@ -295,7 +266,7 @@ class Supervisor:
         it after `grace` seconds; the entry after."""
         if entry.spawned is None:
             raise NotStarted(f"id {entry.id} was not started by goproc (spawn): use kill")
-        self._cancel_pending(entry.id)
+        self.restarts.cancel(entry.id)
         if not entry.stopped:
             stopped = attrs.evolve(entry, stopped=True)
             await self.service.commit(Change(next_id=self.registry.next_id, put=(stopped,)))
