@@ -24,6 +24,7 @@ from goproc.params import (
     PICKS as PICKS,
     PID_MAX as PID_MAX,
     RESET_WORD as RESET_WORD,
+    RESTARTS as RESTARTS,
     AddParams as AddParams,
     AdoptAddParams as AdoptAddParams,
     AdoptRemoveParams as AdoptRemoveParams,
@@ -44,8 +45,11 @@ from goproc.params import (
     ProcId as ProcId,
     RenameParams as RenameParams,
     ResetParams as ResetParams,
+    Restart as Restart,
     Seconds as Seconds,
     Signal as Signal,
+    SpawnParams as SpawnParams,
+    StopParams as StopParams,
     Targeted as Targeted,
     Timestamp as Timestamp,
     UnsubscribeParams as UnsubscribeParams,
@@ -112,6 +116,10 @@ ALERT_LIST: Method[NoParams, list[AlertRule]] = Method("alert.list", NoParams, l
 ALERT_REMOVE: Method[AlertRemoveParams, AlertRule] = Method(
     "alert.remove", AlertRemoveParams, AlertRule
 )
+SPAWN: Method[SpawnParams, Proc] = Method("spawn", SpawnParams, Proc)
+STOP: Method[StopParams, list[Proc]] = Method("stop", StopParams, list[Proc])
+START: Method[Targeted, list[Proc]] = Method("start", Targeted, list[Proc])
+RESTART: Method[StopParams, list[Proc]] = Method("restart", StopParams, list[Proc])
 ADOPT_ADD: Method[AdoptAddParams, AdoptInfo] = Method("adopt.add", AdoptAddParams, AdoptInfo)
 ADOPT_LIST: Method[NoParams, list[AdoptInfo]] = Method("adopt.list", NoParams, list[AdoptInfo])
 ADOPT_REMOVE: Method[AdoptRemoveParams, AdoptInfo] = Method(
@@ -165,12 +173,16 @@ METHODS: dict[str, Method[Any, Any]] = {
         ADOPT_ADD,
         ADOPT_LIST,
         ADOPT_REMOVE,
+        SPAWN,
+        STOP,
+        START,
+        RESTART,
     )
 }
 
 # Event notifications: `{"jsonrpc":"2.0","method":"event","params":EVENT}`.
 EVENT_METHOD = "event"
-EVENT_KINDS = ("added", "removed", "exited", "revived", "updated", "alert")
+EVENT_KINDS = ("added", "removed", "exited", "revived", "restarted", "updated", "alert")
 
 
 # ---- params on the wire ----------------------------------------------------------------

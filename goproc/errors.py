@@ -26,6 +26,8 @@ NO_MATCH = -32006
 AMBIGUOUS = -32007
 TOO_MANY_CONNECTIONS = -32008  # also: subscriptions, descriptors (a limit is reached)
 SHUTTING_DOWN = -32009
+CANNOT_RUN = -32010
+NOT_STARTED = -32011
 
 
 class GoprocError(Exception):
@@ -112,6 +114,19 @@ class ShuttingDown(GoprocError):
     by its result."""
 
     code = SHUTTING_DOWN
+
+
+class CannotRun(GoprocError):
+    """`spawn` (or a start again) could not start the command: no such program, not
+    executable, no such directory, or its log files cannot be opened."""
+
+    code = CANNOT_RUN
+
+
+class NotStarted(GoprocError):
+    """`stop`, `start` or `restart` on an entry the daemon did not start (`spawn`)."""
+
+    code = NOT_STARTED
 
 
 class UsageError(Exception):

@@ -89,6 +89,27 @@ class LogFiles:
     err: str
 
 
+RESTART_MODES = ("never", "on-failure", "always")
+
+
+@frozen
+class Spawned:
+    """How the daemon started an entry's process (`spawn`), to start it again: the
+    command (`argv`, in `cwd`, with the environment `env` as "KEY=VALUE" strings) and
+    its restart policy (`goproc.supervision`): `restart` one of RESTART_MODES, at most
+    `max_restarts` (None: no limit) within `restart_window` seconds, after a delay
+    doubling from `backoff_min` up to `backoff_max` seconds."""
+
+    argv: tuple[str, ...]
+    cwd: str
+    env: tuple[str, ...]
+    restart: str = "never"
+    max_restarts: int | None = None
+    restart_window: float = 60.0
+    backoff_min: float = 1.0
+    backoff_max: float = 60.0
+
+
 @frozen
 class Proc:
     """One registry entry.  `id` is never reused; `alive` is the last probe's verdict."""
@@ -107,6 +128,13 @@ class Proc:
     exited_at: float | None = None  # when the death was detected; None while alive
     log: LogFiles | None = None  # its output's files (`goproc run`); None: not known
     adopted_by: int | None = None  # the adoption rule that added it; None: added by hand
+    spawned: Spawned | None = None  # how the daemon started it; None: only watched
+    # How its process ended, when the daemon reaped it (its parent or subreaper): the
+    # exit status, or the signal that killed it.  None while alive or not known.
+    exit_code: int | None = None
+    exit_signal: int | None = None
+    restarts: int = 0  # times its process was started again (policy, restart, start)
+    stopped: bool = False  # stopped on request (`stop`): not restarted until `start`
 
 
 def same_entry(a: Proc, b: Proc) -> bool:

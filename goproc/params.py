@@ -185,3 +185,41 @@ class AdoptRemoveParams:
     """`rule`: the rule's number (a ProcId) or its name."""
 
     rule: ProcId | Name
+
+
+Restart = Literal["never", "on-failure", "always"]
+RESTARTS: tuple[Restart, ...] = ("never", "on-failure", "always")
+
+
+@frozen(repr=False, eq=False)
+class SpawnParams:
+    """A command for the daemon to start and track (`argv`, in the absolute `cwd`, with
+    exactly the environment `env`, "KEY=VALUE" strings); its stdin is /dev/null, its
+    stdout and stderr go to `log` (true: the daemon's files `<state_dir>/logs/<id>.out`
+    and `.err`; the files' absolute paths: appended to), or with `attach` to the two
+    descriptors sent with the request (SCM_RIGHTS).  The restart policy: `restart`,
+    at most `max_restarts` within `restart_window` seconds, the delay doubling from
+    `backoff_min` to `backoff_max` seconds (`goproc.supervision`)."""
+
+    argv: tuple[str, ...]
+    cwd: str
+    env: tuple[str, ...] = ()
+    tags: tuple[Label, ...] = ()
+    groups: tuple[Label, ...] = ()
+    name: Name | None = None
+    log: bool | LogFiles = True
+    attach: bool = False
+    restart: Restart = "never"
+    max_restarts: Count | None = None
+    restart_window: Seconds = Seconds(60.0)
+    backoff_min: Seconds = Seconds(1.0)
+    backoff_max: Seconds = Seconds(60.0)
+
+
+@frozen(repr=False, eq=False)
+class StopParams:
+    """Stop started entries' processes: SIGTERM to the process group, SIGKILL after
+    `timeout` seconds; no restart follows, and the entries are kept."""
+
+    target: Targeted = flat(Targeted)
+    timeout: Seconds = Seconds(5.0)

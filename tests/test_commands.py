@@ -52,6 +52,11 @@ PROC_FIELDS = [
     "exited_at",
     "log",
     "adopted_by",
+    "spawned",
+    "exit_code",
+    "exit_signal",
+    "restarts",
+    "stopped",
     "metrics",
 ]
 NO_SUCH_PROCESS, ALREADY_TRACKED, NAME_IN_USE = -32001, -32003, -32004

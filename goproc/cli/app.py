@@ -9,7 +9,7 @@ Exit codes (`ExitCode`): 0 ok; 1 the daemon answered with an error (or a kill fa
 standard output could not be written,
 a wait timed out); 2 usage error (bad flags, bad config); 3 the daemon is not reachable
 (or there is no usable runtime dir to find its socket in);
-127 `run` could not start the command; 130 interrupted.
+127 `run` could not start the command (the daemon's -32010); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from goproc.cli.argv import append_lifted, leading_config, lift_repeats, optiona
 from goproc.cli.client import DaemonUnreachable, RemoteError
 from goproc.cli.codes import ExitCode
 from goproc.cli.flags import Common
-from goproc.errors import INVALID_PARAMS, ConfigError, UsageError
+from goproc.errors import CANNOT_RUN, INVALID_PARAMS, ConfigError, UsageError
 from goproc.paths import PlaceError
 
 __all__ = ["ExitCode", "app", "main", "run"]
@@ -57,8 +57,11 @@ COMMANDS = (  # name, module:function in goproc.cli.commands, the line `goproc -
     (
         "run",
         "procs:run",
-        "Start a command in its own process group and track it; its output goes to log files.",
+        "Have the daemon start a command as its child and track it; output to log files.",
     ),
+    ("stop", "supervise:stop", "Stop commands run started: TERM, then KILL; no restart."),
+    ("start", "supervise:start", "Start stopped commands run started again, in their entry."),
+    ("restart", "supervise:restart", "Stop and start again commands run started."),
     ("logs", "logs:logs", "Print (or follow) the output a command started by run wrote."),
     ("list", "listing:list_", "List tracked processes, filtered and sorted."),
     ("show", "procs:show", "Show one entry in full."),
@@ -167,7 +170,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         # value quoted in it is shown as it was sent, "  " included)
         output.error(e.message)
         # A value the daemon refuses (-32602) is a usage error like one the CLI refuses.
-        code = ExitCode.USAGE if e.code == INVALID_PARAMS else ExitCode.REMOTE
+        code = (
+            ExitCode.USAGE
+            if e.code == INVALID_PARAMS
+            else ExitCode.CANNOT_RUN
+            if e.code == CANNOT_RUN
+            else ExitCode.REMOTE
+        )
     except KeyboardInterrupt:
         code = ExitCode.INTERRUPTED
     except BrokenPipeError:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -57,11 +57,16 @@ class Client:
         self._next_id = 1
 
     def call(
-        self, method: api.Method[P, Any], params: P, on_event: EventHandler | None = None
+        self,
+        method: api.Method[P, Any],
+        params: P,
+        on_event: EventHandler | None = None,
+        fds: Sequence[int] = (),
     ) -> Any:
-        """Send one request and return its decoded result; event notifications that
-        arrive before the reply go to `on_event`."""
-        self._send(method, params)
+        """Send one request (with `fds` passed along it, SCM_RIGHTS) and return its
+        decoded result; event notifications that arrive before the reply go to
+        `on_event`."""
+        self._send(method, params, fds)
         while "id" not in (reply := self._read()):
             if on_event is not None and reply.get("method") == api.EVENT_METHOD:
                 on_event(reply["params"])
@@ -105,15 +110,19 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _send(self, method: api.Method[P, Any], params: P) -> int:
+    def _send(self, method: api.Method[P, Any], params: P, fds: Sequence[int] = ()) -> int:
         request_id = self._next_id
         self._next_id += 1
         request: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method.name}
         wire = api.params_json(params)
         if wire:
             request["params"] = wire
+        data = json.dumps(request, separators=(",", ":")).encode() + b"\n"
         try:
-            self._sock.sendall(json.dumps(request, separators=(",", ":")).encode() + b"\n")
+            if fds:  # the descriptors ride on the first bytes; the rest follows plainly
+                sent = socket.send_fds(self._sock, [data], list(fds))
+                data = data[sent:]
+            self._sock.sendall(data)
         except OSError as e:
             raise DaemonUnreachable(self.path, e.strerror or str(e)) from None
         return request_id

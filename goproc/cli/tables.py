@@ -5,6 +5,7 @@ time, and every entry's age as `ps etime` and pm2's uptime show it (`3h12m`)."""
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -105,13 +106,16 @@ def show_lines(
 ) -> Lines:
     """One entry in full, one field per line: `alive` as yes/no (as `list` has it), its
     age after it, times in local time when `local`, its log files as `log.out` and
-    `log.err` (`log  -` when it has none), its metrics as `metrics.NAME` lines
-    (`metrics  -` when it has none), and `history` (its samples, oldest first) as
-    sparklines of CPU and RSS (`ascii`: in ASCII)."""
+    `log.err` (`log  -` when it has none), how the daemon started it as `spawned.NAME`
+    lines (`spawned  -` when it did not; the environment as its size), its metrics as
+    `metrics.NAME` lines (`metrics  -` when it has none), and `history` (its samples,
+    oldest first) as sparklines of CPU and RSS (`ascii`: in ASCII)."""
     fields: dict[str, Any] = {}
     for key, value in proc.items():
         if key == "log" and isinstance(value, Mapping):
             fields["log.out"], fields["log.err"] = value.get("out"), value.get("err")
+        elif key == "spawned" and isinstance(value, Mapping):
+            fields.update(spawned_fields(value))
         elif key == "metrics" and isinstance(value, Mapping):
             for name, number in value.items():  # one line each, as `log`
                 shown_value = when(number, local) if name == "sampled_at" else number
@@ -126,6 +130,19 @@ def show_lines(
     if history:
         fields.update(history_fields(history[-HISTORY_SHOWN:], ascii))
     return key_values(fields, _cell)
+
+
+def spawned_fields(spawned: Mapping[str, Any]) -> dict[str, Any]:
+    """An entry's `spawned` as `spawned.NAME` fields: the command shell-quoted, the
+    environment as how many variables it has (its values may be secrets)."""
+    out: dict[str, Any] = {}
+    for name, value in spawned.items():
+        if name == "argv" and isinstance(value, list):
+            value = shlex.join(str(a) for a in value)
+        elif name == "env" and isinstance(value, list):
+            value = f"{len(value)} variables"
+        out[f"spawned.{name}"] = value
+    return out
 
 
 # ---- the entry table -------------------------------------------------------------------

@@ -75,7 +75,10 @@ class Connection:
                     self.nursery.cancel_scope.cancel()
                     return
                 self.idle_since = trio.current_time()
-                await self._answer(line)
+                try:
+                    await self._answer(line)
+                finally:
+                    self._close_fds()  # sent with this line and not used by it
                 self.idle_since = trio.current_time()
         except PEER_GONE:
             self.nursery.cancel_scope.cancel()
@@ -212,6 +215,16 @@ class Connection:
         return data
 
     # ---- Session: what handlers may ask of the connection ----------------------------
+
+    def take_fds(self) -> tuple[int, ...]:
+        """The descriptors sent with the request (SCM_RIGHTS); the caller owns them."""
+        take: Callable[[], tuple[int, ...]] | None = getattr(self.stream, "take_fds", None)
+        return () if take is None else take()
+
+    def _close_fds(self) -> None:
+        close: Callable[[], None] | None = getattr(self.stream, "close_fds", None)
+        if close is not None:
+            close()
 
     def start_subscription(self, sub: Subscription) -> None:
         self.subscriptions[sub.id] = sub

@@ -16,6 +16,7 @@ from goproc import api
 from goproc.errors import (
     ALREADY_TRACKED,
     AMBIGUOUS,
+    CANNOT_RUN,
     INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
@@ -23,6 +24,7 @@ from goproc.errors import (
     NAME_IN_USE,
     NO_MATCH,
     NO_SUCH_PROCESS,
+    NOT_STARTED,
     PARSE_ERROR,
     PERMISSION_DENIED,
     SHUTTING_DOWN,
@@ -46,6 +48,8 @@ OUTCOMES: dict[int, str] = {
     AMBIGUOUS: "ambiguous",
     TOO_MANY_CONNECTIONS: "too_many_connections",
     SHUTTING_DOWN: "shutting_down",
+    CANNOT_RUN: "cannot_run",
+    NOT_STARTED: "not_started",
 }
 OK = "ok"
 UNKNOWN_METHOD = "unknown"

@@ -81,6 +81,17 @@ class OsProbe:
         fields = data[data.rindex(b")") + 2 :].split()
         return fields[0], int(fields[2]), float(fields[19]) / self._clock_ticks + self.boot_time
 
+    def start_time(self, pid: int) -> float | None:
+        """Process `pid`'s start time, zombies' too (a child not yet reaped); None when
+        it is gone or /proc cannot say."""
+        if not self._procfs:
+            return None
+        try:
+            stat = self._stat(pid)
+        except (OSError, ValueError, IndexError):
+            return None
+        return None if stat is None else stat[2]
+
     def inspect(self, pid: int) -> ProcessFacts:
         try:
             os.kill(pid, 0)

@@ -2,7 +2,8 @@
 
 - `Service.commit`: a planned `Change` (from a request) is applied, journaled, and only
   then announced; a change the journal refused is undone and reported as not made.
-- `Vitals`: liveness verdicts (an exit seen by a pidfd, a probe of the ticker or of
+- `Vitals`: liveness verdicts (but not of the daemon's own children: the supervisor
+  commits their exits, with their statuses) (an exit seen by a pidfd, a probe of the ticker or of
   `kill`) and `last_seen`: not journaled, since liveness is probed again at every start.
 Both tell the same `Outlets`: subscribers (the event bus), waiters (the pulse) and the
 snapshot writer.  Nothing else writes to the registry.
@@ -79,9 +80,17 @@ class Vitals:
     """Liveness verdicts.  A dead verdict is final: a process is (pid, start time), and
     one that has gone cannot come back."""
 
-    def __init__(self, registry: Registry, outlets: Outlets) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        outlets: Outlets,
+        reaped_by_us: Callable[[Proc], bool] = lambda p: False,
+    ) -> None:
         self.registry = registry
         self.outlets = outlets
+        # An entry whose process is the daemon's own child: its exit is recorded, with
+        # its status, when the supervisor reaps it (`goproc.daemon.supervisor`).
+        self.reaped_by_us = reaped_by_us
         self.exits = 0  # entries marked dead since the daemon started (an exit each)
 
     def _is_current(self, proc: Proc) -> bool:
@@ -96,7 +105,7 @@ class Vitals:
     def mark_dead(self, proc: Proc) -> Proc | None:
         """Record that this entry's process has ended; the new entry, or None when the
         entry is no longer there as that very process, or not alive."""
-        if not self._is_current(proc):
+        if not self._is_current(proc) or self.reaped_by_us(proc):
             return None
         out = self.outlets
         t = out.clock()
@@ -212,6 +221,11 @@ class Service:
             if old is None:
                 self.watcher.watch(p)
                 out.bus.publish("added", p, t)
+            elif p.alive and (old.pid, old.started_at) != (p.pid, p.started_at):
+                lived = True  # the entry's process was started again
+                self.watcher.forget(p.id)
+                self.watcher.watch(p)
+                out.bus.publish("restarted", p, t, before=old)
             elif old.alive != p.alive:
                 lived = True
                 out.bus.publish("revived" if p.alive else "exited", p, t)

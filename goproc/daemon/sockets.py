@@ -10,6 +10,7 @@ client that hung up from one that only closed its writing side.
 
 from __future__ import annotations
 
+import array
 import os
 import select
 import socket
@@ -17,13 +18,20 @@ import struct
 
 import trio
 
+MAX_FDS = 2  # descriptors a client may send with a request (`spawn` with `attach`)
+_ANC_SPACE = socket.CMSG_SPACE(MAX_FDS * 4)
+
 
 class LineStream(trio.abc.HalfCloseableStream):
-    """A `trio.SocketStream` whose `send_all` does not yield when the data fits."""
+    """A `trio.SocketStream` whose `send_all` does not yield when the data fits, and
+    whose reads keep the descriptors a client sends (SCM_RIGHTS): at most MAX_FDS held
+    at once (more are closed as they come; the kernel drops what does not fit), taken
+    by `take_fds`, closed by `close_fds` and when the stream closes."""
 
     def __init__(self, stream: trio.SocketStream) -> None:
         self._stream = stream
         self.socket = stream.socket  # peer credentials, hang-up checks
+        self._fds: list[int] = []
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await trio.lowlevel.checkpoint_if_cancelled()
@@ -50,9 +58,39 @@ class LineStream(trio.abc.HalfCloseableStream):
         await self._stream.send_eof()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        return await self._stream.receive_some(max_bytes)
+        try:
+            data, ancdata, _, _ = await self.socket.recvmsg(
+                max_bytes or 65536, _ANC_SPACE, socket.MSG_CMSG_CLOEXEC
+            )
+        except OSError as e:
+            if self.socket.fileno() < 0:
+                raise trio.ClosedResourceError("the stream is closed") from e
+            raise trio.BrokenResourceError(f"the peer is gone: {e.strerror}") from e
+        for level, kind, payload in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds = array.array("i")
+                fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+                self._keep(list(fds))
+        return data
+
+    def _keep(self, fds: list[int]) -> None:
+        for fd in fds:
+            if len(self._fds) < MAX_FDS:
+                self._fds.append(fd)
+            else:
+                os.close(fd)
+
+    def take_fds(self) -> tuple[int, ...]:
+        """The descriptors received and not taken yet; the caller owns them now."""
+        out, self._fds = tuple(self._fds), []
+        return out
+
+    def close_fds(self) -> None:
+        for fd in self.take_fds():
+            os.close(fd)
 
     async def aclose(self) -> None:
+        self.close_fds()
         await self._stream.aclose()
 
 

@@ -1,10 +1,12 @@
 """Build every part of the daemon once, with explicit dependencies, and run them in one
-nursery: the journal, the exit watcher, the snapshot writer, the liveness ticker, the
-metrics sampler, the adopter, the server and (when configured) the HTTP listener.  If
-any of them fails the nursery (and so the daemon) stops.
+nursery: the journal, the supervisor (the parent of what `spawn` starts), the exit
+watcher, the snapshot writer, the liveness ticker, the metrics sampler, the adopter,
+the server and (when configured) the HTTP listener.  If any of them fails the nursery
+(and so the daemon) stops.
 
 SIGINT/SIGTERM stop it cleanly: the server accepts no more and finishes the requests in
-flight (within its grace), the snapshot is flushed, then everything else is cancelled.
+flight (within its grace), the snapshot is flushed, then everything else is cancelled;
+the children it started run on (never killed by a stop or a crash of the daemon).
 The service manager hears when serving begins and when a stop does (`goproc.daemon.notify`).
 """
 
@@ -41,8 +43,10 @@ from goproc.daemon.liveness import Liveness
 from goproc.daemon.metrics import Sampler
 from goproc.daemon.notify import Notifier
 from goproc.daemon.probe import OsProbe, boot_id
+from goproc.daemon.reaping import Children
 from goproc.daemon.server import Server
 from goproc.daemon.service import Outlets, Pulse, Service, Vitals
+from goproc.daemon.supervisor import Supervisor
 from goproc.daemon.web import page
 from goproc.metrics import MetricsStore
 from goproc.model import Proc
@@ -167,6 +171,7 @@ class Parts:
     server: Server
     actions: Callable[..., Any]  # the alert rules' action runner: `nursery.start` it
     adopter: Adopter
+    supervisor: Supervisor
     http: HttpServer | None = None
 
 
@@ -205,7 +210,8 @@ def build(
     metrics = MetricsStore(config.metrics_history, metrics_text)
     bus = EventBus(config.event_queue, config.max_subscriptions_total, metrics)
     outlets = Outlets(bus=bus, pulse=Pulse(), mark_dirty=writer.mark_dirty)
-    vitals = Vitals(registry, outlets)
+    children = Children()
+    vitals = Vitals(registry, outlets, reaped_by_us=children.reaped_here)
     watcher = ExitWatcher(
         probe,
         vitals.mark_dead,
@@ -233,6 +239,19 @@ def build(
         on_sweep=alerter.on_sweep,
     )
     service = Service(registry, journal, watcher, outlets)
+    log_dir = str(state_dir.absolute() / LOG_DIR)
+    supervisor = Supervisor(
+        registry,
+        service,
+        children,
+        probe.start_time,
+        outlets.clock,
+        log_dir,
+        lambda p, signum: probe.send_signal(
+            p.pid, p.started_at, signum, group=True, pidfd=watcher.pidfd(p)
+        ),
+        outlets.pulse.wait,
+    )
     adopter = Adopter(
         registry, service, probe, interval=config.discovery_interval, clock=outlets.clock
     )
@@ -261,11 +280,12 @@ def build(
         status=status,
         entries_json=lambda procs, metrics: writer.on_disk.entries_json(procs, metrics),
         exits=watcher,
-        log_dir=str(state_dir.absolute() / LOG_DIR),
+        log_dir=log_dir,
         metrics=metrics,
         metrics_interval=config.metrics_interval,
         firing=alerter.firing,
         adopting=adopter.wake,
+        supervisor=supervisor,
     )
 
     def dispatch_for(session: Session) -> Dispatch:
@@ -308,6 +328,7 @@ def build(
         server,
         actions,
         adopter,
+        supervisor,
         http,
     )
 
@@ -346,6 +367,7 @@ async def run(parts: Parts, socket_path: Path, state_dir: Path, notifier: Notifi
                 await parts.writer.flush()  # a first run: the snapshot exists from the start
             elif parts.loaded.replayed or parts.loaded.warnings:
                 parts.writer.mark_dirty()  # fold the replayed journal soon, in the background
+            await nursery.start(parts.supervisor.run)  # reaps from before the first spawn
             await nursery.start(parts.watcher.run)
             await nursery.start(parts.writer.run)
             await nursery.start(parts.liveness.run)

@@ -29,6 +29,7 @@ from goproc.api import (
     ID_MAX,
     PICKS,
     PID_MAX,
+    RESTARTS,
     AdoptInfo,
     AlertRule,
     Count,
@@ -40,6 +41,7 @@ from goproc.api import (
     Pick,
     Pid,
     ProcId,
+    Restart,
     Seconds,
     Signal,
     Timestamp,
@@ -49,7 +51,7 @@ from goproc.api import (
 from goproc.errors import InvalidValue
 from goproc.model import AdoptRule, LogFiles, Proc, Rule, Selector
 from goproc.rpc import values
-from goproc.rpc.decoding import entry_from_dict, log_files
+from goproc.rpc.decoding import BadEntry, entry_from_dict, log_files, spawned_from, supervision
 from goproc.rpc.entries import (
     NO_METRICS,
     MetricsSource,
@@ -93,6 +95,9 @@ def make_converter(*, detailed: bool = True) -> cattrs.Converter:
     - an entry's `log`: null or `{"out": PATH, "err": PATH}`, absolute paths (a
       snapshot entry without it loads as null); `AddParams.log`: true, false or such
       an object;
+    - an entry's `spawned`: null or its command and policy (`decoding.spawned_from`);
+      `exit_code` null or 0..255, `exit_signal` null or 1..64; entries without these
+      (or `restarts`, `stopped`) load as only watched;
     - `KillOutcome.error` and `KillOutcome.removed` are left out when null;
     - alert rules (`Rule`, and `AlertRule` with its `firing`) as `goproc.rpc.rules`
       lays them out; `alert.remove`'s `rule`: a number (ProcId) or a name (Name);
@@ -127,6 +132,7 @@ def make_converter(*, detailed: bool = True) -> cattrs.Converter:
     c.register_structure_hook(Rule, rule_hook(c))
     c.register_structure_hook(AdoptRule, adopt_hook(c))
     c.register_structure_hook_func(lambda tp: tp == Pick, _pick)
+    c.register_structure_hook_func(lambda tp: tp == Restart, _restart)
     c.register_structure_hook(MatchSpec, _object_hook(c, MatchSpec))
     c.register_unstructure_hook(Rule, rule_dict)
     c.register_unstructure_hook(AlertRule, alert_rule_dict)
@@ -156,14 +162,47 @@ def make_converter(*, detailed: bool = True) -> cattrs.Converter:
             last_seen=override(struct_hook=values.time_value),
             exited_at=override(struct_hook=values.optional_time),
             log=override(struct_hook=_entry_log),
+            spawned=override(struct_hook=_entry_spawned),
+            exit_code=override(struct_hook=_exit_code),
+            exit_signal=override(struct_hook=_exit_signal),
+            restarts=override(struct_hook=values.int_in(0, ID_MAX, "a count")),
         ),
     )
     return c
 
 
+def _entry_spawned(value: Any, _: Any) -> Any:
+    try:
+        return spawned_from(value)
+    except ValueError as e:
+        raise Invalid(str(e)) from None
+
+
+def _exit_code(value: Any, _: Any) -> int | None:
+    return _checked({"exit_code": value})[1]
+
+
+def _exit_signal(value: Any, _: Any) -> int | None:
+    return _checked({"exit_signal": value})[2]
+
+
+def _checked(obj: dict[str, Any]) -> tuple[Any, int | None, int | None, int, bool]:
+    try:
+        return supervision(obj)
+    except BadEntry as e:
+        raise Invalid(str(e).partition(": ")[2]) from None
+
+
 def _pick(value: Any, _: Any) -> str:
     if value not in PICKS or not isinstance(value, str):
         raise Invalid(f"must be one of {', '.join(map(repr, PICKS))}, got {show_value(value)}")
+    return value
+
+
+def _restart(value: Any, _: Any) -> str:
+    if value not in RESTARTS or not isinstance(value, str):
+        names = ", ".join(map(repr, RESTARTS))
+        raise Invalid(f"must be one of {names}, got {show_value(value)}")
     return value
 
 

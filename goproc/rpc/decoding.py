@@ -12,14 +12,16 @@ from typing import Any
 
 import attrs
 
-from goproc.model import LogFiles, Proc, log_path_problem
+from goproc.model import RESTART_MODES, LogFiles, Proc, Spawned, log_path_problem
 from goproc.rpc.entries import parse_time, short_json
 
 _LABELS_CACHE = 1 << 14
 
 
 ENTRY_KEYS = frozenset(a.name for a in attrs.fields(Proc))
-OPTIONAL_KEYS = frozenset({"exited_at", "log", "adopted_by"})  # added since version 1
+# Added since version 1: an entry written before has none of them (null, 0, false).
+SUPERVISION_KEYS = ("spawned", "exit_code", "exit_signal", "restarts", "stopped")
+OPTIONAL_KEYS = frozenset({"exited_at", "log", "adopted_by", *SUPERVISION_KEYS})
 ID_MAX = 2**63 - 1
 
 
@@ -103,8 +105,82 @@ def _log(obj: dict[str, Any]) -> LogFiles | None:
         raise BadEntry(f"log: {e}") from None
 
 
+SPAWNED_KEYS = frozenset(a.name for a in attrs.fields(Spawned))
+SIGNAL_MAX = 64  # SIGRTMAX on Linux
+_SECONDS_MAX = 10 * 366 * 86400.0
+
+
+def _strings(value: Any, key: str, *, nonempty: bool = False) -> tuple[str, ...]:
+    if (
+        type(value) is not list
+        or not all(type(x) is str for x in value)
+        or (nonempty and not value)
+    ):
+        some = "a non-empty array" if nonempty else "an array"
+        raise ValueError(f"{key}: must be {some} of strings, got {short_json(value)}")
+    return tuple(value)
+
+
+def _seconds(value: Any, key: str) -> float:
+    if type(value) not in (int, float) or not 0 <= value <= _SECONDS_MAX:
+        raise ValueError(f"{key}: must be a number of seconds in 0..{_SECONDS_MAX:.0f}")
+    return float(value)
+
+
+def spawned_from(value: Any) -> Spawned | None:
+    """An entry's `spawned` from its wire form: null, or the object `entry_dict` makes;
+    ValueError naming what is wrong."""
+    if value is None:
+        return None
+    if type(value) is not dict or value.keys() != SPAWNED_KEYS:
+        raise ValueError(f"must be null or an object of {sorted(SPAWNED_KEYS)}")
+    cwd, restart, most = value["cwd"], value["restart"], value["max_restarts"]
+    if type(cwd) is not str or not cwd.startswith("/"):
+        raise ValueError(f"cwd: must be an absolute path, got {short_json(cwd)}")
+    if restart not in RESTART_MODES:
+        raise ValueError(f"restart: must be one of {', '.join(RESTART_MODES)}")
+    if most is not None and (type(most) is not int or not 0 <= most <= ID_MAX):
+        raise ValueError(f"max_restarts: must be null or a count, got {short_json(most)}")
+    low, high = (
+        _seconds(value["backoff_min"], "backoff_min"),
+        _seconds(value["backoff_max"], "backoff_max"),
+    )
+    if low > high:
+        raise ValueError("backoff_min: must not be above backoff_max")
+    return Spawned(
+        argv=_strings(value["argv"], "argv", nonempty=True),
+        cwd=cwd,
+        env=_strings(value["env"], "env"),
+        restart=restart,
+        max_restarts=most,
+        restart_window=_seconds(value["restart_window"], "restart_window"),
+        backoff_min=low,
+        backoff_max=high,
+    )
+
+
+def supervision(obj: dict[str, Any]) -> tuple[Spawned | None, int | None, int | None, int, bool]:
+    """An entry's `spawned`, `exit_code`, `exit_signal`, `restarts` and `stopped`
+    (absent ones as an entry written before they existed has them); BadEntry."""
+    spawned, code, sig = obj.get("spawned"), obj.get("exit_code"), obj.get("exit_signal")
+    restarts, stopped = obj.get("restarts", 0), obj.get("stopped", False)
+    if code is not None and (type(code) is not int or not 0 <= code <= 255):
+        raise BadEntry(f"exit_code: must be null or 0..255, got {short_json(code)}")
+    if sig is not None and (type(sig) is not int or not 1 <= sig <= SIGNAL_MAX):
+        raise BadEntry(f"exit_signal: must be null or 1..{SIGNAL_MAX}, got {short_json(sig)}")
+    if type(restarts) is not int or not 0 <= restarts <= ID_MAX:
+        raise BadEntry(f"restarts: must be a count, got {short_json(restarts)}")
+    if type(stopped) is not bool:
+        raise BadEntry(f"stopped: must be true or false, got {short_json(stopped)}")
+    try:
+        return spawned_from(spawned), code, sig, restarts, stopped
+    except ValueError as e:
+        raise BadEntry(f"spawned: {e}") from None
+
+
 _ENTRY_ORDER = tuple(a.name for a in attrs.fields(Proc))
-_fields_of = operator.itemgetter(*_ENTRY_ORDER)
+_BASE_ORDER = _ENTRY_ORDER[: -len(SUPERVISION_KEYS)]
+_fields_of = operator.itemgetter(*_BASE_ORDER)
 _utc_time = datetime.fromisoformat
 
 
@@ -164,6 +240,7 @@ def entry_from_dict(obj: Any) -> Proc:
                         None if ex is None else _utc_time(ex).timestamp(),
                         None if log is None else log_files(log),
                         by,
+                        *supervision(obj),
                     )
     except (KeyError, TypeError, ValueError):
         pass
@@ -183,6 +260,7 @@ def _entry_from_dict(obj: Any) -> Proc:
     pgid, name, exited, alive = obj["pgid"], obj["name"], obj.get("exited_at"), obj["alive"]
     if type(alive) is not bool:
         raise BadEntry(f"alive: must be true or false, got {short_json(alive)}")
+    spawned, code, sig, restarts, stopped = supervision(obj)
     return Proc(
         id=_int(obj, "id"),
         pid=_int(obj, "pid"),
@@ -198,4 +276,9 @@ def _entry_from_dict(obj: Any) -> Proc:
         exited_at=None if exited is None else _stamp(obj, "exited_at"),
         log=_log(obj),
         adopted_by=None if obj.get("adopted_by") is None else _rule_id(obj),
+        spawned=spawned,
+        exit_code=code,
+        exit_signal=sig,
+        restarts=restarts,
+        stopped=stopped,
     )

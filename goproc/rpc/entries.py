@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from attrs import frozen
 
 from goproc.metrics import Metrics
-from goproc.model import LogFiles, Proc
+from goproc.model import LogFiles, Proc, Spawned
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 _CHUNK = 1000  # entries per call of the C encoder
@@ -117,7 +117,58 @@ def entry_dict(p: Proc) -> dict[str, Any]:
         "exited_at": None if exited is None else format_time(exited),
         "log": log_dict(p.log),
         "adopted_by": p.adopted_by,
+        "spawned": spawned_dict(p.spawned),
+        "exit_code": p.exit_code,
+        "exit_signal": p.exit_signal,
+        "restarts": p.restarts,
+        "stopped": p.stopped,
     }
+
+
+def spawned_dict(s: Spawned | None) -> dict[str, Any] | None:
+    """An entry's `spawned` on the wire: null, or its command and restart policy."""
+    if s is None:
+        return None
+    return {
+        "argv": list(s.argv),
+        "cwd": s.cwd,
+        "env": list(s.env),
+        "restart": s.restart,
+        "max_restarts": s.max_restarts,
+        "restart_window": s.restart_window,
+        "backoff_min": s.backoff_min,
+        "backoff_max": s.backoff_max,
+    }
+
+
+def watched_only(p: Proc) -> bool:
+    """Whether the entry's supervision fields are all at their defaults (most are)."""
+    return (
+        p.spawned is None
+        and p.exit_code is None
+        and p.exit_signal is None
+        and not p.restarts
+        and not p.stopped
+    )
+
+
+def _supervision_text(p: Proc) -> str:
+    """The members after `adopted_by`, as `entry_dict` has them, for an entry that is
+    not only watched (`entry_text` writes `_WATCHED`, made once, for the others)."""
+    s, code, sig = p.spawned, p.exit_code, p.exit_signal
+    return (
+        ',"spawned":%s,"exit_code":%s,"exit_signal":%s,"restarts":%d,"stopped":%s'  # noqa: UP031
+        % (
+            "null" if s is None else _ENCODER.encode(spawned_dict(s)),
+            "null" if code is None else "%d" % code,  # noqa: UP031
+            "null" if sig is None else "%d" % sig,  # noqa: UP031
+            p.restarts,
+            "true" if p.stopped else "false",
+        )
+    )
+
+
+_WATCHED = ',"spawned":null,"exit_code":null,"exit_signal":null,"restarts":0,"stopped":false'
 
 
 def log_dict(log: LogFiles | None) -> dict[str, str] | None:
@@ -128,7 +179,7 @@ def log_dict(log: LogFiles | None) -> dict[str, str] | None:
 _TEMPLATE = (
     '{"id":%d,"pid":%d,"pgid":%s,"cmd":%s,"name":%s,"alive":%s,"tags":%s,"groups":%s,'
     '"started_at":"%s","added_at":"%s","last_seen":"%s","exited_at":%s,"log":%s,'
-    '"adopted_by":%s}'
+    '"adopted_by":%s%s}'
 )
 _label_text: dict[tuple[str, ...], str] = {}
 _LABELS_CACHE = 1 << 14
@@ -163,6 +214,13 @@ def entry_text(p: Proc) -> str:
         "null" if exited is None else '"' + format_time(exited) + '"',
         "null" if log is None else '{"out":' + _quote(log.out) + ',"err":' + _quote(log.err) + "}",
         "null" if rule is None else "%d" % rule,  # noqa: UP031
+        _WATCHED
+        if p.spawned is None
+        and p.exit_code is None
+        and p.exit_signal is None
+        and not p.restarts
+        and not p.stopped
+        else _supervision_text(p),
     )
 
 

@@ -26,24 +26,40 @@ from typing import Any, BinaryIO
 import attrs
 
 from goproc.model import LogFiles, Proc, log_path_problem
-from goproc.rpc.decoding import plain_fields_ok
+from goproc.rpc.decoding import BadEntry, plain_fields_ok, supervision
+from goproc.rpc.entries import spawned_dict, watched_only
 from goproc.store.files import create_temp, write_all
 from goproc.store.format import Header, SnapshotError, header_of_line
 from goproc.store.spans import OnDisk, file_identity
 
 ROWS = "goproc.snapshot.rows"
 ROWS_MIN = 5000  # entries: below this the rows file is not worth its disk space
-_MAGIC = "goproc rows 3"  # 2: entries have `log`; 3: and `adopted_by`
+_MAGIC = "goproc rows 4"  # 2: entries have `log`; 3: and `adopted_by`; 4: supervision
 _END = "end of rows"
 _CHUNK = 1000  # rows a marshal record
 _fields_of = operator.attrgetter(*(a.name for a in attrs.fields(Proc)))
 
 
+_BASE = 14  # the fields before `spawned`
+
+
 def _row_of(p: Proc) -> tuple[Any, ...]:
-    """An entry as plain values marshal takes: its `log` as (out, err) or None."""
-    row = _fields_of(p)
+    """An entry as plain values marshal takes: its `log` as (out, err) or None, its
+    supervision fields as one dict (None for an entry only watched)."""
+    row = _fields_of(p)[:_BASE]
     log = p.log
-    return row if log is None else (*row[:-2], (log.out, log.err), row[-1])
+    if log is not None:
+        row = (*row[:-2], (log.out, log.err), row[-1])
+    if watched_only(p):
+        return (*row, None)
+    extra = {
+        "spawned": spawned_dict(p.spawned),
+        "exit_code": p.exit_code,
+        "exit_signal": p.exit_signal,
+        "restarts": p.restarts,
+        "stopped": p.stopped,
+    }
+    return (*row, extra)
 
 
 def write_rows(state_dir: Path, on_disk: OnDisk, minimum: int = ROWS_MIN) -> None:
@@ -152,9 +168,13 @@ def _read(
 
 def _entry(row: Any, labels: dict[tuple[str, ...], tuple[str, ...]]) -> Proc | None:
     """A row as an entry, if it is one: the types and ranges the JSON path checks."""
-    if type(row) is not tuple or len(row) != 14:
+    if type(row) is not tuple or len(row) != _BASE + 1:
         return None
-    i, pid, pgid, cmd, name, alive, tags, groups, st, ad, ls, ex, log, by = row
+    i, pid, pgid, cmd, name, alive, tags, groups, st, ad, ls, ex, log, by, extra = row
+    try:
+        sup = supervision(extra if type(extra) is dict else {})
+    except BadEntry:
+        return None
     if not (
         plain_fields_ok(i, pid, pgid, cmd, name, alive)
         and i > 0
@@ -183,7 +203,7 @@ def _entry(row: Any, labels: dict[tuple[str, ...], tuple[str, ...]]) -> Proc | N
     if files is None and log is not None:
         return None
     return Proc(
-        i, pid, pgid, cmd, name, alive, shared_tags, shared_groups, st, ad, ls, ex, files, by
+        i, pid, pgid, cmd, name, alive, shared_tags, shared_groups, st, ad, ls, ex, files, by, *sup
     )
 
 

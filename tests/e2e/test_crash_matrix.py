@@ -565,13 +565,18 @@ def test_snapshot_of_the_first_released_format_loads(
     entries = d.call("list")
     assert [e["id"] for e in entries] == [p["id"] for p in old["procs"]] == [1, 2, 4, 5]
     for saved, e in zip(old["procs"], entries, strict=True):
-        # Keys the first release had not: `exited_at` (when known), `log` and
-        # `adopted_by` (none).
+        # Keys the first release had not: `exited_at` (when known), `log`,
+        # `adopted_by` and the supervision fields (none: only watched).
         want = {
             **saved,
             "exited_at": saved.get("exited_at"),
             "log": None,
             "adopted_by": None,
+            "spawned": None,
+            "exit_code": None,
+            "exit_signal": None,
+            "restarts": 0,
+            "stopped": False,
             "metrics": None,
         }
         if saved["alive"]:

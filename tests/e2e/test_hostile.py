@@ -799,7 +799,7 @@ def every_method_once(d: Daemon, pid: int, spare: int) -> None:
         conn.call("adopt.remove", {"rule": adopting["id"]})
         conn.call("remove", ids)
         conn.call("reset", {"confirm": "RESET"})
-    assert set(METHODS) == {
+    assert set(METHODS) - SUPERVISING_METHODS == {
         "ping", "status", "add", "list", "show", "remove", "kill", "wait", "reset",
         "name.set", "subscribe", "unsubscribe", "metrics.history",
         "alert.add", "alert.list", "alert.remove", "adopt.add", "adopt.list", "adopt.remove",
@@ -807,10 +807,16 @@ def every_method_once(d: Daemon, pid: int, spare: int) -> None:
     }, "a new method: call it above too"  # fmt: skip
 
 
+# The methods of what the daemon starts: the command a peer of the daemon's own uid
+# gives (`spawn`), that same command again (`start`, `restart`), and `stop`.
+SUPERVISING_METHODS = {"spawn", "start", "restart", "stop"}
+
+
 def test_daemon_starts_no_process_whatever_it_is_asked(
     daemon: Daemon, sleeper: Callable[..., Any], tmp_path: Path
 ) -> None:
-    """Every method, traced: not one execve in the daemon or any child, and no child."""
+    """Every method but the spawning ones, traced: not one execve in the daemon or any
+    child, and no child."""
     assert daemon.proc is not None
     trace = Strace(daemon.proc.pid, "execve,execveat", tmp_path / "st")
     try:
@@ -819,6 +825,29 @@ def test_daemon_starts_no_process_whatever_it_is_asked(
         calls = trace.stop()
     assert "exec" not in calls, calls
     assert psutil.Process(daemon.proc.pid).children(recursive=True) == []
+
+
+def test_spawn_execs_exactly_the_argv_it_is_given_and_nothing_else(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    """`spawn`, traced: one execve, of the given program with the given argv and
+    environment (no shell between), as the daemon's own user."""
+    assert daemon.proc is not None
+    trace = Strace(daemon.proc.pid, "execve,execveat", tmp_path / "st")
+    try:
+        entry = daemon.call(
+            "spawn", {"argv": ["/bin/sleep", "3;id"], "cwd": str(tmp_path), "env": ["A=$(id)"]}
+        )
+        shared_wait_until(
+            lambda: not daemon.call("show", {"ids": [entry["id"]]})["alive"], 10, "its exit"
+        )
+    finally:
+        calls = trace.stop()
+    execs = [line for line in calls.splitlines() if "execve" in line and "resumed" not in line]
+    assert len(execs) == 1, calls
+    assert 'execve("/bin/sleep", ["/bin/sleep", "3;id"], ' in execs[0], calls
+    assert "/* 1 var */" in execs[0], calls  # the one given, nothing of the daemon's
+    assert daemon.call("show", {"ids": [entry["id"]]})["exit_code"] == 1  # "3;id": no number
 
 
 # What starts a program or a process, by module and by attribute.
@@ -865,8 +894,9 @@ def test_spawning_calls_finds_what_starts_processes() -> None:
 
 
 def test_no_code_behind_the_socket_can_start_a_process() -> None:
-    """The goproc modules a daemon loads (everything but the CLI) import or call
-    nothing that starts a process."""
+    """Of the goproc modules a daemon loads (everything but the CLI), only the one that
+    starts what `spawn` asks (`goproc.daemon.spawning`, `subprocess.Popen` of an argv,
+    never a shell) imports or calls anything that starts a process."""
     code = "import sys, goproc.daemon.main; print(*(m for m in sys.modules if 'goproc' in m))"
     loaded = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
@@ -880,7 +910,7 @@ def test_no_code_behind_the_socket_can_start_a_process() -> None:
         calls = spawning_calls(Path(spec.origin).read_text())
         if calls:
             found[name] = calls
-    assert found == {}, found
+    assert found == {"goproc.daemon.spawning": ["subprocess"]}, found
 
 
 # Every request parameter of every method, and what it is.  None is a path, a command,
@@ -912,10 +942,11 @@ PARAMETERS = {
     "confirm": "the word RESET",
     "subscription": "a subscription id of this connection",
     "since": "an RFC 3339 timestamp (metrics.history), compared with sample times",
-    # Reviewed: text the daemon stores and sends back, never opens, creates, follows or
-    # runs; `goproc logs` opens it as the user (who wrote it), O_NOFOLLOW, regular
-    # files only.  `true` makes the daemon name files under its own state dir.
-    "log": "true, false, or two absolute paths recorded as text (never opened by the daemon)",
+    # Reviewed: `add`: text the daemon stores and sends back, never opens; `spawn`: the
+    # files it opens O_NOFOLLOW (appended to, made 0600) for the command's output, as
+    # the user, who could open them anyway.  `true` makes the daemon name (and, for
+    # spawn, make) files under its own logs dir, which must be ours and 0700.
+    "log": "true, false, or two absolute paths: add records them, spawn appends to them",
     # Reviewed: alert rules.  The condition is parsed (never run); the action is a signal
     # sent through kill's path, to tracked entries only.
     "condition": "an alert condition, parsed by goproc.alerts",
@@ -930,6 +961,19 @@ PARAMETERS = {
     # or signalled); `forget_after` removes the rule's dead entries only.
     "forget_after": "seconds, 0 to ten years",
     "limit": "a positive integer",
+    # Reviewed: `spawn` (and `start`/`restart` of what it started) runs a command as the
+    # daemon's user, which is the peer's (only peers of the daemon's own uid, or root,
+    # are served): exactly `argv` by execve (no shell), in `cwd`, with exactly `env`;
+    # what it could run from a shell of its own anyway.
+    "argv": "spawn: the program and its arguments, run by execve as the daemon's own user",
+    "cwd": "spawn: the absolute directory it runs in",
+    "env": "spawn: its whole environment, KEY=VALUE strings",
+    "attach": "spawn: a boolean: its stdout and stderr are the 2 descriptors sent (SCM_RIGHTS)",
+    "restart": "spawn: never, on-failure or always",
+    "max_restarts": "spawn: a positive integer or null",
+    "restart_window": "spawn: seconds, 0 to 86400",
+    "backoff_min": "spawn: seconds, 0 to 86400",
+    "backoff_max": "spawn: seconds, 0 to 86400",
 }
 
 

@@ -15,6 +15,7 @@ exercised here, or a test fails naming the case or provocation that is missing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -329,6 +330,7 @@ class World:
         self.children: list[subprocess.Popen[bytes]] = []
         self._n = iter(range(1_000_000))
         self.matched: list[int] = []  # the pids the last `add` with a match case made
+        self.spawned: list[int] = []  # process groups the daemon started for us
 
     def unique(self, prefix: str) -> str:
         return f"{prefix}-{next(self._n)}"
@@ -344,6 +346,29 @@ class World:
         if lasting:
             wait_for(lambda: command_line(p.pid) == argv, f"{argv} to be exec'd")
         return p
+
+    def started(self, *argv: str, **params: Any) -> dict[str, Any]:
+        """An entry the daemon spawned (`sleep 300` by default), killed at cleanup."""
+        entry = result_of(
+            self.daemon, "spawn", {"argv": list(argv) or ["sleep", "300"], "cwd": "/", **params}
+        )
+        self.spawned.append(entry["pid"])
+        return entry
+
+    def started_dead(self, *argv: str, **params: Any) -> dict[str, Any]:
+        """A spawned entry whose process has exited (`true` by default), reaped."""
+        entry = self.started(*(argv or ("true",)), **params)
+        return wait_for(
+            lambda: next(
+                (
+                    p
+                    for p in result_of(self.daemon, "list", {"ids": [entry["id"]]})
+                    if not p["alive"]
+                ),
+                None,
+            ),
+            "the spawned process to be reaped",
+        )
 
     def add(self, *, own_group: bool = False, **params: Any) -> dict[str, Any]:
         """A fresh `sleep` process, tracked with `params`."""
@@ -383,6 +408,12 @@ class World:
             if p.poll() is None:
                 p.kill()
             p.wait(10)
+        for entry in result_of(self.daemon, "list", {"alive": True}):
+            if entry["spawned"] is not None:  # restarted ones included
+                self.spawned.append(entry["pid"])
+        for pgid in self.spawned:  # the daemon's children outlive it: never leave them
+            with contextlib.suppress(OSError):
+                os.killpg(pgid, 9)
 
 
 @pytest.fixture(scope="module")
@@ -413,7 +444,9 @@ class Broken(World):
         adopt = {"match": {"pattern": "^s-nothing-runs-as-this$"}, "rule": "s-adopt"}
         self.adopt = result_of(self.daemon, "adopt.add", adopt)
         self.e2 = self.add(tags=["s"], groups=["s"])
-        break_journal(self.daemon.state_dir, entries=2)
+        self.running = self.started("sleep", "300", name="s-running")
+        self.ended = self.started_dead("true", name="s-ended")
+        break_journal(self.daemon.state_dir, entries=4)
 
 
 @pytest.fixture(scope="module")
@@ -690,6 +723,89 @@ def _label_cases(kind: str, prefix: str) -> dict[str, Case]:
         f"{prefix}.rename": Case(f"{prefix}.rename", renamed, renamed_one),
         f"{prefix}.list": Case(f"{prefix}.list", check=counted),
     }
+
+
+def _spawn_case(ctx: Ctx) -> dict[str, Any]:
+    out = ctx.daemon.root / f"{ctx.world.unique('spawn')}.log"
+    return {
+        "argv": ["sh", "-c", "echo spec-out; exec sleep 300"],
+        "cwd": str(ctx.daemon.root),
+        "env": ["PATH=/usr/bin:/bin", "SPEC=1"],
+        "tags": ["spec-spawned"],
+        "groups": ["spec-g9"],
+        "name": ctx.world.unique("spec-sp"),
+        "log": {"out": str(out), "err": str(out)},
+        "attach": False,
+        "restart": "on-failure",
+        "max_restarts": 3,
+        "restart_window": 30,
+        "backoff_min": 0.5,
+        "backoff_max": 2,
+    }
+
+
+def _spawned_as_asked(ctx: Ctx, params: Any, result: Any) -> None:
+    assert result["alive"] is True and result["pgid"] == result["pid"]
+    assert (result["name"], result["tags"], result["groups"]) == (
+        params["name"],
+        params["tags"],
+        params["groups"],
+    )
+    assert result["log"] == params["log"]
+    assert result["spawned"] == {
+        "argv": params["argv"],
+        "cwd": params["cwd"],
+        "env": params["env"],
+        "restart": "on-failure",
+        "max_restarts": 3,
+        "restart_window": 30.0,
+        "backoff_min": 0.5,
+        "backoff_max": 2.0,
+    }
+    assert (result["exit_code"], result["exit_signal"], result["restarts"]) == (None, None, 0)
+    wait_for(lambda: Path(params["log"]["out"]).read_text() == "spec-out\n", "its output")
+
+
+def _exited_once(ctx: Ctx) -> dict[str, Any]:
+    """A spawned entry whose first run exited 7; a second one runs on."""
+    mark = ctx.daemon.root / ctx.world.unique("spec-ran")
+    script = f"test -e {mark} && exec sleep 300; touch {mark}; exit 7"
+    entry = ctx.world.started_dead("sh", "-c", script)
+    assert entry["exit_code"] == 7, entry
+    return entry
+
+
+def _spawn_run(ctx: Ctx, params: Any) -> Any:
+    """`spawn`, its process killed at cleanup."""
+    result = result_of(ctx.daemon, "spawn", params)
+    ctx.world.spawned.append(result["pid"])
+    return result
+
+
+def _track_run(ctx: Ctx, method: str, params: Any) -> Any:
+    result = result_of(ctx.daemon, method, params)
+    ctx.world.spawned.extend(p["pid"] for p in result if p["alive"])
+    return result
+
+
+def _spawn_attached(ctx: Ctx, params: Any) -> Any:
+    """`spawn` with two descriptors sent along (SCM_RIGHTS): the ends of a pipe."""
+    read_end, write_end = os.pipe()
+    try:
+        with ctx.daemon.connect() as s:
+            line = json.dumps(message("spawn", params, next(_ids))).encode() + b"\n"
+            sent = socket.send_fds(s, [line], [write_end, write_end])
+            s.sendall(line[sent:])
+            reply = json.loads(read_lines(s, 1)[0])
+        os.close(write_end)
+        write_end = -1
+        assert os.read(read_end, 10) == b"", "true writes nothing; EOF once it exited"
+    finally:
+        for fd in (read_end, write_end):
+            if fd >= 0:
+                os.close(fd)
+    assert "result" in reply, reply
+    return reply["result"]
 
 
 def _named_sleeper(ctx: Ctx, name: str) -> int:
@@ -1053,6 +1169,54 @@ RESULT_CASES: dict[str, Case] = {
         that(lambda ctx, p, r: r == {"unsubscribed": True}),
         run=_unsubscribe,
     ),
+    "spawn with every parameter": Case("spawn", _spawn_case, _spawned_as_asked, run=_spawn_run),
+    "spawn with the daemon's log files": Case(
+        "spawn",
+        lambda ctx: {"argv": ["sleep", "300"], "cwd": "/", "log": True},
+        that(
+            lambda ctx, params, result: (
+                result["log"]
+                == {
+                    "out": f"{ctx.daemon.state_dir}/logs/{result['id']}.out",
+                    "err": f"{ctx.daemon.state_dir}/logs/{result['id']}.err",
+                }
+            )
+        ),
+        run=_spawn_run,
+    ),
+    "spawn attached": Case(
+        "spawn",
+        lambda ctx: {"argv": ["true"], "cwd": "/", "attach": True, "log": False},
+        that(lambda ctx, p, r: r["log"] is None and r["spawned"]["argv"] == ["true"]),
+        run=_spawn_attached,
+    ),
+    "stop": Case(
+        "stop",
+        lambda ctx: {"ids": [ctx.world.started()["id"]], "timeout": 2},
+        that(
+            lambda ctx, p, r: (
+                (r[0]["alive"], r[0]["stopped"], r[0]["exit_signal"], r[0]["exit_code"])
+                == (False, True, 15, None)
+            )
+        ),
+    ),
+    "start a dead one": Case(
+        "start",
+        lambda ctx: {"ids": [_exited_once(ctx)["id"]]},
+        that(
+            lambda ctx, p, r: (
+                (r[0]["alive"], r[0]["restarts"], r[0]["exit_code"], r[0]["stopped"])
+                == (True, 1, None, False)
+            )
+        ),
+        run=lambda ctx, params: _track_run(ctx, "start", params),
+    ),
+    "restart": Case(
+        "restart",
+        lambda ctx: {"ids": [ctx.world.started()["id"]], "timeout": 2},
+        that(lambda ctx, p, r: r[0]["alive"] and r[0]["restarts"] == 1),
+        run=lambda ctx, params: _track_run(ctx, "restart", params),
+    ),
 }
 
 
@@ -1120,7 +1284,7 @@ UNPROVOKABLE_EVENTS = {"revived": "a dead verdict is final; only a probe that er
 
 
 def test_event_kinds_are_all_provoked() -> None:
-    provoked = {"added", "updated", "exited", "removed"} | {"overflow", "alert"}
+    provoked = {"added", "updated", "exited", "removed", "restarted"} | {"overflow", "alert"}
     assert event_kinds() == provoked | set(UNPROVOKABLE_EVENTS)
 
 
@@ -1142,6 +1306,30 @@ def test_event_notifications_fit_the_spec(world: World) -> None:
         assert e["params"]["subscription"] == sub and e["params"]["id"] == proc["id"]
     kinds = [e["params"]["kind"] for e in events]
     assert kinds == ["added", "updated", "updated", "exited", "removed"]
+
+
+def test_spawned_entry_events_fit_the_spec(world: World) -> None:
+    """A spawned process that exits 3, restarted by its policy: `exited` carries the
+    status, `restarted` the new process in the same entry."""
+    tag = world.unique("spec-sp-ev")
+    with Conn(world.daemon) as conn:
+        sub = conn.call("subscribe", {"tags_any": [tag]})["subscription"]
+        entry = world.started(
+            "sh", "-c", "exit 3", tags=[tag], restart="on-failure", max_restarts=1, backoff_min=0
+        )
+        events = conn.wait_events(
+            lambda evs: [e["params"]["kind"] for e in evs].count("exited") == 2
+        )
+        assert conn.call("unsubscribe", {"subscription": sub}) == {"unsubscribed": True}
+    for e in events:
+        assert_valid("/x-notifications/event/schema", e)
+        assert e["params"]["id"] == entry["id"]
+    kinds = [e["params"]["kind"] for e in events]
+    assert kinds == ["added", "exited", "restarted", "exited"], kinds
+    exited, restarted = events[1]["params"]["proc"], events[2]["params"]["proc"]
+    assert (exited["exit_code"], exited["exit_signal"], exited["alive"]) == (3, None, False)
+    assert restarted["alive"] and restarted["restarts"] == 1
+    assert restarted["pid"] != entry["pid"] and events[3]["params"]["proc"]["exit_code"] == 3
 
 
 def test_alert_event_fits_the_spec(world: World) -> None:
@@ -1231,6 +1419,8 @@ FILLERS: dict[str, Any] = {
     "condition": "cpu > 90",
     "rule": 2**62,  # alert.remove's and adopt.remove's: a rule number no rule has
     "match": {"pattern": "^spec-nothing-runs-as-this$"},  # adopt.add's
+    "argv": ["true"],  # spawn's
+    "cwd": "/",
 }
 WRONG_VALUES: list[Any] = [{"an": "object"}, "a string", 12345, [12345], True, 1.5]
 
@@ -1314,6 +1504,10 @@ STORAGE_PARAMS: dict[str, Callable[[Broken], Any]] = {
     "alert.remove": lambda b: {"rule": "s-rule"},
     "adopt.add": lambda b: {"match": {"pattern": "^s-other$"}, "tags": ["s"]},
     "adopt.remove": lambda b: {"rule": "s-adopt"},
+    "spawn": lambda b: {"argv": ["sleep", "300"], "cwd": "/"},
+    "stop": lambda b: {"ids": [b.running["id"]]},
+    "start": lambda b: {"ids": [b.ended["id"]]},
+    "restart": lambda b: {"ids": [b.running["id"]]},
 }
 
 
@@ -1388,6 +1582,42 @@ def _foreign_user(ctx: Ctx) -> Any:
     if os.geteuid() == 0:
         pytest.skip("as root every user's processes may be adopted: -32002 cannot happen")
     return {"match": {"pattern": "x", "user": ["0"]}}
+
+
+def _symlinked_log(ctx: Ctx) -> Any:
+    link = ctx.daemon.root / f"{ctx.world.unique('spec-link')}.log"
+    link.symlink_to(ctx.daemon.root / "spec-target.log")
+    return {"argv": ["true"], "cwd": "/", "log": {"out": str(link), "err": str(link)}}
+
+
+def _program_removed(ctx: Ctx) -> Any:
+    """A spawned entry, dead, whose program is gone."""
+    program = ctx.daemon.root / ctx.world.unique("spec-prog")
+    program.write_text("#!/bin/sh\nexit 0\n")
+    program.chmod(0o700)
+    entry = ctx.world.started_dead(str(program))
+    program.unlink()
+    return {"ids": [entry["id"]]}
+
+
+def _log_now_a_symlink(ctx: Ctx) -> Any:
+    """A spawned entry, dead, whose log file was replaced by a symlink."""
+    log = ctx.daemon.root / f"{ctx.world.unique('spec-log')}.log"
+    entry = ctx.world.started_dead("true", log={"out": str(log), "err": str(log)})
+    log.unlink()
+    log.symlink_to(ctx.daemon.root / "spec-elsewhere.log")
+    return {"ids": [entry["id"]]}
+
+
+def _attached_dead(ctx: Ctx) -> Any:
+    entry = _spawn_attached(ctx, {"argv": ["true"], "cwd": "/", "attach": True, "log": False})
+    return wait_for(
+        lambda: next(
+            (p for p in result_of(ctx.daemon, "list", {"ids": [entry["id"]]}) if not p["alive"]),
+            None,
+        ),
+        "the attached process to be reaped",
+    )
 
 
 def _signals(*values: Any) -> dict[str, Provocation]:
@@ -1544,6 +1774,59 @@ PROVOCATIONS: dict[tuple[str, int], dict[str, Provocation]] = {
     ("adopt.remove", -32006): {
         "no rule with the number": lambda ctx: {"rule": 2**62},
         "no rule with the name": lambda ctx: {"rule": "spec-no-such-rule"},
+    },
+    ("spawn", INVALID_PARAMS): {
+        "argv empty": BadParams("argv", {"argv": [], "cwd": "/"}),
+        "argv of an empty program": BadParams("argv", {"argv": [""], "cwd": "/"}),
+        "argv with a NUL": BadParams("argv", {"argv": ["true", "a\0b"], "cwd": "/"}),
+        "cwd relative": BadParams("cwd", {"argv": ["true"], "cwd": "tmp"}),
+        "env without =": BadParams("env.0", {"argv": ["true"], "cwd": "/", "env": ["X"]}),
+        "restart unknown": BadParams("restart", {"argv": ["true"], "cwd": "/", "restart": "often"}),
+        "max_restarts 0": BadParams(
+            "max_restarts", {"argv": ["true"], "cwd": "/", "max_restarts": 0}
+        ),
+        "backoff_min above backoff_max": BadParams(
+            "backoff_min", {"argv": ["true"], "cwd": "/", "backoff_min": 5, "backoff_max": 1}
+        ),
+        "attach without descriptors": BadParams(
+            "attach", {"argv": ["true"], "cwd": "/", "attach": True, "log": False}
+        ),
+        "attach with log paths": BadParams(
+            "attach",
+            {"argv": ["true"], "cwd": "/", "attach": True, "log": {"out": "/x", "err": "/x"}},
+        ),
+        "attach with a restart policy": BadParams(
+            "restart", {"argv": ["true"], "cwd": "/", "attach": True, "restart": "always"}
+        ),
+        "log false without attach": BadParams("log", {"argv": ["true"], "cwd": "/", "log": False}),
+    },
+    ("spawn", -32004): {
+        "name of an entry": lambda ctx: {"argv": ["true"], "cwd": "/", "name": "spec-a"},
+    },
+    ("spawn", -32010): {
+        "no such program": lambda ctx: {"argv": ["spec-no-such-program"], "cwd": "/"},
+        "no such cwd": lambda ctx: {"argv": ["true"], "cwd": "/spec-no-such-dir"},
+    },
+    ("spawn", -32002): {"a log file that is a symlink": _symlinked_log},
+    ("stop", INVALID_PARAMS): {
+        "timeout -1": BadParams("timeout", {"ids": [NO_ID], "timeout": -1}),
+    },
+    ("restart", INVALID_PARAMS): {
+        "timeout over a day": BadParams("timeout", {"ids": [NO_ID], "timeout": 86401}),
+    },
+    ("stop", -32011): {"an entry added by pid": lambda ctx: {"ids": [ctx.world.a["id"]]}},
+    ("restart", -32011): {"an entry added by pid": lambda ctx: {"ids": [ctx.world.a["id"]]}},
+    ("start", -32011): {
+        "an entry added by pid": lambda ctx: {"ids": [ctx.world.a["id"]]},
+        "an attached entry": lambda ctx: {"ids": [_attached_dead(ctx)["id"]]},
+    },
+    **{
+        (method, -32010): {"its program removed": _program_removed}
+        for method in ("start", "restart")
+    },
+    **{
+        (method, -32002): {"its log file now a symlink": _log_now_a_symlink}
+        for method in ("start", "restart")
     },
     ("unsubscribe", INVALID_PARAMS): {
         "subscription 0": BadParams("subscription", {"subscription": 0}),

@@ -1,13 +1,9 @@
-"""The entry commands: `add`, `run`, `list`, `show`, `rm`, `name`, `reset`.
-
-`rm` and `reset` leave log files where they are (`goproc.cli.logfiles`)."""
+"""The entry commands: `add`, `run` (a `spawn` request), `list`, `show`, `rm`, `name`,
+`reset`.  `rm` and `reset` leave log files where they are."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import subprocess
 import sys
 import time
 from typing import Any
@@ -30,13 +26,14 @@ from goproc.cli.flags import (
     Target,
     call,
     connect,
+    label_tuple,
     selector_of,
     targeted_of,
 )
-from goproc.cli.logfiles import LogFileError, Outputs
 from goproc.cli.matchflags import MatchFlags, matched_lines
+from goproc.cli.policyflags import Policy
 from goproc.errors import UsageError
-from goproc.model import Selector
+from goproc.model import LogFiles, Selector
 
 
 def add(
@@ -76,19 +73,21 @@ def run(
     labels: Labels | None = None,
     attach: Flag = False,
     log: str | None = None,
+    policy: Policy | None = None,
     json_: Json = False,
     common: Common | None = None,
 ) -> ExitCode:
-    """Start COMMAND in its own process group and track it; goproc exits at once while
-    the command runs on, its output in log files (see goproc logs) and its stdin
-    /dev/null.  Use: goproc run [flags] -- CMD ARGS...
+    """Have the daemon start COMMAND (its own process group, stdin /dev/null) as its
+    child and track it: it records the exit status and restarts it as --restart says.
+    goproc exits at once while the command runs on, its output in log files (see goproc
+    logs).  Use: goproc run [flags] -- CMD ARGS...
 
     Parameters
     ----------
     command
         The command and its arguments.
     attach
-        Give the command this terminal's stdin, stdout and stderr instead (no log files).
+        Give the command this terminal's stdout and stderr instead (no log files).
     log
         Append both its stdout and its stderr to this file (made 0600 if missing).
     """
@@ -96,63 +95,25 @@ def run(
         raise UsageError("run needs a command: goproc run [flags] -- CMD ARGS...")
     if attach and log is not None:
         raise UsageError("--attach and --log exclude each other: give one")
-    with connect(common) as client:  # reachable before anything is started
-        try:
-            outputs = _outputs(client, attach, log)
-        except LogFileError as e:
-            output.error(str(e))
-            return ExitCode.REMOTE
-        try:
-            child = subprocess.Popen(
-                list(command),
-                process_group=0,
-                stdin=outputs.stdin,
-                stdout=outputs.stdout,
-                stderr=outputs.stderr,
-            )
-        except OSError as e:
-            outputs.discard()
-            output.error(f"cannot run {command[0]!r}: {e.strerror or e}")
-            return ExitCode.CANNOT_RUN
-        outputs.close()
-        try:
-            proc = _track(client, child, labels or Labels(), outputs)
-        except LogFileError as e:
-            output.error(f"{e}; the command was stopped")
-            return ExitCode.REMOTE
-    child.returncode = 0  # it runs on: keep Popen's finalizer from warning about it
+    labels = labels or Labels()
+    files: bool | LogFiles = True
+    if log is not None:
+        full = os.path.abspath(log)
+        files = LogFiles(full, full)
+    params = (policy or Policy()).spawn_params(command, os.getcwd(), dict(os.environ))
+    params = attrs.evolve(
+        params,
+        tags=label_tuple(labels.tag or ()),
+        groups=label_tuple(labels.group or ()),
+        name=None if labels.name is None else api.Name(labels.name),
+        log=False if attach else files,
+        attach=attach,
+    )
+    with connect(common) as client:
+        fds = (sys.stdout.fileno(), sys.stderr.fileno()) if attach else ()
+        proc = client.call(api.SPAWN, params, fds=fds)
     output.emit(proc, json_, output.started_lines)
     return ExitCode.OK
-
-
-def _outputs(client: Client, attach: bool, log: str | None) -> Outputs:
-    if attach:
-        return Outputs.attached()
-    if log is not None:
-        return Outputs.appended(log)
-    return Outputs.fresh(client.call(api.STATUS, api.NoParams())["state_dir"])
-
-
-def _track(client: Client, child: subprocess.Popen[bytes], labels: Labels, outputs: Outputs) -> Any:
-    """Add the child and put its log files in place; not tracked means not started:
-    never leave an untracked child (nor its files, nor an entry for a killed one)."""
-    params = attrs.evolve(labels.add_params([child.pid]), log=outputs.log)
-    proc = None
-    try:
-        proc = client.call(api.ADD, params)
-        outputs.place(proc)
-        return proc
-    except BaseException:
-        try:
-            os.killpg(child.pid, signal.SIGKILL)
-        except OSError:
-            child.kill()
-        child.wait()
-        outputs.discard()
-        if proc is not None:  # tracked, but its files could not be put in place
-            with contextlib.suppress(Exception):
-                client.call(api.REMOVE, api.Targeted(select=Selector(ids=(proc["id"],))))
-        raise
 
 
 def show(

@@ -18,7 +18,16 @@ from typing import Any
 
 from goproc import api
 from goproc.daemon.counters import OK, outcome_of
-from goproc.daemon.handlers import adoption, alerts, kill, metrics, procs, subscriptions, wait
+from goproc.daemon.handlers import (
+    adoption,
+    alerts,
+    kill,
+    metrics,
+    procs,
+    subscriptions,
+    supervise,
+    wait,
+)
 from goproc.daemon.handlers.context import Bound, Ctx, bind
 from goproc.daemon.handlers.labels import label_handlers
 from goproc.model import Proc
@@ -50,6 +59,10 @@ TABLE: dict[str, Bound[Any, Any]] = {
         bind(api.ADOPT_ADD, adoption.add),
         bind(api.ADOPT_LIST, adoption.list_rules),
         bind(api.ADOPT_REMOVE, adoption.remove),
+        bind(api.SPAWN, supervise.spawn),
+        bind(api.STOP, supervise.stop),
+        bind(api.START, supervise.start),
+        bind(api.RESTART, supervise.restart),
     )
 }
 assert TABLE.keys() == api.METHODS.keys(), "every method of the contract has a handler"

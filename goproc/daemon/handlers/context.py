@@ -15,6 +15,7 @@ from goproc.daemon.counters import RpcStats
 from goproc.daemon.events import EventBus, Subscription
 from goproc.daemon.probe import Probe
 from goproc.daemon.service import Pulse, Service, Vitals
+from goproc.daemon.supervisor import Supervisor
 from goproc.errors import Ambiguous, NoMatch
 from goproc.metrics import DEFAULT_HISTORY, MetricsStore
 from goproc.model import Proc, Rule, Selector
@@ -42,6 +43,10 @@ class Session(Protocol):
     def cancel_on_hangup(self) -> AbstractAsyncContextManager[None]: ...
 
     def cut_short_on_stop(self) -> AbstractContextManager[trio.CancelScope]: ...
+
+    def take_fds(self) -> tuple[int, ...]:
+        """The descriptors sent with the request (SCM_RIGHTS, at most 2), now the
+        caller's to close."""
 
 
 class Exits(Protocol):
@@ -95,6 +100,8 @@ class Ctx:
     # Requests answered, by method and outcome, and their durations (one object shared
     # by every connection's copy; read by `goproc.daemon.exposition`).
     rpc_stats: RpcStats = field(factory=RpcStats)
+    # Starts, reaps and restarts what `spawn` starts; None: this daemon starts nothing.
+    supervisor: Supervisor | None = None
     session: Session | None = None
 
 

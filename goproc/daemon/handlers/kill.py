@@ -126,11 +126,16 @@ def _send(ctx: Ctx, p: Proc, signum: int, group: bool) -> None:
 async def _exited(ctx: Ctx, p: Proc) -> None:
     """Return once the process has ended: told by the exit watcher's pidfd, or (when it
     has none for the entry, or the entry was forgotten while alive) found by probing
-    every 20 ms."""
+    every 20 ms; for a child of the daemon's, once the reaper has recorded its exit."""
     await ctx.exits.wait_exit(p)
     while ctx.probe.is_alive(p.pid, p.started_at):
         with trio.move_on_after(0.02):
             await ctx.pulse.wait()
+    # A child of the daemon's is marked dead when it is reaped, with its status.
+    while (current := _current(ctx, p)) is not None and current.alive:
+        if not ctx.vitals.reaped_by_us(current):
+            break
+        await ctx.pulse.wait()
 
 
 def _settle(ctx: Ctx, p: Proc) -> None:
