@@ -9,10 +9,13 @@ and the socket's `ping` while 100 HTTP clients scrape in a loop.
 
 1. Scrape: `--entries` real `sleep` processes tracked by a daemon (default config, so
    metrics sampled every 2 s, with `http_listen` on 127.0.0.1), one sweep waited for;
-   then 30 GETs of /metrics 0.6 s apart, each made anew (the daemon sends a body again
-   only to scrapers within 0.5 s of it): latency p50, p99 (bar p50 <= 50 ms); and the
-   daemon's CPU (utime + stime of /proc/PID/stat) over --seconds while it is scraped
-   once a second, beside the same span unscraped (bar: scraped <= 5% of one core).
+   then 20 GETs of /metrics, each made anew: at least 0.6 s apart (the daemon sends a
+   body again only to scrapers within 0.5 s of it) and each just after a metrics sweep
+   (between sweeps the daemon keeps the entries' part of a body, which is nearly all
+   of it): latency p50, p99 (bar p50 <= 50 ms); and the daemon's CPU (utime + stime of
+   /proc/PID/stat) over --seconds while it is scraped once a second (so every other
+   scrape finds the entries' part kept, as a Prometheus scraping every second does),
+   beside the same span unscraped (bar: scraped <= 5% of one core).
    prometheus-process-exporter (when installed), configured to export each of the
    same processes as its own group, is measured the same way, side by side.
 2. Clients: --clients HTTP clients (keep-alive connections, in 4 worker processes so
@@ -34,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +54,7 @@ from harness import (
 
 BARS = {"scrape_p50_ms": 50.0, "scrape_cpu_percent": 5.0, "ping_p99_ms": 5.0}
 WORKERS = 4
-SCRAPES, GAP = 30, 0.6  # goproc sends a body again to other scrapers for 0.5 s
+SCRAPES, GAP = 20, 0.6  # goproc sends a body again to other scrapers for 0.5 s
 
 
 def progress(message: str) -> None:
@@ -75,17 +78,22 @@ def get(address: str, path: str, conn: http.client.HTTPConnection | None = None)
 
 
 def scrape_numbers(
-    address: str, pid: int, seconds: float, path: str = "/metrics"
+    address: str, pid: int, seconds: float, sweeps: Callable[[], int] | None = None
 ) -> dict[str, Any]:
-    """Latency of SCRAPES scrapes GAP apart (longer than the daemon keeps a body for
-    other scrapers, so each one is made anew), then the CPU of `pid` over `seconds`
-    unscraped and over `seconds` scraped once a second."""
+    """Latency of SCRAPES scrapes, each made anew: GAP apart (longer than a body is
+    sent again to other scrapers) and, for goproc, each just after a metrics sweep
+    (`sweeps` counts them), so none finds its entries' part kept; then the CPU of
+    `pid` over `seconds` unscraped and over `seconds` scraped once a second."""
     latencies = []
     size = 0
     for _ in range(SCRAPES):
         time.sleep(GAP)
+        if sweeps is not None:
+            last = sweeps()
+            while sweeps() == last:
+                time.sleep(0.02)
         started = time.perf_counter()
-        size = len(get(address, path))
+        size = len(get(address, "/metrics"))
         latencies.append(time.perf_counter() - started)
     before = cpu_seconds(pid)
     time.sleep(seconds)
@@ -93,7 +101,7 @@ def scrape_numbers(
     before, started = cpu_seconds(pid), time.monotonic()
     for n in range(int(seconds)):
         time.sleep(max(0.0, started + n - time.monotonic()))
-        get(address, path)
+        get(address, "/metrics")
     time.sleep(max(0.0, started + seconds - time.monotonic()))
     scraped = cpu_seconds(pid) - before
     return {
@@ -220,7 +228,10 @@ def run(runner: Runner, entries: int, seconds: float, clients: int) -> dict[str,
                     raise RuntimeError("the sampler did not sweep every entry")
                 time.sleep(0.2)
         progress(f"scraping goproc: {entries} entries")
-        goproc = scrape_numbers(address, d.proc.pid, seconds)
+        with LineClient(d.socket) as client:
+            goproc = scrape_numbers(
+                address, d.proc.pid, seconds, lambda: int(client.call("status")["metrics_sweeps"])
+            )
         with process_exporter(pids) as exporter:
             other = None
             if exporter is not None:

@@ -5,17 +5,15 @@ of them per entry.  Pure: no trio, no I/O (the readings come from the probe, see
 Metrics are memory only: they are never journaled or snapshotted.  A `Track` belongs to
 one process (entry id, pid, start time): a reading is recorded only for that process,
 and the store's answers for an entry that is dead, or whose process is another, are
-None.  History is kept in a ring of `array`s (20 bytes a sample), allocated whole at an
-entry's first sample: 300 samples for 1,000 entries are about 6 MB.
+None.  Its history is a `goproc.history.History`.
 """
 
 from __future__ import annotations
 
-import math
-from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import NamedTuple
 
+from goproc.history import History
 from goproc.model import START_TOLERANCE, Proc
 
 DEFAULT_HISTORY = 300
@@ -52,16 +50,6 @@ class Metrics(NamedTuple):
     fds: int | None
 
 
-class Sample(NamedTuple):
-    """One point of an entry's history."""
-
-    t: float
-    cpu_percent: float
-    rss_bytes: int
-    read_rate: float | None
-    write_rate: float | None
-
-
 def rate(now: int | None, before: int | None, seconds: float) -> float | None:
     """Bytes per second between two counter readings; None when either is unknown.  A
     counter that went back (it cannot, for one process) counts as no progress."""
@@ -77,111 +65,12 @@ def cpu_percent(now: float, before: float, seconds: float) -> float:
     return max(0.0, now - before) / seconds * 100.0
 
 
-NAN = math.nan
-_OFFSET_MAX = 2**32 - 1
 _NEW = tuple.__new__  # a named tuple made without its Python-level __new__ (hot path)
 
 
 def _rounded(value: float | None) -> float | None:
     """To 0.1 (as `round(value, 1)`, up to halfway cases, at a third of its cost)."""
     return None if value is None else round(value * 10.0) / 10.0
-
-
-class History:
-    """The last `size` samples of one entry, oldest first, in parallel arrays of 4-byte
-    items: the time in milliseconds after `base` (moved forward when the offsets would
-    overflow, about every 49 days), CPU % and rates as float32, RSS in KiB (exact: it is
-    whole pages)."""
-
-    __slots__ = ("_cpu", "_head", "_read", "_rss", "_t", "_write", "base", "count", "size")
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.count = 0
-        self.base = 0  # the milliseconds since the epoch that offset 0 stands for
-        self._head = 0  # where the next sample goes
-        self._t = array("I", bytes(4 * size))
-        self._cpu = array("f", bytes(4 * size))
-        self._rss = array("I", bytes(4 * size))
-        self._read = array("f", bytes(4 * size))
-        self._write = array("f", bytes(4 * size))
-
-    def append(self, s: Sample) -> None:
-        self.add(s.t, s.cpu_percent, s.rss_bytes, s.read_rate, s.write_rate)
-
-    def add(
-        self, t: float, cpu: float, rss: int, read_rate: float | None, write_rate: float | None
-    ) -> None:
-        ms = round(t * 1000)
-        if not self.count:
-            self.base = ms
-        offset = ms - self.base
-        if not 0 <= offset <= _OFFSET_MAX:
-            offset = self._rebase(ms)
-        i = self._head  # `_put`, inlined: this runs for every process every sweep
-        self._t[i] = offset
-        self._cpu[i] = cpu
-        self._rss[i] = min(rss >> 10, _OFFSET_MAX) if rss > 0 else 0
-        self._read[i] = NAN if read_rate is None else read_rate
-        self._write[i] = NAN if write_rate is None else write_rate
-        self._head = i + 1 if i + 1 < self.size else 0
-        if self.count < self.size:
-            self.count += 1
-
-    def _rebase(self, ms: int) -> int:
-        """Offsets from the oldest sample kept (or from `ms`, going back), so that `ms`
-        fits; samples that cannot be told apart from it any more are dropped."""
-        base, kept = self.base, list(self._raw())
-        kept = [k for k in kept if abs(ms - (base + k[0])) <= _OFFSET_MAX]
-        self.base = min([ms, *(base + k[0] for k in kept)])
-        self.count = self._head = 0
-        for offset, cpu, kib, read, write in kept:
-            self._put(base + offset - self.base, cpu, kib << 10, read, write)
-        return ms - self.base
-
-    def _put(
-        self, offset: int, cpu: float, rss: int, read_rate: float | None, write_rate: float | None
-    ) -> None:
-        i = self._head
-        self._t[i] = offset
-        self._cpu[i] = cpu
-        self._rss[i] = min(rss >> 10, _OFFSET_MAX) if rss > 0 else 0
-        self._read[i] = NAN if read_rate is None else read_rate
-        self._write[i] = NAN if write_rate is None else write_rate
-        self._head = i + 1 if i + 1 < self.size else 0
-        if self.count < self.size:
-            self.count += 1
-
-    def _raw(self) -> Iterator[tuple[int, float, int, float | None, float | None]]:
-        start = (self._head - self.count) % self.size
-        for k in range(self.count):
-            i = (start + k) % self.size
-            read, write = self._read[i], self._write[i]
-            yield (
-                self._t[i],
-                self._cpu[i],
-                self._rss[i],
-                None if math.isnan(read) else read,
-                None if math.isnan(write) else write,
-            )
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __iter__(self) -> Iterator[Sample]:
-        base = self.base
-        for offset, cpu, kib, read, write in self._raw():
-            yield Sample(
-                (base + offset) / 1000,
-                round(cpu, 2),  # float32 kept: as precise as it was given
-                kib << 10,
-                None if read is None else round(read, 1),
-                None if write is None else round(write, 1),
-            )
-
-    def since(self, t: float | None) -> list[Sample]:
-        """The samples taken at `t` or later (all of them for None), oldest first."""
-        return [s for s in self if t is None or s.t >= t]
 
 
 class Track:
@@ -230,6 +119,7 @@ class MetricsStore:
         self.history_size = history
         self.encode = encode
         self.tracks: dict[int, Track] = {}
+        self.revision = 0  # grows with every change of a track (a scrape is the same meanwhile)
 
     def __len__(self) -> int:
         return len(self.tracks)
@@ -273,6 +163,7 @@ class MetricsStore:
         track.latest = _NEW(Metrics, (*head, read_rate, write_rate, reading.threads, fds))
         track.cpu, track.last_at, track.text = cpu_seconds, mono, None
         track.history.add(wall, cpu, rss, read_rate, write_rate)
+        self.revision += 1
 
     def track(self, p: Proc) -> Track | None:
         """`p`'s track, if `p` is alive and the track is of its process."""
@@ -301,3 +192,4 @@ class MetricsStore:
         """Forget the tracks of every entry not in `ids` (dead, removed, gone)."""
         for proc_id in [i for i in self.tracks if i not in ids]:
             del self.tracks[proc_id]
+            self.revision += 1

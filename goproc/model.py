@@ -29,6 +29,23 @@ def same_start(a: float, b: float) -> bool:
     return abs(a - b) <= START_TOLERANCE
 
 
+LABEL_MAX = 64
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1: what the spec's pattern says
+
+
+def label_problem(label: str, shown: str) -> str | None:
+    """What is wrong with a tag or a group as given (None: nothing), `shown` being how
+    the message quotes it: at most LABEL_MAX characters, no comma (a comma separates
+    labels on the command line) and no control character."""
+    if len(label) > LABEL_MAX:
+        return f"must be at most {LABEL_MAX} characters, got {len(label)}: {shown}"
+    if "," in label:
+        return f"must not contain a comma (one separates labels), got {shown}"
+    if _CONTROL.search(label):
+        return f"must not contain control characters, got {shown}"
+    return None
+
+
 def normalize_labels(labels: Iterable[str]) -> tuple[str, ...]:
     """Tags and groups as stored: trimmed, de-duplicated, sorted, empty ones dropped."""
     return tuple(sorted({s.strip() for s in labels} - {""}))

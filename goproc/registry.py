@@ -48,6 +48,7 @@ class Registry:
         "_procs",
         "adopts",
         "next_id",
+        "revision",
         "rules",
     )
 
@@ -55,6 +56,9 @@ class Registry:
         # The alert and adoption rules: changed by `apply` only, as entries are.
         self.rules = RuleBook()
         self.adopts = AdoptBook()
+        # Grows with every change of an entry but `touch` (last_seen): what is shown of
+        # the entries (a scrape) is the same while it stands.
+        self.revision = 0
         self._clear()
 
     def _clear(self) -> None:
@@ -289,6 +293,7 @@ class Registry:
         else:
             new = attrs.evolve(p, alive=False, exited_at=now)
         self._procs[proc_id] = new
+        self.revision += 1
         return new
 
     def touch(self, proc_id: int, now: float) -> bool:
@@ -303,6 +308,7 @@ class Registry:
         """Apply a Change (planned by a mutation, or replayed from a journal), keeping
         every index.  Returns the Change that undoes it (ids are never given back)."""
         undo = self._undo_for(change)
+        self.revision += 1
         if change.reset:
             self._clear()
             self.next_id = change.next_id
@@ -359,6 +365,7 @@ class Registry:
         next_adopt: int = 1,
     ) -> None:
         """Replace the content with `procs` and the rules (from a snapshot)."""
+        self.revision += 1
         self._clear()
         self.rules.load(rules, next_rule)
         self.adopts.load(adopts, next_adopt)

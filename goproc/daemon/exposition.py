@@ -4,9 +4,10 @@
 request counts, the exit and alert counters, the connection count) when it is
 collected and keeps nothing between scrapes, so nothing on the request or sampling
 path knows Prometheus exists.  `Exposition` holds the collector and the library's
-`ProcessCollector` (the daemon's own `process_*` metrics) in a `CollectorRegistry` of
-their own, and `render` encodes them in the format an Accept header asks for.
-No HTTP here: the route that serves /metrics calls `Exposition.render`.
+`ProcessCollector` (the daemon's own `process_*` metrics); `collect` gathers their
+families in the event loop and `Scrape.encode` encodes them, in the format an Accept
+header asks for, by the library's encoders.  No HTTP here: the /metrics route calls
+them.
 
 Label values: an entry's `name` is "" when it has none; tags, groups and the command
 line appear only in `goproc_process_info` (the command only with `show_cmd`), so the
@@ -43,6 +44,8 @@ ENTRY_LABELS = ("id", "name", "pid")
 # which has no annotations.
 go_string: Callable[[float], str] = _untyped_go_string
 RuleKey = tuple[int, str | None]
+Revision = tuple[int, int]  # the registry's and the metrics store's
+OPENMETRICS_EOF = b"# EOF\n"
 
 
 def clean(text: str) -> str:
@@ -155,7 +158,9 @@ class _Entries:
 
 @frozen
 class GoprocCollector(Collector):
-    """goproc's metrics, read from these sources at every `collect`."""
+    """goproc's metrics, read from these sources at every `collect`: the entries'
+    families (`entry_families`, the same while `revision` is), then the daemon-wide
+    ones (`daemon_families`)."""
 
     registry: Registry
     metrics: MetricsStore
@@ -166,12 +171,22 @@ class GoprocCollector(Collector):
     show_cmd: bool = False  # whether `goproc_process_info` carries the command line
 
     def collect(self) -> Iterator[Metric]:
+        yield from self.entry_families()
+        yield from self.daemon_families()
+
+    def revision(self) -> Revision:
+        """What `entry_families` reads, as two numbers: while they stand, it yields the
+        same families."""
+        return self.registry.revision, self.metrics.revision
+
+    def entry_families(self) -> list[Metric]:
         entries = _Entries(self.show_cmd)
-        alive = 0
         for p in self.registry:
             entries.add(p, self.metrics)
-            alive += p.alive
-        yield from entries.families()
+        return entries.families()
+
+    def daemon_families(self) -> Iterator[Metric]:
+        alive = sum(p.alive for p in self.registry)
         state = GaugeMetricFamily("goproc_entries", "Registry entries by state.", labels=["state"])
         state.add_metric(["alive"], alive)
         state.add_metric(["dead"], len(self.registry) - alive)
@@ -218,23 +233,66 @@ class GoprocCollector(Collector):
 
 
 class Exposition:
-    """goproc's collector and the daemon's own `process_*` metrics, in a registry of
-    their own (never the library's global one)."""
+    """goproc's collector and the daemon's own `process_*` metrics (never in the
+    library's global registry), collected in the event loop and encoded anywhere.
+
+    The entries' part of a body (nearly all of it) is encoded again only when the
+    collector's `revision` moved or the format is another: a scrape between two
+    metrics sweeps costs the daemon-wide families only."""
 
     def __init__(self, collector: GoprocCollector, *, own_process: bool = True) -> None:
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(collector)
-        if own_process:
-            ProcessCollector(registry=self.registry)
+        self.collector = collector
+        self.own = ProcessCollector(registry=None) if own_process else None
+        # By format: the revision an encoded entries part was made at, and the part.
+        self.kept: dict[str, tuple[Revision, bytes]] = {}
 
     def render(self, accept_header: str | None) -> tuple[bytes, str]:
-        """The body and Content-Type of a scrape (`collect`, then `encode`)."""
-        return encode(self.collect(), accept_header)
+        """The body and Content-Type of a scrape (`collect`, then `Scrape.encode`)."""
+        return self.collect(accept_header).encode()
 
-    def collect(self) -> list[Metric]:
-        """Every metric family as of now.  It reads the registry: call it in the trio
-        thread (about 9 ms for 1,000 entries), then `encode` anywhere."""
-        return list(self.registry.collect())
+    def collect(self, accept_header: str | None) -> Scrape:
+        """Every metric family as of now (the entries' part may be encoded already).
+        It reads the registry: call it in the event loop (about 9 ms for 1,000 entries
+        when the entries' part is made anew); encode the result anywhere."""
+        encoder, content_type = choose_encoder(accept_header or "")
+        revision = self.collector.revision()
+        kept = self.kept.get(content_type)
+        entries: list[Metric] | bytes
+        if kept is not None and kept[0] == revision:
+            entries = kept[1]
+        else:
+            entries = self.collector.entry_families()
+        daemon = list(self.collector.daemon_families())
+        if self.own is not None:
+            daemon += self.own.collect()
+        return Scrape(self, encoder, content_type, revision, entries, daemon)
+
+    def keep(self, content_type: str, revision: Revision, entries: bytes) -> None:
+        self.kept[content_type] = (revision, entries)
+
+
+@frozen(eq=False)
+class Scrape:
+    """One scrape's families, collected: `encode` touches nothing else, so it may run
+    in a worker thread (it hands the entries' part back to `owner.keep`, which one
+    dict assignment does)."""
+
+    owner: Exposition
+    encoder: Callable[[CollectorRegistry], bytes]
+    content_type: str
+    revision: Revision
+    entries: list[Metric] | bytes  # the entries' families, or their part encoded
+    daemon: list[Metric]
+
+    def encode(self) -> tuple[bytes, str]:
+        """The body, by the library's own encoder (OpenMetrics when the Accept header
+        named application/openmetrics-text, else the text format 0.0.4), and its
+        Content-Type.  Two encodings joined: the first's OpenMetrics `# EOF` dropped."""
+        entries = self.entries
+        if not isinstance(entries, bytes):
+            entries = self.encoder(_registry_of(entries)).removesuffix(OPENMETRICS_EOF)
+            self.owner.keep(self.content_type, self.revision, entries)
+        return entries + self.encoder(_registry_of(self.daemon)), self.content_type
 
 
 @frozen(eq=False)  # a registry keys its collectors by identity
@@ -247,12 +305,7 @@ class Collected(Collector):
         return iter(self.families)
 
 
-def encode(families: list[Metric], accept_header: str | None) -> tuple[bytes, str]:
-    """`families` in the format `accept_header` asks for (OpenMetrics when it names
-    application/openmetrics-text, else the text format 0.0.4), by the library's own
-    encoder, and its Content-Type.  Touches nothing but `families`: it may run in a
-    worker thread."""
-    encoder, content_type = choose_encoder(accept_header or "")
+def _registry_of(families: list[Metric]) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Collected(families))
-    return encoder(registry), content_type
+    return registry

@@ -6,12 +6,11 @@ them and words the failures).  Pure: no trio, no I/O.
 from __future__ import annotations
 
 import json
-import re
 import signal
 from collections.abc import Callable
 from typing import Any, NewType
 
-from goproc.model import NAME_RE, NAME_RULE
+from goproc.model import NAME_RE, NAME_RULE, label_problem
 from goproc.params import LIFETIME_MAX
 from goproc.rpc.entries import parse_time
 
@@ -56,23 +55,13 @@ def needle(value: Any, _: Any) -> str:
     return text
 
 
-LABEL_MAX = 64
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1: what the spec's pattern says
-
-
 def label_value(value: Any, _: Any) -> str:
-    """A tag or a group as given: at most LABEL_MAX characters, no comma (a comma
-    separates labels on the command line) and no control character.  Trimmed when
-    stored; a blank one is dropped (`goproc.model.normalize_labels`)."""
+    """A tag or a group as given (`goproc.model.label_problem`).  Trimmed when stored; a
+    blank one is dropped (`goproc.model.normalize_labels`)."""
     text = str_value(value, _)
-    if len(text) > LABEL_MAX:
-        raise Invalid(
-            f"must be at most {LABEL_MAX} characters, got {len(text)}: {show_value(value)}"
-        )
-    if "," in text:
-        raise Invalid(f"must not contain a comma (one separates labels), got {show_value(value)}")
-    if _CONTROL.search(text):
-        raise Invalid(f"must not contain control characters, got {show_value(value)}")
+    problem = label_problem(text, show_value(value))
+    if problem is not None:
+        raise Invalid(problem)
     return text
 
 

@@ -4,10 +4,12 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any, cast
 
 import trio
 import trio.testing
+from prometheus_client.exposition import choose_encoder
 
 from goproc.daemon.events import EventBus
 from goproc.daemon.http.app import HEARTBEAT, HttpApp
@@ -113,9 +115,10 @@ class CountingExposition:
     def __init__(self) -> None:
         self.collected = 0
 
-    def collect(self) -> list[Any]:
+    def collect(self, accept: str | None) -> Any:
         self.collected += 1
-        return []
+        content_type = choose_encoder(accept or "")[1]
+        return SimpleNamespace(encode=lambda: (b"", content_type))
 
 
 def scrape_app() -> tuple[CountingExposition, HttpApp]:

@@ -26,21 +26,23 @@ def test_list_stats_and_show_give_the_metrics(spawn_daemon: Any, sleeper: Any) -
     wait_until(hot, timeout=20, what="the busy loop sampled busy")
     wait_until(lambda: d.call("show", {"ids": [idle["id"]]})["metrics"], timeout=10)
 
+    # Later samples of the busy loop are only said to be busy (over 20%), not over 50%:
+    # on a loaded machine a sample can catch it waiting for a core.
     rows = {line.split()[2]: line.split() for line in d.cli("list").stdout.splitlines()[1:]}
-    assert float(rows["busy"][4]) > 50 and float(rows["idle"][4]) < 5, rows
+    assert float(rows["busy"][4]) > 20 and float(rows["idle"][4]) < 5, rows
     assert rows["busy"][5][-1] in "KMG" and rows["idle"][5][-1] in "KMG", "MEM in units"
     by_cpu = [line.split()[2] for line in d.cli("list", "--sort", "cpu").stdout.splitlines()[1:]]
     assert by_cpu == ["busy", "idle"]
 
     stats = json.loads(d.cli("stats", "--json").stdout)
     assert (stats["entries"], stats["alive"], stats["sampled"]) == (2, 2, 2)
-    assert stats["cpu_percent"] > 50 and stats["rss_bytes"] > 1_000_000
+    assert stats["cpu_percent"] > 20 and stats["rss_bytes"] > 1_000_000
     text = dict(line.split(None, 1) for line in d.cli("stats").stdout.splitlines())
     assert text["rss_bytes"][-1] in "KMG"
 
     wait_until(lambda: len(history(d, busy["id"])) >= 3, timeout=10, what="three samples")
     shown = dict(line.split(None, 1) for line in d.cli("show", "busy").stdout.splitlines())
-    assert float(shown["metrics.cpu_percent"]) > 50
+    assert float(shown["metrics.cpu_percent"]) > 20
     cpu_line = shown["history.cpu"]
     assert set(cpu_line.split("  ")[0]) <= set("▁▂▃▄▅▆▇█") and "█" in cpu_line
     latin = d.cli("show", "busy", env={"PYTHONIOENCODING": "latin-1"}).stdout

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import trio
 from fakes import ErrorReply, call, make_parts
+from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
@@ -194,10 +195,47 @@ def test_dead_entries_only_in_up_and_labels_only_in_info() -> None:
 
 
 def test_the_bytes_are_the_library_encoders_own() -> None:
-    """`encode` of what was collected is what the library makes of the registry itself."""
-    expo = Exposition(collector(), own_process=False)
-    assert expo.render(None)[0] == generate_latest(expo.registry)
-    assert expo.render(OPENMETRICS)[0] == generate_openmetrics(expo.registry)
+    """The body, though encoded in two parts, is what the library's encoders make of a
+    registry holding the collector itself, in both formats, made anew or kept."""
+    c = collector()
+    whole = CollectorRegistry(auto_describe=False)
+    whole.register(c)
+    expo = Exposition(c, own_process=False)
+    for _ in range(2):  # the second time with the entries' part kept
+        assert expo.render(None)[0] == generate_latest(whole)
+        assert expo.render(OPENMETRICS)[0] == generate_openmetrics(whole)
+    formats = {expo.collect(None).content_type, expo.collect(OPENMETRICS).content_type}
+    assert set(expo.kept) == formats
+
+
+def test_the_entries_part_is_kept_only_while_nothing_it_shows_changed() -> None:
+    """Every change an entry's samples show moves the revision, so a kept part is
+    never stale: after each change the body is the one an exposition with nothing
+    kept makes, and it shows the change."""
+    c = collector()
+    expo = Exposition(c, own_process=False)
+    registry, store = c.registry, c.metrics
+
+    def check() -> bytes:
+        body = expo.render(OPENMETRICS)[0]
+        assert body == Exposition(c, own_process=False).render(OPENMETRICS)[0]
+        return body
+
+    first = check()
+    assert isinstance(expo.collect(OPENMETRICS).entries, bytes)  # kept: nothing moved
+    web = registry.get(1)
+    assert web is not None
+    store.record(web, Reading(9.0, 4096, 8192, 3, 100, 200, 7), T0 + 160, 60.0)
+    assert b'goproc_process_cpu_seconds_total{id="1",name="web",pid="101"} 9.0' in check()
+    registry.touch(1, T0 + 170)  # last_seen is not shown: the part stays kept
+    assert isinstance(expo.collect(OPENMETRICS).entries, bytes)
+    registry.set_alive(1, False, T0 + 180)
+    assert b'goproc_process_up{id="1",name="web",pid="101"} 0.0' in check()
+    _, change = registry.plan_set_name(2, "renamed")
+    registry.apply(change)
+    assert b'name="renamed"' in check()
+    store.retain({3})
+    assert check() != first
 
 
 def test_an_empty_daemon_still_has_its_daemon_wide_metrics() -> None:

@@ -10,7 +10,8 @@ import sys
 import attrs
 from hypothesis import given, strategies as st
 
-from goproc.metrics import History, MetricsStore, Reading, Sample, cpu_percent, rate
+from goproc.history import History, Sample
+from goproc.metrics import MetricsStore, Reading, cpu_percent, rate
 from goproc.model import Proc
 from goproc.rpc.entries import metrics_dict, metrics_text
 

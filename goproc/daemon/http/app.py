@@ -25,7 +25,7 @@ import trio
 
 from goproc.api import History, Status
 from goproc.daemon.events import EventBus, Held, Overflow, Subscription
-from goproc.daemon.exposition import Exposition, encode
+from goproc.daemon.exposition import Exposition
 from goproc.daemon.http.query import (
     authorized,
     hide_cmd_in_entries,
@@ -171,8 +171,8 @@ class HttpApp:
             kept = self._scrapes.get(key)
             if kept is not None and trio.current_time() - kept[0] < self.scrape_max_age:
                 return kept[1], kept[2]
-            families = exposition.collect()
-            body, content_type = await trio.to_thread.run_sync(encode, families, accept)
+            scrape = exposition.collect(accept)
+            body, content_type = await trio.to_thread.run_sync(scrape.encode)
             self._scrapes[key] = (trio.current_time(), body, content_type)
             return body, content_type
 
