@@ -92,7 +92,9 @@ def _bring_in_line(client: Client, step: Step, entry: Mapping[str, Any]) -> Any:
         if add:
             client.call(methods.add, api.LabelParams(tuple(map(api.Label, add)), target=target))
         if remove:
-            client.call(methods.remove, api.LabelParams(tuple(map(api.Label, remove)), target=target))
+            client.call(
+                methods.remove, api.LabelParams(tuple(map(api.Label, remove)), target=target)
+            )
     if step.action == "start":
         return client.call(api.START, target)[0]
     if step.tags != ((), ()) or step.groups != ((), ()):
