@@ -62,6 +62,8 @@ COMMANDS = (  # name, module:function in goproc.cli.commands, the line `goproc -
     ("stop", "supervise:stop", "Stop commands run started: TERM, then KILL; no restart."),
     ("start", "supervise:start", "Start stopped commands run started again, in their entry."),
     ("restart", "supervise:restart", "Stop and start again commands run started."),
+    ("up", "compose:up", "Start what a process file declares and is not running as declared."),
+    ("down", "compose:down", "Stop the programs a process file declares."),
     ("logs", "logs:logs", "Print (or follow) the output a command started by run wrote."),
     ("list", "listing:list_", "List tracked processes, filtered and sorted."),
     ("show", "procs:show", "Show one entry in full."),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import signal
 import socket
 import time
@@ -212,6 +213,30 @@ def test_show_cmd_false_hides_cmd(spawn_daemon: Callable[..., Daemon], sleeper: 
         d.call("add", {"pid": sleeper().pid})
         added = events.next()
         assert added["kind"] == "added" and added["proc"]["cmd"] is None
+
+
+@pytest.mark.parametrize("show_cmd", [True, False])
+def test_a_started_commands_environment_is_never_served(
+    spawn_daemon: Callable[..., Daemon], show_cmd: bool
+) -> None:
+    """`spawned.env` can hold secrets: no HTTP output carries it (and `spawned.argv`
+    only with http_show_cmd), though the socket's `list` does."""
+    d, address = http_daemon(spawn_daemon, http_show_cmd=show_cmd)
+    secret = "GOPROC_TEST_SECRET=hunter2"
+    params = {"argv": ["sleep", "300"], "cwd": "/", "env": [secret]}
+    with EventStream(address) as events:
+        started = d.call("spawn", params)
+        try:
+            added = events.next()
+            status, _, body = get(address, "/api/procs")
+            assert status == 200 and b"hunter2" not in body
+            (entry,) = json.loads(body)
+            assert d.call("list")[0]["spawned"]["env"] == [secret]
+            assert entry["spawned"]["env"] is None and added["proc"]["spawned"]["env"] is None
+            argv = ["sleep", "300"] if show_cmd else None
+            assert entry["spawned"]["argv"] == added["proc"]["spawned"]["argv"] == argv
+        finally:
+            os.killpg(started["pid"], signal.SIGKILL)
 
 
 class EventStream:

@@ -18,9 +18,9 @@ from goproc.config import (
 )
 from goproc.daemon.http.query import (
     authorized,
-    hide_cmd_in_entries,
-    hide_cmd_in_event,
     selector_of,
+    shown_entries,
+    shown_event,
 )
 from goproc.errors import ConfigError, InvalidValue
 from goproc.model import Selector
@@ -153,13 +153,25 @@ def test_authorized() -> None:
     assert not authorized([(b"authorization", b"Bearer t")] * 2, "t")
 
 
-def test_hiding_cmd() -> None:
-    entries = b'[{"id":1,"cmd":"secret --pw x"},{"id":2,"cmd":"y"}]'
-    assert json.loads(hide_cmd_in_entries(entries)) == [
-        {"id": 1, "cmd": None},
+def test_hiding_cmd_and_a_started_commands_environment() -> None:
+    entries = b'[{"id":1,"cmd":"secret --pw x","spawned":null},{"id":2,"cmd":"y"}]'
+    assert shown_entries(entries, show_cmd=True) is entries  # nothing to hide: as it is
+    assert json.loads(shown_entries(entries, show_cmd=False)) == [
+        {"id": 1, "cmd": None, "spawned": None},
         {"id": 2, "cmd": None},
     ]
+    started = b'[{"id":3,"cmd":"a b","spawned":{"argv":["a","b"],"env":["KEY=s3cret"],"cwd":"/"}}]'
+    assert json.loads(shown_entries(started, show_cmd=True)) == [
+        {"id": 3, "cmd": "a b", "spawned": {"argv": ["a", "b"], "env": None, "cwd": "/"}}
+    ]
+    assert json.loads(shown_entries(started, show_cmd=False)) == [
+        {"id": 3, "cmd": None, "spawned": {"argv": None, "env": None, "cwd": "/"}}
+    ]
     event = b'{"kind":"added","proc":{"id":1,"cmd":"secret"}}'
-    assert json.loads(hide_cmd_in_event(event)) == {"kind": "added", "proc": {"id": 1, "cmd": None}}
+    assert shown_event(event, show_cmd=True) is event
+    hidden = {"kind": "added", "proc": {"id": 1, "cmd": None}}
+    assert json.loads(shown_event(event, show_cmd=False)) == hidden
+    restarted = b'{"kind":"restarted","proc":{"id":1,"cmd":"x","spawned":{"env":["A=1"]}}}'
+    assert b"A=1" not in shown_event(restarted, show_cmd=True)
     overflow = b'{"kind":"overflow","dropped_after":3}'
-    assert json.loads(hide_cmd_in_event(overflow)) == json.loads(overflow)
+    assert json.loads(shown_event(overflow, show_cmd=False)) == json.loads(overflow)

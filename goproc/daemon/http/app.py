@@ -28,10 +28,10 @@ from goproc.daemon.events import EventBus, Held, Overflow, Subscription
 from goproc.daemon.exposition import Exposition
 from goproc.daemon.http.query import (
     authorized,
-    hide_cmd_in_entries,
-    hide_cmd_in_event,
     history_params_of,
     selector_of,
+    shown_entries,
+    shown_event,
 )
 from goproc.errors import InvalidValue, TooManySubscriptions
 from goproc.model import Proc, Selector
@@ -156,8 +156,7 @@ class HttpApp:
             body = read_parts(parts)
         else:  # some are read from the snapshot file: not in the event loop
             body = await trio.to_thread.run_sync(read_parts, parts)
-        if not self.show_cmd:
-            body = hide_cmd_in_entries(body)
+        body = shown_entries(body, self.show_cmd)
         return Response(200, body + b"\n")
 
     async def _scrape(self, exposition: Exposition, accept: str | None) -> tuple[bytes, str]:
@@ -231,7 +230,7 @@ class HttpApp:
             nursery.cancel_scope.cancel()
 
     def _data(self, params: bytes) -> bytes:
-        return b"data: " + (params if self.show_cmd else hide_cmd_in_event(params)) + b"\n\n"
+        return b"data: " + shown_event(params, self.show_cmd) + b"\n\n"
 
     async def _chunk(self, send: Send, body: bytes) -> None:
         with trio.fail_after(self.send_timeout):

@@ -76,18 +76,37 @@ def authorized(headers: Iterable[tuple[bytes, bytes]], token: str | None) -> boo
     return len(given) == 1 and hmac.compare_digest(given[0], expected)
 
 
-def without_cmd(entry: dict[str, Any]) -> dict[str, Any]:
-    return {**entry, "cmd": None}
+def shown_entry(entry: dict[str, Any], show_cmd: bool) -> dict[str, Any]:
+    """An entry as HTTP shows it: the environment of a command the daemon started
+    never (it can hold secrets), its command line (`cmd`, `spawned.argv`) only with
+    `show_cmd`."""
+    out = dict(entry)
+    if not show_cmd:
+        out["cmd"] = None
+    spawned = entry.get("spawned")
+    if isinstance(spawned, dict):
+        out["spawned"] = {**spawned, "env": None, **({} if show_cmd else {"argv": None})}
+    return out
 
 
-def hide_cmd_in_entries(body: bytes) -> bytes:
-    """An array of entries with each `cmd` null."""
-    return dumps([without_cmd(e) for e in json.loads(body)])
+def _plain(body: bytes, show_cmd: bool) -> bool:
+    """Whether `body` needs nothing hidden: commands may be shown and no entry in it
+    was started by the daemon (the common case is not parsed again)."""
+    return show_cmd and b'"spawned":{' not in body
 
 
-def hide_cmd_in_event(params: bytes) -> bytes:
-    """An event's params with its entry's `cmd` null (an overflow has no entry)."""
+def shown_entries(body: bytes, show_cmd: bool) -> bytes:
+    """An array of entries (the `list` result's bytes) as HTTP shows them."""
+    if _plain(body, show_cmd):
+        return body
+    return dumps([shown_entry(e, show_cmd) for e in json.loads(body)])
+
+
+def shown_event(params: bytes, show_cmd: bool) -> bytes:
+    """An event's params with its entry as HTTP shows it (an overflow has no entry)."""
+    if _plain(params, show_cmd):
+        return params
     value = json.loads(params)
     if isinstance(value.get("proc"), dict):
-        value["proc"] = without_cmd(value["proc"])
+        value["proc"] = shown_entry(value["proc"], show_cmd)
     return dumps(value)
