@@ -5,7 +5,7 @@ caller names the file, line and key).  Pure."""
 from __future__ import annotations
 
 import shlex
-from typing import Any, Literal
+from typing import Any
 
 from attrs import frozen
 
@@ -13,9 +13,8 @@ from goproc.alerts import parse_action, parse_condition
 from goproc.durations import parse_duration
 from goproc.errors import InvalidValue
 from goproc.model import NAME_RE, NAME_RULE, label_problem
+from goproc.params import RESTARTS, Restart
 
-Restart = Literal["never", "on-failure", "always"]
-RESTARTS: tuple[Restart, ...] = ("never", "on-failure", "always")
 LOG_MIN_BYTES = 4096
 COUNT_MAX = 1_000_000
 
@@ -86,8 +85,8 @@ def restart(value: Any) -> Restart:
 
 
 def count(value: Any) -> int:
-    if type(value) is not int or not 0 <= value <= COUNT_MAX:
-        raise InvalidValue(f"must be a whole number from 0 to {COUNT_MAX}, got {value!r}")
+    if type(value) is not int or not 1 <= value <= COUNT_MAX:
+        raise InvalidValue(f"must be a whole number from 1 to {COUNT_MAX}, got {value!r}")
     return value
 
 

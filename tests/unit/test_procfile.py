@@ -67,7 +67,7 @@ BAD = [
     ('[proc.a]\ncmd = "x"\ngroups = ["' + "g" * 65 + '"]\n', 3, "proc.a.groups", "at most 64"),
     ('[proc.a]\ncmd = "x"\ntags = "web"\n', 3, "proc.a.tags", "must be an array"),
     ('[proc.a]\ncmd = "x"\nrestart = "sometimes"\n', 3, "proc.a.restart", "one of never"),
-    ('[proc.a]\ncmd = "x"\nmax_restarts = -1\n', 3, "proc.a.max_restarts", "whole number"),
+    ('[proc.a]\ncmd = "x"\nmax_restarts = 0\n', 3, "proc.a.max_restarts", "from 1 to"),
     ('[proc.a]\ncmd = "x"\nmax_restarts = true\n', 3, "proc.a.max_restarts", "whole number"),
     ('[proc.a]\ncmd = "x"\nrestart_window = "soon"\n', 3, "proc.a.restart_window", "duration"),
     ('[proc.a]\ncmd = "x"\nbackoff = "1s"\n', 3, "proc.a.backoff", "MIN..MAX"),
@@ -141,7 +141,7 @@ def programs(draw: st.DrawFn) -> list[Program]:
                 env=tuple(draw(st.dictionaries(names, words, max_size=3)).items()),
                 tags=tuple(t.strip() for t in tags if t.strip()),
                 restart=draw(st.sampled_from(RESTARTS)),
-                max_restarts=draw(st.none() | st.integers(0, 1_000_000)),
+                max_restarts=draw(st.none() | st.integers(1, 1_000_000)),
             )
         )
     return out
@@ -194,3 +194,17 @@ def test_one_bad_value_anywhere_is_found_at_its_line_and_key(
     with pytest.raises(ProcFileError) as caught:
         parse_procfile("\n".join(rows), "f.toml", "/base")
     assert (caught.value.line, caught.value.key) == (at[name, key], f"proc.{name}.{key}")
+
+
+def test_the_readmes_process_file_reads() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("### A process file", 1)[1]
+    text = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    web, worker = parse_procfile(text, "goproc.toml", "/here")
+    assert (web.name, web.cwd, web.restart, web.backoff) == (
+        "web",
+        "/here/site",
+        "on-failure",
+        (1.0, 30.0),
+    )
+    assert web.alerts[0].rule == "web-mem" and worker.argv[:2] == ("python3", "worker.py")
