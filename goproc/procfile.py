@@ -33,7 +33,8 @@ from attrs import frozen
 from goproc import procvalues as check
 from goproc.errors import InvalidValue
 from goproc.model import NAME_RE, NAME_RULE
-from goproc.procvalues import AlertDecl, Restart
+from goproc.params import Restart
+from goproc.procvalues import AlertDecl
 
 _KEYS = [
     "cmd",

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given, strategies as st
 
+from goproc.params import RESTARTS
 from goproc.procfile import ProcFileError, Program, parse_procfile, read_procfile
-from goproc.procvalues import RESTARTS, AlertDecl
+from goproc.procvalues import AlertDecl
 
 FULL = """\
 # two programs
