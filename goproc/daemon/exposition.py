@@ -25,6 +25,7 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString as _untyped_go_string
 
 from goproc.daemon.counters import RpcStats
@@ -126,15 +127,19 @@ class Exposition:
     """goproc's collector and the daemon's own `process_*` metrics (never in the
     library's global registry), collected in the event loop and encoded anywhere.
 
-    The entries' part of a body (nearly all of it) is encoded again only when the
-    collector's `revision` moved or the format is another: a scrape between two
-    metrics sweeps costs the daemon-wide families only."""
+    The entries' part of a body (nearly all of it) is collected and encoded again only
+    when the collector's `revision` moved or the format is another: a scrape between two
+    metrics sweeps costs the daemon-wide families only.  Made again, a family whose
+    samples are those it had last time (most of them: the start times, the info, the
+    memory of processes that did not grow) keeps its encoded text too."""
 
     def __init__(self, collector: GoprocCollector, *, own_process: bool = True) -> None:
         self.collector = collector
         self.own = ProcessCollector(registry=None) if own_process else None
         # By format: the revision an encoded entries part was made at, and the part.
         self.kept: dict[str, tuple[Revision, bytes]] = {}
+        # By format and family name: its samples when last encoded, and their text.
+        self.kept_families: dict[str, dict[str, tuple[list[Sample], bytes]]] = {}
 
     def render(self, accept_header: str | None) -> tuple[bytes, str]:
         """The body and Content-Type of a scrape (`collect`, then `Scrape.encode`)."""
@@ -163,9 +168,9 @@ class Exposition:
 
 @frozen(eq=False)
 class Scrape:
-    """One scrape's families, collected: `encode` touches nothing else, so it may run
-    in a worker thread (it hands the entries' part back to `owner.keep`, which one
-    dict assignment does)."""
+    """One scrape's families, collected: `encode` touches nothing but them and the
+    owner's kept texts, so it may run in a worker thread (one scrape at a time: the
+    /metrics route makes them one after another)."""
 
     owner: Exposition
     encoder: Callable[[CollectorRegistry], bytes]
@@ -177,10 +182,19 @@ class Scrape:
     def encode(self) -> tuple[bytes, str]:
         """The body, by the library's own encoder (OpenMetrics when the Accept header
         named application/openmetrics-text, else the text format 0.0.4), and its
-        Content-Type.  Two encodings joined: the first's OpenMetrics `# EOF` dropped."""
+        Content-Type.  Both formats write family after family, so the body is the
+        families' encodings joined, each but the last without OpenMetrics' `# EOF`."""
         entries = self.entries
         if not isinstance(entries, bytes):
-            entries = self.encoder(_registry_of(entries)).removesuffix(OPENMETRICS_EOF)
+            kept = self.owner.kept_families.setdefault(self.content_type, {})
+            texts = []
+            for family in entries:
+                last = kept.get(family.name)
+                if last is None or last[0] != family.samples:
+                    text = self.encoder(_registry_of([family])).removesuffix(OPENMETRICS_EOF)
+                    last = kept[family.name] = (family.samples, text)
+                texts.append(last[1])
+            entries = b"".join(texts)
             self.owner.keep(self.content_type, self.revision, entries)
         return entries + self.encoder(_registry_of(self.daemon)), self.content_type
 

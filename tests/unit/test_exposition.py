@@ -224,10 +224,15 @@ def test_the_entries_part_is_kept_only_while_nothing_it_shows_changed() -> None:
 
     first = check()
     assert isinstance(expo.collect(OPENMETRICS).entries, bytes)  # kept: nothing moved
+    families = expo.kept_families[expo.collect(OPENMETRICS).content_type]
+    texts = {name: text for name, (_, text) in families.items()}
     web = registry.get(1)
     assert web is not None
     store.record(web, Reading(9.0, 4096, 8192, 3, 100, 200, 7), T0 + 160, 60.0)
     assert b'goproc_process_cpu_seconds_total{id="1",name="web",pid="101"} 9.0' in check()
+    # Only the CPU family was encoded again: every other one is the text kept before.
+    again = {name for name, (_, text) in families.items() if text is not texts[name]}
+    assert again == {"goproc_process_cpu_seconds"}
     registry.touch(1, T0 + 170)  # last_seen is not shown: the part stays kept
     assert isinstance(expo.collect(OPENMETRICS).entries, bytes)
     registry.set_alive(1, False, T0 + 180)
