@@ -8,14 +8,14 @@ Lookups that miss raise a domain error from `goproc.errors`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Literal
 
 import attrs
 
 from goproc.adoption import AdoptBook
 from goproc.errors import AlreadyTracked, InvalidValue, NameInUse, NoMatch
-from goproc.index import Ids, add_id, count_ids, discard_id, ids_of, union_ids
+from goproc.index import Indexes, count_ids, ids_of
 from goproc.model import (
     AdoptRule,
     Change,
@@ -40,11 +40,7 @@ class Registry:
     """
 
     __slots__ = (
-        "_by_group",
-        "_by_name",
-        "_by_pid",
-        "_by_rule",
-        "_by_tag",
+        "_ix",
         "_procs",
         "adopts",
         "next_id",
@@ -63,13 +59,7 @@ class Registry:
 
     def _clear(self) -> None:
         self._procs: dict[int, Proc] = {}
-        # pid, tag and group indexes map a key to one id (an int: most pids and rare
-        # labels have one entry, and a set costs 200 bytes) or to a set of two or more.
-        self._by_pid: dict[int, Ids] = {}
-        self._by_name: dict[str, int] = {}
-        self._by_tag: dict[str, Ids] = {}
-        self._by_group: dict[str, Ids] = {}
-        self._by_rule: dict[int, Ids] = {}  # adoption rule -> the entries it added
+        self._ix = Indexes()
         self.next_id = 1
         self.rules.clear()
         self.adopts.clear()
@@ -92,20 +82,20 @@ class Registry:
             raise NoMatch(f"no entry with id {proc_id}") from None
 
     def by_name(self, name: str) -> Proc | None:
-        proc_id = self._by_name.get(name)
+        proc_id = self._ix.by_name.get(name)
         return None if proc_id is None else self._procs[proc_id]
 
     def with_pid(self, pid: int) -> list[Proc]:
-        return [self._procs[i] for i in sorted(ids_of(self._by_pid, pid))]
+        return [self._procs[i] for i in sorted(ids_of(self._ix.by_pid, pid))]
 
     def adopted(self, rule_id: int) -> list[Proc]:
         """The entries adoption rule `rule_id` added (and that are still there)."""
-        return [self._procs[i] for i in sorted(ids_of(self._by_rule, rule_id))]
+        return [self._procs[i] for i in sorted(ids_of(self._ix.by_rule, rule_id))]
 
     def select(self, sel: Selector) -> list[Proc]:
         """Entries matching `sel`, sorted by id.  Narrows through the indexes first, so
         a rare tag or a few ids cost their matches, not the registry's size."""
-        candidates = self._candidates(sel)
+        candidates = self._ix.candidates(sel, self._procs.keys())
         if candidates is None:
             procs: Iterable[Proc] = self._procs.values()
         else:
@@ -119,53 +109,23 @@ class Registry:
             if (alive is None or p.alive == alive) and (search is None or search in p.cmd)
         ]
 
-    def _candidates(self, sel: Selector) -> set[int] | None:
-        """The ids the indexed filters allow, or None when no indexed filter is given."""
-        sets: list[Collection[int]] = []
-        if sel.ids is not None:
-            sets.append({i for i in sel.ids if i in self._procs})
-        if sel.pids is not None:
-            sets.append(union_ids(self._by_pid, sel.pids))
-        if sel.names is not None:
-            sets.append({self._by_name[n] for n in sel.names if n in self._by_name})
-        if sel.tags_any is not None:
-            sets.append(union_ids(self._by_tag, sel.tags_any))
-        if sel.groups_any is not None:
-            sets.append(union_ids(self._by_group, sel.groups_any))
-        for index, keys in ((self._by_tag, sel.tags_all), (self._by_group, sel.groups_all)):
-            if keys:  # an empty "all of" constrains nothing
-                sets.extend(ids_of(index, k) for k in keys)
-        if not sets:
-            return None
-        sets.sort(key=len)
-        out = set(sets[0])  # a copy of the smallest: the indexes stay as they are
-        for other in sets[1:]:
-            out.intersection_update(other)
-        return out
-
     def live_entry(self, pid: int, started_at: float) -> Proc | None:
         """The alive entry that is this very process (same pid and start time), if any."""
-        for i in ids_of(self._by_pid, pid):
+        for i in ids_of(self._ix.by_pid, pid):
             p = self._procs[i]
             if p.alive and same_start(p.started_at, started_at):
                 return p
         return None
 
     def tag_counts(self) -> dict[str, int]:
-        return {t: count_ids(ids) for t, ids in sorted(self._by_tag.items())}
+        return {t: count_ids(ids) for t, ids in sorted(self._ix.by_tag.items())}
 
     def group_counts(self) -> dict[str, int]:
-        return {g: count_ids(ids) for g, ids in sorted(self._by_group.items())}
+        return {g: count_ids(ids) for g, ids in sorted(self._ix.by_group.items())}
 
     def indexes(self) -> dict[str, dict[Any, set[int]]]:
         """Every index as plain sets of ids (for checks and debugging; it copies)."""
-        return {
-            "pid": {k: set(ids_of(self._by_pid, k)) for k in self._by_pid},
-            "name": {k: {i} for k, i in self._by_name.items()},
-            "tag": {k: set(ids_of(self._by_tag, k)) for k in self._by_tag},
-            "group": {k: set(ids_of(self._by_group, k)) for k in self._by_group},
-            "adopted_by": {k: set(ids_of(self._by_rule, k)) for k in self._by_rule},
-        }
+        return self._ix.as_sets()
 
     # ---- mutations -----------------------------------------------------------------
 
@@ -206,8 +166,8 @@ class Registry:
                 )
         given = [name] * len(facts) if names is None else list(names)
         for one in given:
-            if one is not None and one in self._by_name:
-                raise NameInUse(f"name {one!r} is already used by id {self._by_name[one]}")
+            if one is not None and one in self._ix.by_name:
+                raise NameInUse(f"name {one!r} is already used by id {self._ix.by_name[one]}")
         tag_t, group_t = normalize_labels(tags), normalize_labels(groups)
         put: list[Proc] = []
         for f in facts:
@@ -260,7 +220,7 @@ class Registry:
         old_l, new_l = old.strip(), new.strip()
         if not old_l or not new_l:
             raise InvalidValue(f"{'old' if not old_l else 'new'}: must not be blank")
-        index = self._by_tag if kind == "tags" else self._by_group
+        index = self._ix.by_tag if kind == "tags" else self._ix.by_group
         put = []
         for i in sorted(ids_of(index, old_l)):
             p = self._procs[i]
@@ -272,7 +232,7 @@ class Registry:
     def plan_set_name(self, proc_id: int, name: str | None) -> tuple[Proc, Change]:
         """Give an entry a unique name, or clear it (`None`)."""
         p = self._entry(proc_id)
-        holder = None if name is None else self._by_name.get(name)
+        holder = None if name is None else self._ix.by_name.get(name)
         if holder is not None and holder != proc_id:
             raise NameInUse(f"name {name!r} is already used by id {holder}")
         new = attrs.evolve(p, name=name)
@@ -374,32 +334,13 @@ class Registry:
             self._index(p)
         self.next_id = max(next_id, max(self._procs, default=0) + 1)
 
-    # ---- indexes -------------------------------------------------------------------
-
     def _index(self, p: Proc) -> None:
-        add_id(self._by_pid, p.pid, p.id)
-        if p.name is not None:
-            self._by_name[p.name] = p.id
-        for t in p.tags:
-            add_id(self._by_tag, t, p.id)
-        for g in p.groups:
-            add_id(self._by_group, g, p.id)
-        if p.adopted_by is not None:
-            add_id(self._by_rule, p.adopted_by, p.id)
+        self._ix.add(p)
 
     def _unindex(self, proc_id: int) -> None:
         p = self._procs.get(proc_id)
-        if p is None:
-            return
-        discard_id(self._by_pid, p.pid, proc_id)
-        if p.name is not None and self._by_name.get(p.name) == proc_id:
-            del self._by_name[p.name]
-        for t in p.tags:
-            discard_id(self._by_tag, t, proc_id)
-        for g in p.groups:
-            discard_id(self._by_group, g, proc_id)
-        if p.adopted_by is not None:
-            discard_id(self._by_rule, p.adopted_by, proc_id)
+        if p is not None:
+            self._ix.discard(p)
 
 
 def _with_labels(p: Proc, kind: Kind, labels: tuple[str, ...]) -> Proc:
