@@ -1,15 +1,14 @@
 """The one cattrs converter factory, and the encodings built on it.  Pure: no trio, no I/O.
 
 `make_converter` registers every structure and unstructure hook (those of single values
-live in `goproc.rpc.values`); `structure_params` words
-its failures as one `InvalidValue` naming every bad field; `encode_result` is the one
-way a handler's typed result becomes JSON (entries through `goproc.rpc.entries`, the
-fast byte encoder, everything else through the converter).
+live in `goproc.rpc.values`, those of containers in `goproc.rpc.hooks`);
+`structure_params` words its failures as one `InvalidValue` naming every bad field;
+`encode_result` is the one way a handler's typed result becomes JSON (entries through
+`goproc.rpc.entries`, the fast byte encoder, everything else through the converter).
 """
 
 from __future__ import annotations
 
-import sys
 import types
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
@@ -20,16 +19,13 @@ from cattrs.errors import (
     ClassValidationError,
     ForbiddenExtraKeysError,
     IterableValidationError,
-    IterableValidationNote,
 )
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 from cattrs.v import transform_error
 
 from goproc.api import (
     ID_MAX,
-    PICKS,
     PID_MAX,
-    RESTARTS,
     AdoptInfo,
     AlertRule,
     Count,
@@ -45,13 +41,11 @@ from goproc.api import (
     Seconds,
     Signal,
     Timestamp,
-    flat_type,
-    wire_names,
 )
 from goproc.errors import InvalidValue
 from goproc.model import AdoptRule, LogFiles, Proc, Rule, Selector
-from goproc.rpc import values
-from goproc.rpc.decoding import BadEntry, entry_from_dict, log_files, spawned_from, supervision
+from goproc.rpc import hooks, values
+from goproc.rpc.decoding import entry_from_dict
 from goproc.rpc.entries import (
     NO_METRICS,
     MetricsSource,
@@ -115,25 +109,27 @@ def make_converter(*, detailed: bool = True) -> cattrs.Converter:
     c.register_structure_hook(Label, values.label_value)
     c.register_structure_hook(Name, values.name_value)
     c.register_structure_hook(values.Needle, values.needle)
-    c.register_structure_hook(Selector, _selector_hook(c))
+    c.register_structure_hook(Selector, hooks.selector_hook(c))
     c.register_structure_hook(bool, values.bool_value)
     c.register_structure_hook(Signal, values.signal_value)
     c.register_structure_hook(Seconds, values.seconds_value)
     c.register_structure_hook(Timestamp, values.time_value)
     c.register_structure_hook(Lifetime, values.lifetime_value)
     c.register_structure_hook(Count, values.int_in(1, PID_MAX, "a positive integer"))
-    c.register_structure_hook_factory(_is_homogeneous_tuple, lambda tp: _tuple_hook(c, tp))
-    c.register_structure_hook_factory(_has_flat_fields, lambda cls: _flat_hook(c, cls))
-    c.register_structure_hook_func(lambda tp: tp == bool | LogFiles, _add_log)
+    c.register_structure_hook_factory(
+        hooks.is_homogeneous_tuple, lambda tp: hooks.tuple_hook(c, tp)
+    )
+    c.register_structure_hook_factory(hooks.has_flat_fields, lambda cls: hooks.flat_hook(c, cls))
+    c.register_structure_hook_func(lambda tp: tp == bool | LogFiles, values.add_log)
     c.register_structure_hook_func(lambda tp: tp == ProcId | Name, rule_ref)
     c.register_structure_hook_func(
         lambda tp: tp == ProcId | Name | None, lambda v, _: None if v is None else rule_ref(v, _)
     )
     c.register_structure_hook(Rule, rule_hook(c))
     c.register_structure_hook(AdoptRule, adopt_hook(c))
-    c.register_structure_hook_func(lambda tp: tp == Pick, _pick)
-    c.register_structure_hook_func(lambda tp: tp == Restart, _restart)
-    c.register_structure_hook(MatchSpec, _object_hook(c, MatchSpec))
+    c.register_structure_hook_func(lambda tp: tp == Pick, values.pick_value)
+    c.register_structure_hook_func(lambda tp: tp == Restart, values.restart_value)
+    c.register_structure_hook(MatchSpec, hooks.object_hook(c, MatchSpec))
     c.register_unstructure_hook(Rule, rule_dict)
     c.register_unstructure_hook(AlertRule, alert_rule_dict)
     c.register_unstructure_hook(AdoptRule, adopt_dict)
@@ -161,176 +157,14 @@ def make_converter(*, detailed: bool = True) -> cattrs.Converter:
             added_at=override(struct_hook=values.time_value),
             last_seen=override(struct_hook=values.time_value),
             exited_at=override(struct_hook=values.optional_time),
-            log=override(struct_hook=_entry_log),
-            spawned=override(struct_hook=_entry_spawned),
-            exit_code=override(struct_hook=_exit_code),
-            exit_signal=override(struct_hook=_exit_signal),
+            log=override(struct_hook=values.entry_log),
+            spawned=override(struct_hook=values.entry_spawned),
+            exit_code=override(struct_hook=values.exit_code),
+            exit_signal=override(struct_hook=values.exit_signal),
             restarts=override(struct_hook=values.int_in(0, ID_MAX, "a count")),
         ),
     )
     return c
-
-
-def _entry_spawned(value: Any, _: Any) -> Any:
-    try:
-        return spawned_from(value)
-    except ValueError as e:
-        raise Invalid(str(e)) from None
-
-
-def _exit_code(value: Any, _: Any) -> int | None:
-    return _checked({"exit_code": value})[1]
-
-
-def _exit_signal(value: Any, _: Any) -> int | None:
-    return _checked({"exit_signal": value})[2]
-
-
-def _checked(obj: dict[str, Any]) -> tuple[Any, int | None, int | None, int, bool]:
-    try:
-        return supervision(obj)
-    except BadEntry as e:
-        raise Invalid(str(e).partition(": ")[2]) from None
-
-
-def _pick(value: Any, _: Any) -> str:
-    if value not in PICKS or not isinstance(value, str):
-        raise Invalid(f"must be one of {', '.join(map(repr, PICKS))}, got {show_value(value)}")
-    return value
-
-
-def _restart(value: Any, _: Any) -> str:
-    if value not in RESTARTS or not isinstance(value, str):
-        names = ", ".join(map(repr, RESTARTS))
-        raise Invalid(f"must be one of {names}, got {show_value(value)}")
-    return value
-
-
-def _object_hook(c: cattrs.Converter, cls: type[T]) -> Callable[[Any, Any], T]:
-    """A nested params object: an object, its unknown members refused."""
-    inner = make_dict_structure_fn(cls, c, _cattrs_forbid_extra_keys=True)
-
-    def structure(value: Any, _: Any) -> T:
-        if not isinstance(value, dict):
-            raise Invalid(f"must be an object, got {show_value(value)}")
-        return inner(value, cls)
-
-    return structure
-
-
-def _entry_log(value: Any, _: Any) -> LogFiles | None:
-    try:
-        return log_files(value)
-    except ValueError as e:
-        raise Invalid(str(e)) from None
-
-
-def _add_log(value: Any, _: Any) -> bool | LogFiles:
-    """`add`'s `log`: true (the daemon's files), false (none) or the files' paths."""
-    if isinstance(value, bool):
-        return value
-    if not isinstance(value, dict):
-        raise Invalid(
-            f'must be true, false or {{"out": PATH, "err": PATH}}, got {show_value(value)}'
-        )
-    files = _entry_log(value, None)
-    assert files is not None  # a dict is never null
-    return files
-
-
-def _is_homogeneous_tuple(tp: Any) -> bool:
-    args: tuple[Any, ...] = getattr(tp, "__args__", ())
-    return getattr(tp, "__origin__", None) is tuple and len(args) == 2 and args[1] is Ellipsis
-
-
-def _tuple_hook(c: cattrs.Converter, tp: Any) -> Callable[[Any, Any], tuple[Any, ...]]:
-    (item_type, _) = tp.__args__
-    inner = c.get_structure_hook(item_type)
-    plain_str = item_type is str  # a Label has rules of its own
-
-    def structure(value: Any, _: Any) -> tuple[Any, ...]:
-        if not isinstance(value, list):
-            raise Invalid(f"must be an array, got {show_value(value)}")
-        if plain_str and all(type(item) is str for item in value):
-            # The common case, checked at once.  Tags and groups repeat across
-            # entries (a snapshot's): one string object each, not one per entry.
-            return tuple(map(sys.intern, value))
-        errors: list[Exception] = []
-        out = []
-        for i, item in enumerate(value):
-            try:
-                out.append(inner(item, item_type))
-            except Exception as e:
-                e.__notes__ = [
-                    *getattr(e, "__notes__", []),
-                    IterableValidationNote(f"Structuring {tp} @ index {i}", i, item_type),
-                ]
-                errors.append(e)
-        if errors:
-            raise IterableValidationError(f"While structuring {tp!r}", errors, tp)
-        return tuple(out)
-
-    return structure
-
-
-def _selector_hook(c: cattrs.Converter) -> Callable[[Any, Any], Selector]:
-    """Selectors as the registry takes them, checked as values of their kind: ids and
-    pids in range (an id 0 or a pid -2 is no match but a mistake), and no blank name,
-    tag or group (one matches nothing, so `rm --name ok --name ' '` would act on `ok`)."""
-
-    def optional(tp: Any) -> Any:
-        return override(struct_hook=lambda v, _: None if v is None else c.structure(v, tp))
-
-    needles = optional(tuple[values.Needle, ...])
-    return make_dict_structure_fn(
-        Selector,
-        c,
-        _cattrs_forbid_extra_keys=True,
-        ids=optional(tuple[ProcId, ...]),
-        pids=optional(tuple[Pid, ...]),
-        names=needles,
-        tags_any=needles,
-        tags_all=needles,
-        groups_any=needles,
-        groups_all=needles,
-    )
-
-
-def _has_flat_fields(cls: Any) -> bool:
-    return attrs.has(cls) and any(flat_type(a) is not None for a in attrs.fields(cls))
-
-
-def _flat_hook(c: cattrs.Converter, cls: Any) -> Callable[[Any, Any], Any]:
-    """Structure a params class whose flat fields read from the same object: each flat
-    field gets the members its class names, the class itself the rest (unknown
-    members are refused there).  Errors of every part are reported together."""
-    flats = {a.name: t for a in attrs.fields(cls) if (t := flat_type(a)) is not None}
-    names = {name: set(wire_names(t)) for name, t in flats.items()}
-    omitted: dict[str, Any] = {n: override(omit=True) for n in flats}
-    own = make_dict_structure_fn(cls, c, _cattrs_forbid_extra_keys=True, **omitted)
-
-    def structure(value: Any, _: Any) -> Any:
-        if not isinstance(value, dict):
-            raise Invalid(f"must be an object, got {show_value(value)}")
-        taken: set[str] = set()
-        parts: dict[str, Any] = {}
-        errors: list[Exception] = []
-        for name, t in flats.items():
-            part = {k: v for k, v in value.items() if k in names[name]}
-            taken.update(part)
-            try:
-                parts[name] = c.structure(part, t)
-            except ClassValidationError as e:
-                errors.extend(e.exceptions)
-        try:
-            out = own({k: v for k, v in value.items() if k not in taken}, cls)
-        except ClassValidationError as e:
-            errors.extend(e.exceptions)
-        if errors:
-            raise ClassValidationError(f"While structuring {cls.__name__}", errors, cls)
-        return attrs.evolve(out, **parts)
-
-    return structure
 
 
 CONVERTER = make_converter()

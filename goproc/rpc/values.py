@@ -10,8 +10,9 @@ import signal
 from collections.abc import Callable
 from typing import Any, NewType
 
-from goproc.model import NAME_RE, NAME_RULE, label_problem
-from goproc.params import LIFETIME_MAX
+from goproc.model import NAME_RE, NAME_RULE, LogFiles, label_problem
+from goproc.params import LIFETIME_MAX, PICKS, RESTARTS
+from goproc.rpc.decoding import BadEntry, log_files, spawned_from, supervision
 from goproc.rpc.entries import parse_time
 
 
@@ -124,3 +125,61 @@ def time_value(value: Any, _: Any) -> float:
 
 def optional_time(value: Any, _: Any) -> float | None:
     return None if value is None else time_value(value, _)
+
+
+# ---- an entry's fields, and the choices of params --------------------------------
+
+
+def entry_spawned(value: Any, _: Any) -> Any:
+    try:
+        return spawned_from(value)
+    except ValueError as e:
+        raise Invalid(str(e)) from None
+
+
+def exit_code(value: Any, _: Any) -> int | None:
+    return _supervision({"exit_code": value})[1]
+
+
+def exit_signal(value: Any, _: Any) -> int | None:
+    return _supervision({"exit_signal": value})[2]
+
+
+def _supervision(obj: dict[str, Any]) -> tuple[Any, int | None, int | None, int, bool]:
+    try:
+        return supervision(obj)
+    except BadEntry as e:
+        raise Invalid(str(e).partition(": ")[2]) from None
+
+
+def pick_value(value: Any, _: Any) -> str:
+    if value not in PICKS or not isinstance(value, str):
+        raise Invalid(f"must be one of {', '.join(map(repr, PICKS))}, got {show_value(value)}")
+    return value
+
+
+def restart_value(value: Any, _: Any) -> str:
+    if value not in RESTARTS or not isinstance(value, str):
+        names = ", ".join(map(repr, RESTARTS))
+        raise Invalid(f"must be one of {names}, got {show_value(value)}")
+    return value
+
+
+def entry_log(value: Any, _: Any) -> LogFiles | None:
+    try:
+        return log_files(value)
+    except ValueError as e:
+        raise Invalid(str(e)) from None
+
+
+def add_log(value: Any, _: Any) -> bool | LogFiles:
+    """`add`'s `log`: true (the daemon's files), false (none) or the files' paths."""
+    if isinstance(value, bool):
+        return value
+    if not isinstance(value, dict):
+        raise Invalid(
+            f'must be true, false or {{"out": PATH, "err": PATH}}, got {show_value(value)}'
+        )
+    files = entry_log(value, None)
+    assert files is not None  # a dict is never null
+    return files
