@@ -105,8 +105,9 @@ def show_lines(
     ascii: bool = False,
 ) -> Lines:
     """One entry in full, one field per line: `alive` as yes/no (as `list` has it), its
-    age after it, times in local time when `local`, its log files as `log.out` and
-    `log.err` (`log  -` when it has none), how the daemon started it as `spawned.NAME`
+    age after it, `stopped` as yes/no too, times in local time when `local`, its log
+    files as `log.out` and `log.err` (`log  -` when it has none), how the daemon started
+    it as `spawned.NAME`
     lines (`spawned  -` when it did not; the environment as its size), its metrics as
     `metrics.NAME` lines (`metrics  -` when it has none), and `history` (its samples,
     oldest first) as sparklines of CPU and RSS (`ascii`: in ASCII)."""
@@ -123,6 +124,8 @@ def show_lines(
         elif key == "alive":
             fields[key] = "yes" if value else "no"
             fields["age"] = entry_age(proc, now)
+        elif key == "stopped" and isinstance(value, bool):
+            fields[key] = "yes" if value else "no"
         elif key in TIMES and value is not None:
             fields[key] = when(value, local)
         else:
