@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from goproc import api
 from goproc.cli import output
@@ -19,6 +19,8 @@ from goproc.cli.flags import (
     seconds_of,
     targeted_of,
 )
+
+P = TypeVar("P")
 
 
 def life_lines(verb: str) -> Any:
@@ -62,13 +64,8 @@ def stop(
     timeout
         How long TERM gets before KILL: a duration (500ms, 5s, 1m) or seconds.
     """
-    params = api.StopParams(
-        target=targeted_of(select, target, all_), timeout=seconds_of("--timeout", timeout)
-    )
-    with connect(common, None) as client:
-        procs = client.call(api.STOP, params)
-    output.emit(procs, json_, life_lines("Stopped"))
-    return ExitCode.OK
+    params = _stop_params(select, target, all_, timeout)
+    return _acted(common, api.STOP, params, json_, "Stopped")
 
 
 def start(
@@ -88,9 +85,24 @@ def start(
     target
         An id or a name.
     """
+    return _acted(common, api.START, targeted_of(select, target, all_), json_, "Started")
+
+
+def _stop_params(
+    select: Select | None, target: str | None, all_: bool, timeout: str
+) -> api.StopParams:
+    return api.StopParams(
+        target=targeted_of(select, target, all_), timeout=seconds_of("--timeout", timeout)
+    )
+
+
+def _acted(
+    common: Common | None, method: api.Method[P, Any], params: P, json_: bool, verb: str
+) -> ExitCode:
+    """One request (no timeout: a stop waits for its processes) and a line an entry."""
     with connect(common, None) as client:
-        procs = client.call(api.START, targeted_of(select, target, all_))
-    output.emit(procs, json_, life_lines("Started"))
+        procs = client.call(method, params)
+    output.emit(procs, json_, life_lines(verb))
     return ExitCode.OK
 
 
@@ -113,10 +125,5 @@ def restart(
     timeout
         How long TERM gets before KILL: a duration (500ms, 5s, 1m) or seconds.
     """
-    params = api.StopParams(
-        target=targeted_of(select, target, all_), timeout=seconds_of("--timeout", timeout)
-    )
-    with connect(common, None) as client:
-        procs = client.call(api.RESTART, params)
-    output.emit(procs, json_, life_lines("Restarted"))
-    return ExitCode.OK
+    params = _stop_params(select, target, all_, timeout)
+    return _acted(common, api.RESTART, params, json_, "Restarted")
