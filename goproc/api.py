@@ -30,6 +30,7 @@ from goproc.params import (
     AdoptRemoveParams as AdoptRemoveParams,
     AlertAddParams as AlertAddParams,
     AlertRemoveParams as AlertRemoveParams,
+    ByteSize as ByteSize,
     Count as Count,
     HistoryParams as HistoryParams,
     KillParams as KillParams,

@@ -19,6 +19,7 @@ from attrs import evolve, fields, frozen
 
 from goproc.durations import parse_duration
 from goproc.errors import ConfigError
+from goproc.logformat import DEFAULT_KEEP, DEFAULT_MAX_BYTES, KEEP_MAX, MIN_MAX_BYTES, SIZE_MAX
 
 
 @frozen
@@ -59,6 +60,10 @@ class Config:
     http_listen: str | None = None
     http_token: str | None = None
     http_show_cmd: bool = True  # False: HTTP answers carry `cmd` as null
+    # A started command's own log files are rotated once they hold this many bytes
+    # (at a line's end), keeping this many rotated files besides the current one.
+    log_max_bytes: int = DEFAULT_MAX_BYTES
+    log_keep: int = DEFAULT_KEEP
 
 
 # Each duration key and its floor, as text and in seconds: below it a daemon would spin
@@ -84,6 +89,17 @@ ENV_KEYS = {
     "metrics_interval": "GOPROC_METRICS_INTERVAL",
     "discovery_interval": "GOPROC_DISCOVERY_INTERVAL",
 }
+
+
+# Integer keys with bounds of their own (the others are positive integers).
+SIZE_KEYS = {"log_max_bytes": (MIN_MAX_BYTES, SIZE_MAX), "log_keep": (0, KEEP_MAX)}
+
+
+def _size(key: str, value: Any) -> int:
+    lo, hi = SIZE_KEYS[key]
+    if type(value) is not int or not lo <= value <= hi:
+        raise ValueError(f"must be an integer from {lo} to {hi}, got {json.dumps(value)}")
+    return value
 
 
 def _duration(key: str, value: Any) -> float:
@@ -235,6 +251,8 @@ def _read_file(path: Path) -> dict[str, Any]:
                     choices = " or ".join(json.dumps(c) for c in CHOICE_KEYS[key])
                     raise ValueError(f"must be {choices}, got {json.dumps(value)}")
                 out[key] = value
+            elif key in SIZE_KEYS:
+                out[key] = _size(key, value)
             elif type(value) is not int or value <= 0:
                 raise ValueError(f"must be a positive integer, got {json.dumps(value)}")
             else:

@@ -22,7 +22,8 @@ STEP = 0.001  # seconds: a burst within this of the last record shares its time
 LINE_SLACK = 1 << 16  # bytes a file may grow past its limit waiting for a line's end
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_KEEP = 3
-MIN_MAX_BYTES = 4096
+MIN_MAX_BYTES = 4096  # the smallest rotation size
+SIZE_MAX = 1 << 50  # the largest
 KEEP_MAX = 1000
 
 

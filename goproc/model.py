@@ -98,7 +98,8 @@ class Spawned:
     command (`argv`, in `cwd`, with the environment `env` as "KEY=VALUE" strings) and
     its restart policy (`goproc.supervision`): `restart` one of RESTART_MODES, at most
     `max_restarts` (None: no limit) within `restart_window` seconds, after a delay
-    doubling from `backoff_min` up to `backoff_max` seconds."""
+    doubling from `backoff_min` up to `backoff_max` seconds; and the size its own log
+    files are rotated at."""
 
     argv: tuple[str, ...]
     cwd: str
@@ -108,6 +109,7 @@ class Spawned:
     restart_window: float = 60.0
     backoff_min: float = 1.0
     backoff_max: float = 60.0
+    log_max_bytes: int | None = None  # its log files' rotation size; None: the daemon's
 
 
 @frozen

@@ -27,6 +27,7 @@ Seconds = NewType("Seconds", float)  # on the wire: a number of seconds, 0..8640
 Timestamp = NewType("Timestamp", float)  # on the wire: an RFC 3339 string with a time zone
 Lifetime = NewType("Lifetime", float)  # on the wire: a number of seconds, 0..LIFETIME_MAX
 Count = NewType("Count", int)  # 1..2**31-1
+ByteSize = NewType("ByteSize", int)  # 4096..2**50 (`goproc.logformat`)
 
 PID_MAX = 2**31 - 1  # pid_t is a signed 32-bit integer
 ID_MAX = 2**63 - 1
@@ -199,7 +200,8 @@ class SpawnParams:
     and `.err`; the files' absolute paths: appended to), or with `attach` to the two
     descriptors sent with the request (SCM_RIGHTS).  The restart policy: `restart`,
     at most `max_restarts` within `restart_window` seconds, the delay doubling from
-    `backoff_min` to `backoff_max` seconds (`goproc.supervision`)."""
+    `backoff_min` to `backoff_max` seconds (`goproc.supervision`).  Its log files are
+    rotated at `log_max_bytes` (None: the daemon's `log_max_bytes`)."""
 
     argv: tuple[str, ...]
     cwd: str
@@ -214,6 +216,7 @@ class SpawnParams:
     restart_window: Seconds = Seconds(60.0)
     backoff_min: Seconds = Seconds(1.0)
     backoff_max: Seconds = Seconds(60.0)
+    log_max_bytes: ByteSize | None = None
 
 
 @frozen(repr=False, eq=False)

@@ -115,3 +115,29 @@ def entry(**fields: Any) -> dict[str, Any]:
         "log": None,
     }
     return {**base, **fields}
+
+
+def log_pumps(daemon_pid: int) -> list[int]:
+    """The pids of the log pumps a daemon started (its children running
+    `goproc.logpump`)."""
+    out = []
+    for task in Path(f"/proc/{daemon_pid}/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"goproc.logpump" in cmd:
+                out.append(int(pid))
+    return out
+
+
+def open_files(pid: int) -> set[str]:
+    """What the process's descriptors point at (`/proc/PID/fd` links)."""
+    out = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            out.add(str(fd.readlink()))
+        except OSError:
+            continue
+    return out

@@ -11,6 +11,7 @@ from cyclopts import Parameter
 from goproc import api
 from goproc.cli.flags import Flag, Repeat, seconds_of
 from goproc.errors import UsageError
+from goproc.logformat import MIN_MAX_BYTES, SIZE_MAX
 
 
 @Parameter(name="*")
@@ -30,6 +31,8 @@ class Policy:
     "The window --max-restarts counts in, and after which the backoff starts over."
     backoff: str = "1s..60s"
     "The delay before a restart, MIN..MAX: it doubles from MIN with each restart in the window."
+    log_max_bytes: str | None = None
+    "Rotate its log files at this size: bytes, or with K, M or G (KiB...) (default: the daemon's)."
 
     def spawn_params(
         self, command: Sequence[str], cwd: str, environ: Mapping[str, str]
@@ -59,4 +62,19 @@ class Policy:
             restart_window=seconds_of("--restart-window", self.restart_window),
             backoff_min=low,
             backoff_max=high,
+            log_max_bytes=None if self.log_max_bytes is None else size_of(self.log_max_bytes),
         )
+
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def size_of(text: str) -> api.ByteSize:
+    """`--log-max-bytes`: a count of bytes, with K, M or G for KiB, MiB, GiB."""
+    digits, unit = (text[:-1], text[-1].upper()) if text[-1:].isalpha() else (text, "")
+    if not (digits.isascii() and digits.isdigit()) or unit not in _UNITS:
+        raise UsageError(f"--log-max-bytes: must be bytes, or a number with K, M or G: {text!r}")
+    size = int(digits) * _UNITS[unit]
+    if not MIN_MAX_BYTES <= size <= SIZE_MAX:
+        raise UsageError(f"--log-max-bytes: must be from 4K to {SIZE_MAX} bytes, got {text!r}")
+    return api.ByteSize(size)

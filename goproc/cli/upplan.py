@@ -49,6 +49,7 @@ def spawn_params(program: Program, environ: Mapping[str, str]) -> api.SpawnParam
     file's variables set over it, the defaults of `goproc run` where the file is silent."""
     env = {**environ, **dict(program.env)}
     low, high = program.backoff or DEFAULT_BACKOFF
+    size = program.log_max_bytes
     return api.SpawnParams(
         argv=program.argv,
         cwd=program.cwd,
@@ -61,6 +62,7 @@ def spawn_params(program: Program, environ: Mapping[str, str]) -> api.SpawnParam
         restart_window=api.Seconds(program.restart_window or DEFAULT_WINDOW),
         backoff_min=api.Seconds(low),
         backoff_max=api.Seconds(high),
+        log_max_bytes=None if size is None else api.ByteSize(size),
     )
 
 
@@ -97,6 +99,7 @@ def _changes(program: Program, spawned: Mapping[str, Any]) -> tuple[str, ...]:
         "restart_window": (program.restart_window or DEFAULT_WINDOW)
         != spawned.get("restart_window"),
         "backoff": (low, high) != (spawned.get("backoff_min"), spawned.get("backoff_max")),
+        "log_max_bytes": program.log_max_bytes != spawned.get("log_max_bytes"),
     }
     return tuple(key for key, d in differs.items() if d)
 

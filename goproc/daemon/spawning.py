@@ -7,7 +7,10 @@ thread, so that no exit can be reaped between a child's start and its being know
   `O_NOFOLLOW`, checked through its descriptor, the files opened relative to it), the
   files opened `O_NOFOLLOW`, mode 0600; truncated for a new entry (a file left by an
   id given before a `reset` is replaced), appended to when the entry's process is
-  started again.  Given paths (`spawn` with `log: {...}`) are appended to.
+  started again.  Given paths (`spawn` with `log: {...}`) are appended to.  A new
+  entry's own files also lose the rotated files and indexes an old id left.
+- the pipes: the command writes to pipes the log pump (`goproc.daemon.pumping`) reads
+  into those files, rotating them; when no pump takes them, to the files themselves.
 - the process: its own session and process group, stdin /dev/null, no descriptor of
   the daemon's but its stdout and stderr (`close_fds`).
 """
@@ -25,7 +28,9 @@ from collections.abc import Sequence
 
 from attrs import frozen
 
+from goproc.daemon.pumping import Limits, PumpClient, PumpError
 from goproc.errors import CannotRun, GoprocError, PermissionDenied
+from goproc.logformat import KEEP_MAX, index_of, rotated
 from goproc.model import LogFiles
 
 log = logging.getLogger("goproc.spawning")
@@ -114,8 +119,9 @@ def remove_own_files(files: LogFiles, log_dir: str | None) -> None:
         return
     try:
         for path in {files.out, files.err}:
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.basename(path), dir_fd=dir_fd)
+            for name in (os.path.basename(path), index_of(os.path.basename(path))):
+                with contextlib.suppress(OSError):
+                    os.unlink(name, dir_fd=dir_fd)
     finally:
         os.close(dir_fd)
 
@@ -127,10 +133,60 @@ def open_outputs(files: LogFiles, *, fresh: bool, log_dir: str | None) -> Output
         dir_fd = open_log_dir(log_dir)
         try:
             flags = _APPEND | (os.O_TRUNC if fresh else 0)
-            return _open_pair(files, flags, dir_fd)
+            outputs = _open_pair(files, flags, dir_fd)
+            if fresh:
+                _forget_rotated(files, dir_fd)
+            return outputs
         finally:
             os.close(dir_fd)
     return _open_pair(files, _APPEND, None)
+
+
+def _forget_rotated(files: LogFiles, dir_fd: int) -> None:
+    """Remove the rotated files and the indexes of an earlier entry with these names."""
+    for path in {files.out, files.err}:
+        base = os.path.basename(path)
+        with contextlib.suppress(OSError):
+            os.unlink(index_of(base), dir_fd=dir_fd)
+        for n in range(1, KEEP_MAX + 1):
+            try:
+                os.unlink(rotated(base, n), dir_fd=dir_fd)
+            except FileNotFoundError:
+                break
+            except OSError:
+                continue
+            with contextlib.suppress(OSError):
+                os.unlink(index_of(rotated(base, n)), dir_fd=dir_fd)
+
+
+def piped(
+    outputs: Outputs, files: LogFiles, pump: PumpClient | None, limits: Limits, *, fresh: bool
+) -> Outputs:
+    """The descriptors the command is to write to: pipes the pump reads into the files
+    of `outputs` (taken over: closed once the pump has them), or, when no pump takes
+    them, `outputs` itself (the files then grow unrotated; told in the log)."""
+    if pump is None:
+        return outputs
+    ends: dict[int, int] = {}  # file descriptor -> the pipe's writing end
+    try:
+        for fd, path in dict.fromkeys(((outputs.out, files.out), (outputs.err, files.err))):
+            read, write = os.pipe2(os.O_CLOEXEC)
+            ends[fd] = write
+            try:
+                dir_fd = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                try:
+                    pump.hand_over(read, fd, dir_fd, os.path.basename(path), limits, fresh=fresh)
+                finally:
+                    os.close(dir_fd)
+            finally:
+                os.close(read)
+    except (OSError, ValueError, PumpError) as e:
+        for write in ends.values():
+            os.close(write)
+        log.warning("log pump: %s; writing %s unrotated", e, files.out)
+        return outputs
+    outputs.close()
+    return Outputs(ends[outputs.out], ends[outputs.err])
 
 
 def _open_pair(files: LogFiles, flags: int, dir_fd: int | None) -> Outputs:

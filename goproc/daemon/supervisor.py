@@ -34,6 +34,7 @@ import attrs
 import trio
 
 from goproc import supervision
+from goproc.daemon.pumping import Limits, PumpClient
 from goproc.daemon.reaping import Child, Children, Reaped, reap_all
 from goproc.daemon.restarting import Restarts
 from goproc.daemon.service import Service
@@ -42,15 +43,18 @@ from goproc.daemon.spawning import (
     Started,
     become_subreaper,
     open_outputs,
+    piped,
     remove_own_files,
     start,
 )
 from goproc.errors import CannotRun, NameInUse, NotStarted, StorageError
+from goproc.logformat import DEFAULT_KEEP, DEFAULT_MAX_BYTES
 from goproc.model import Change, LogFiles, Proc, ProcessFacts, Spawned, same_start
 from goproc.registry import Registry
 
 log = logging.getLogger("goproc.supervisor")
 
+DEFAULT_LIMITS = Limits(DEFAULT_MAX_BYTES, DEFAULT_KEEP)
 SAFETY_INTERVAL = 1.0  # seconds between reaps when no SIGCHLD comes
 KILL_GRACE = 5.0  # seconds a SIGKILLed child is waited for by `stop`
 
@@ -68,6 +72,8 @@ class Supervisor:
         log_dir: str | None,
         signal_entry: Callable[[Proc, int], None],
         liveness_changed: Callable[[], Awaitable[None]],
+        pump: PumpClient | None = None,
+        log_limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.registry = registry
         self.service = service
@@ -77,6 +83,8 @@ class Supervisor:
         self.log_dir = log_dir
         self.signal_entry = signal_entry  # a signal to an entry not our child (its group)
         self.liveness_changed = liveness_changed  # returns once an entry lived or died
+        self.pump = pump  # None: commands write their files themselves (never rotated)
+        self.log_limits = log_limits
         self.subreaper = False
         self.reaped = 0
         self.restarts = Restarts(registry, lambda p: self.start_again(p, by_policy=True), clock)
@@ -182,6 +190,7 @@ class Supervisor:
                 if outputs is None:
                     log_files = log_files or self._own_files(proc_id)
                     outputs = open_outputs(log_files, fresh=True, log_dir=self.log_dir)
+                    outputs = self._piped(outputs, log_files, spawned, fresh=True)
             except BaseException:
                 if outputs is not None:
                     outputs.close()
@@ -199,6 +208,14 @@ class Supervisor:
         assert entry.id == proc_id
         change = attrs.evolve(change, put=(*change.put[:-1], entry))
         return await self._commit_started(entry, popen, change)
+
+    def _piped(
+        self, outputs: Outputs, files: LogFiles, spawned: Spawned, *, fresh: bool
+    ) -> Outputs:
+        size, limits = spawned.log_max_bytes, self.log_limits
+        if size is not None:
+            limits = attrs.evolve(limits, max_bytes=size)
+        return piped(outputs, files, self.pump, limits, fresh=fresh)
 
     def _own_files(self, proc_id: int) -> LogFiles:
         if self.log_dir is None:
@@ -219,6 +236,7 @@ class Supervisor:
             if current is None:
                 return self.registry.get(entry.id) or entry  # removed, started, stopped
             outputs = open_outputs(entry.log, fresh=False, log_dir=self.log_dir)
+            outputs = self._piped(outputs, entry.log, spawned, fresh=False)
             self._launching += 1
             try:
                 popen, facts = await trio.to_thread.run_sync(self._launch, spawned, outputs)

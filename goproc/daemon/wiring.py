@@ -32,6 +32,7 @@ from goproc.daemon.liveness import Liveness
 from goproc.daemon.loading import boot_anchor, load, snapshot_writer
 from goproc.daemon.metrics import Sampler
 from goproc.daemon.notify import Notifier
+from goproc.daemon.pumping import Limits, PumpClient
 from goproc.daemon.reaping import Children
 from goproc.daemon.running import run
 from goproc.daemon.server import Server
@@ -162,6 +163,8 @@ def build(
             p.pid, p.started_at, signum, group=True, pidfd=watcher.pidfd(p)
         ),
         outlets.pulse.wait,
+        PumpClient(socket_path),
+        Limits(config.log_max_bytes, config.log_keep),
     )
     adopter = Adopter(
         registry, service, probe, interval=config.discovery_interval, clock=outlets.clock

@@ -28,6 +28,7 @@ from goproc.api import (
     PID_MAX,
     AdoptInfo,
     AlertRule,
+    ByteSize,
     Count,
     KillOutcome,
     Label,
@@ -43,6 +44,7 @@ from goproc.api import (
     Timestamp,
 )
 from goproc.errors import InvalidValue
+from goproc.logformat import MIN_MAX_BYTES, SIZE_MAX
 from goproc.model import AdoptRule, LogFiles, Proc, Rule, Selector
 from goproc.rpc import hooks, values
 from goproc.rpc.decoding import entry_from_dict
@@ -116,6 +118,7 @@ def make_converter(*, detailed: bool = True) -> cattrs.Converter:
     c.register_structure_hook(Timestamp, values.time_value)
     c.register_structure_hook(Lifetime, values.lifetime_value)
     c.register_structure_hook(Count, values.int_in(1, PID_MAX, "a positive integer"))
+    c.register_structure_hook(ByteSize, values.int_in(MIN_MAX_BYTES, SIZE_MAX, "a size in bytes"))
     c.register_structure_hook_factory(
         hooks.is_homogeneous_tuple, lambda tp: hooks.tuple_hook(c, tp)
     )

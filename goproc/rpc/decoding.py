@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 
+from goproc.logformat import MIN_MAX_BYTES, SIZE_MAX
 from goproc.model import RESTART_MODES, LogFiles, Proc, Spawned, log_path_problem
 from goproc.rpc.entries import parse_time, short_json
 
@@ -132,7 +133,8 @@ def spawned_from(value: Any) -> Spawned | None:
     ValueError naming what is wrong."""
     if value is None:
         return None
-    if type(value) is not dict or value.keys() != SPAWNED_KEYS:
+    # `log_max_bytes` may be absent: an entry written before it existed.
+    if type(value) is not dict or value.keys() | {"log_max_bytes"} != SPAWNED_KEYS:
         raise ValueError(f"must be null or an object of {sorted(SPAWNED_KEYS)}")
     cwd, restart, most = value["cwd"], value["restart"], value["max_restarts"]
     if type(cwd) is not str or not cwd.startswith("/"):
@@ -147,6 +149,11 @@ def spawned_from(value: Any) -> Spawned | None:
     )
     if low > high:
         raise ValueError("backoff_min: must not be above backoff_max")
+    size = value.get("log_max_bytes")
+    if size is not None and (type(size) is not int or not MIN_MAX_BYTES <= size <= SIZE_MAX):
+        raise ValueError(
+            f"log_max_bytes: must be null or {MIN_MAX_BYTES}..{SIZE_MAX}, got {short_json(size)}"
+        )
     return Spawned(
         argv=_strings(value["argv"], "argv", nonempty=True),
         cwd=cwd,
@@ -156,6 +163,7 @@ def spawned_from(value: Any) -> Spawned | None:
         restart_window=_seconds(value["restart_window"], "restart_window"),
         backoff_min=low,
         backoff_max=high,
+        log_max_bytes=size,
     )
 
 

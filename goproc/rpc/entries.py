@@ -138,6 +138,7 @@ def spawned_dict(s: Spawned | None) -> dict[str, Any] | None:
         "restart_window": s.restart_window,
         "backoff_min": s.backoff_min,
         "backoff_max": s.backoff_max,
+        "log_max_bytes": s.log_max_bytes,
     }
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 from conftest import GOPROC, Daemon
-from helpers import wait_until
+from helpers import log_pumps, open_files, wait_until
 
 INVALID_PARAMS = -32602
 STARTED = re.compile(r"Started pid=(\d+) id=(\d+)\n")
@@ -127,11 +127,18 @@ def test_run_under_capture_output_returns_with_private_files_and_stdin_devnull(
     assert running(pid)
     fds = {n: os.readlink(f"/proc/{pid}/fd/{n}") for n in (0, 1, 2)}
     here = logs_dir(daemon)
-    assert fds == {0: os.devnull, 1: str(here / f"{proc_id}.out"), 2: str(here / f"{proc_id}.err")}
+    # stdout and stderr: two pipes the daemon's log pump reads into the two files.
+    assert fds[0] == os.devnull and fds[1] != fds[2]
+    assert fds[1].startswith("pipe:") and fds[2].startswith("pipe:")
+    (pump,) = log_pumps(daemon.proc.pid)  # type: ignore[union-attr]
+    held = open_files(pump)
+    assert {fds[1], fds[2], str(here / f"{proc_id}.out"), str(here / f"{proc_id}.err")} <= held
     st = here.lstat()
     assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o700
     assert st.st_uid == os.geteuid()
-    assert sorted(p.name for p in here.iterdir()) == [f"{proc_id}.err", f"{proc_id}.out"]
+    assert sorted(p.name for p in here.iterdir()) == [
+        f"{proc_id}.{kind}{idx}" for kind in ("err", "out") for idx in ("", ".idx")
+    ]
     for name in (f"{proc_id}.out", f"{proc_id}.err"):
         st = (here / name).lstat()
         assert stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600, name

@@ -741,6 +741,7 @@ def _spawn_case(ctx: Ctx) -> dict[str, Any]:
         "restart_window": 30,
         "backoff_min": 0.5,
         "backoff_max": 2,
+        "log_max_bytes": 65536,
     }
 
 
@@ -761,6 +762,7 @@ def _spawned_as_asked(ctx: Ctx, params: Any, result: Any) -> None:
         "restart_window": 30.0,
         "backoff_min": 0.5,
         "backoff_max": 2.0,
+        "log_max_bytes": 65536,
     }
     assert (result["exit_code"], result["exit_signal"], result["restarts"]) == (None, None, 0)
     wait_for(lambda: Path(params["log"]["out"]).read_text() == "spec-out\n", "its output")

@@ -60,6 +60,7 @@ def check_spawn(params: SpawnParams) -> Spawned:
         restart_window=params.restart_window,
         backoff_min=params.backoff_min,
         backoff_max=params.backoff_max,
+        log_max_bytes=params.log_max_bytes,
     )
 
 
