@@ -10,8 +10,9 @@ restart must never kill what it started.  The pump holds no state worth keeping;
 daemon that comes next simply talks to it again.
 
 The bytes go from the pipe to the file with `splice` (no copy through this process),
-at most `CHUNK` a call; a pipe found full is grown to `PIPE_SIZE`.  A stream's file is
-rotated at a line's end once it holds its `max_bytes`; each burst is dated in the
+at most `CHUNK` a call and never past the file's limit; a pipe found full is grown to
+`PIPE_SIZE`.  A stream's file is rotated at a line's end once it holds its `max_bytes`
+(so it holds at most `LINE_SLACK` more); each burst is dated in the
 file's index, once per `STEP`.  A file nothing can be written to (a full disk) has its
 bytes read and dropped, so the command never blocks on it; the first loss is told on
 stderr.
@@ -84,14 +85,14 @@ class LogFile:
         if self.max_bytes and self.offset >= self.max_bytes:
             return self._take_to_line_end(pipe)
         start = self.offset
+        room = self.max_bytes - start if self.max_bytes else CHUNK  # never past the limit
         try:
-            if self.copy:
-                data = os.read(pipe, CHUNK)
-                self._write(data)
-                n = len(data)
-            else:
-                n = os.splice(pipe, self.fd, CHUNK, offset_dst=self.offset, flags=_NONBLOCK)
-                self.offset += n
+            if self.copy:  # dated by _put
+                data = os.read(pipe, min(room, CHUNK))
+                self._put(data)
+                return bool(data)
+            n = os.splice(pipe, self.fd, min(room, CHUNK), offset_dst=start, flags=_NONBLOCK)
+            self.offset += n
         except BlockingIOError:
             return True
         except OSError as e:
@@ -107,30 +108,37 @@ class LogFile:
         return True
 
     def _take_to_line_end(self, pipe: int) -> bool:
-        """At the limit: what comes up to a line's end still goes here, then rotate."""
+        """At the limit: read what comes (no splice), to rotate at a line's end."""
         try:
             data = os.read(pipe, LINE_SLACK)
         except BlockingIOError:
             return True
         if not data:
             return False
-        cut = data.find(b"\n") + 1
-        if cut == 0 and self.offset - self.max_bytes + len(data) < LINE_SLACK:
-            cut = len(data)  # no line's end yet: wait for it in this file
-            rotate = False
-        else:
-            cut, rotate = cut or len(data), True
         try:
-            self._date(self.offset)
-            self._write(data[:cut])
-            if rotate:
-                self._rotate()
-                if cut < len(data):
-                    self._date(0)
-                    self._write(data[cut:])
+            self._put(data)
         except OSError as e:
             return self._drop(pipe, e)
         return True
+
+    def _put(self, data: bytes) -> None:
+        """Write `data`, rotating the file at each line's end past the limit (or, with
+        no line's end within `LINE_SLACK` past it, there)."""
+        while data:
+            over = self.offset - self.max_bytes
+            if not self.max_bytes or over < 0:
+                cut = len(data) if not self.max_bytes else min(len(data), -over)
+                rotate = False
+            else:
+                cut = data.find(b"\n") + 1
+                rotate = cut > 0 or over + len(data) >= LINE_SLACK
+                if cut == 0:
+                    cut = min(len(data), max(1, LINE_SLACK - over))
+            self._date(self.offset)
+            self._write(data[:cut])
+            data = data[cut:]
+            if rotate:
+                self._rotate()
 
     def _write(self, data: bytes) -> None:
         view = memoryview(data)
