@@ -1,5 +1,6 @@
-"""Reading a log file as `goproc logs` does: its last lines, then (`--follow`) what is
-appended, like `tail -F`.  Standard library only; blocking.
+"""Reading a log file as `goproc logs` does: its last lines (of one file; the stream
+of rotated files is `goproc.cli.logread`'s), then (`--follow`) what is appended, like
+`tail -F`.  Standard library only; blocking.
 
 The file is opened with `O_NOFOLLOW` (a symlink at its name is refused, never read
 through) and `O_NONBLOCK` (a FIFO planted there cannot hang the open), and read only
@@ -7,15 +8,26 @@ when it is a regular file.  Following polls: a file cut shorter (truncated) is r
 again from its start; a new file at the name (the old one renamed away, as a rotation
 does) is opened once the old one is read to its end.  The bytes are written as the
 process wrote them, as `tail` does.
+
+With `--timestamps` or `--all` the bytes go out a line at a time (`Tracker`): each line
+with its receive time from the file's index, read again as it grows.  A line whose
+record is not written yet waits a poll round for it (then takes the time it is printed
+at); a line still coming waits for its end while bytes keep coming, and is printed as
+it is once none came for a round.  After a rotation the new file's index is taken only
+once it is not the old file's (which rotation renames after the file).
 """
 
 from __future__ import annotations
 
 import errno
+import heapq
 import os
 import select
 import stat
+import time
 from collections.abc import Callable
+
+from goproc.cli.logindex import Timeline, open_index
 
 _BLOCK = 1 << 16
 POLL_SECONDS = 0.2
@@ -116,3 +128,129 @@ def _renamed_away(fd: int, path: str) -> int | None:
         return open_log(path)
     except TailError:
         return None
+
+
+# ---- line by line: --timestamps, --all ----------------------------------------------------
+
+Piece = tuple[float, bytes, bool]  # its time, its bytes, whether they start a line
+WritePieces = Callable[[list[Piece]], None]
+
+
+class Tracker:
+    """One stream followed a line at a time, each line dated (see the module doc)."""
+
+    def __init__(self, fd: int, path: str, offset: int, index_fd: int | None, in_line: bool):
+        self.fd, self.path, self.offset = fd, path, offset
+        self.timeline = Timeline(index_fd, offset)
+        self.pending, self.pending_at = b"", offset  # read, not printed yet
+        self.in_line = in_line  # the bytes before `pending` left a line unfinished
+        self.waiting: int | None = None  # the line held a round for its record
+        self.old_index: tuple[int, int] | None = None  # the index rotated away with its file
+        self.expect_index = False  # the file rotated away had one: so will the new one
+
+    def poll(self) -> list[Piece]:
+        """The lines (and pieces of lines) to print now."""
+        pieces: list[Piece] = []
+        if os.fstat(self.fd).st_size < self.offset:  # truncated: what is there now is new
+            pieces += self._cut(final=True)
+            self.offset = self.pending_at = 0
+            self.in_line = False
+        grew = self._read()
+        newer = _renamed_away(self.fd, self.path)
+        if newer is not None:
+            self._read()  # what came in just before the rename
+            pieces += self._cut(final=True)
+            self._switch(newer)
+            grew = self._read()
+        return pieces + self._cut(final=False, grew=grew)
+
+    def close(self) -> None:
+        os.close(self.fd)
+        self.timeline.close()
+
+    def _read(self) -> bool:
+        size = os.fstat(self.fd).st_size
+        chunks: list[bytes] = []
+        while self.offset < size:
+            data = os.pread(self.fd, min(size - self.offset, _BLOCK), self.offset)
+            if not data:
+                break
+            chunks.append(data)
+            self.offset += len(data)
+        self.pending += b"".join(chunks)
+        return bool(chunks)
+
+    def _cut(self, final: bool, grew: bool = True) -> list[Piece]:
+        """The pending lines that can go out now (with `final`, all of them)."""
+        if self.timeline.fd is None:
+            self.timeline = Timeline(self._index(), self.pending_at)
+        self.timeline.refresh()
+        data, pos, pieces = self.pending, 0, []
+        while pos < len(data):
+            nl = data.find(b"\n", pos)
+            end = len(data) if nl < 0 else nl + 1
+            if nl < 0 and grew and not final and end - pos < _BLOCK:
+                break  # its end may be on its way
+            when = self._date(self.pending_at + pos, final)
+            if when is None:
+                break
+            pieces.append((when, data[pos:end], not self.in_line))
+            self.in_line = nl < 0
+            pos = end
+        self.pending, self.pending_at = data[pos:], self.pending_at + pos
+        self.timeline.prune(self.pending_at)
+        return pieces
+
+    def _date(self, offset: int, final: bool) -> float | None:
+        """The time of the bytes at `offset`; None to wait a round for their record."""
+        if self.timeline.fd is None:
+            if self.expect_index and not final and self.waiting != offset:
+                self.waiting = offset
+                return None
+            return os.fstat(self.fd).st_mtime  # no index: the file's mtime
+        if not (final or self.timeline.settled(offset) or self.waiting == offset):
+            self.waiting = offset
+            return None
+        self.waiting = None
+        found = self.timeline.date(offset)
+        return time.time() if found is None else found
+
+    def _switch(self, newer: int) -> None:
+        os.close(self.fd)
+        self.expect_index = self.timeline.fd is not None
+        if self.timeline.fd is not None:
+            self.old_index = _identity(self.timeline.fd)
+        self.timeline.close()
+        self.fd, self.offset, self.pending, self.pending_at = newer, 0, b"", 0
+        self.timeline = Timeline(self._index(), 0)
+
+    def _index(self) -> int | None:
+        fd = open_index(self.path)
+        if fd is not None and _identity(fd) == self.old_index:
+            os.close(fd)  # not renamed away yet: the new one comes after it
+            return None
+        return fd
+
+
+def follow_lines(trackers: list[Tracker], write: WritePieces, out_fd: int) -> None:
+    """`write` what is appended to the trackers' streams, merged by time (at equal times
+    the first tracker's first), until interrupted or until the reader of `out_fd` goes
+    away (as `follow`).  Closes every tracker."""
+    watch = select.poll()
+    watch.register(out_fd, 0)
+    try:
+        while True:
+            found = [tracker.poll() for tracker in trackers]
+            pieces = list(heapq.merge(*found, key=lambda piece: piece[0]))
+            if pieces:
+                write(pieces)
+            if watch.poll(POLL_SECONDS * 1000):
+                return
+    finally:
+        for tracker in trackers:
+            tracker.close()
+
+
+def _identity(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino

@@ -6,6 +6,10 @@
 - `goproc logs` prints the last lines (`-n`, `--err`), follows (`-f`, through a
   truncation, until SIGINT or until its reader goes away), and refuses in one line an
   entry without logs, a missing file, a symlink;
+- with rotated files made by hand (no index: their mtimes date their lines), `-n` reads
+  back into them, `--since` keeps what came since, `--all` merges out and err by time,
+  `--timestamps` prefixes each line's time, `-f --all` follows both through a rename;
+  `--err --all` and a bad `--since` are refused in one line (exit 2);
 - the `log` field in `show`, kept across a clean restart (snapshot) and a `kill -9`
   (journal); `add`'s `log` param refused (-32602, nothing changed) when it is hostile or
   given for several processes.
@@ -313,6 +317,117 @@ def test_logs_refuses_a_missing_file_and_a_symlink(daemon: Daemon, started: Star
     err.symlink_to(secret)
     line = refused(logs(daemon, str(proc_id), "--err"))
     assert "symlink" in line and str(err) in line, line
+
+
+# ---- rotated files, --since, --all, --timestamps (files made by hand: no index) ----------------
+
+
+def _quiet_run(d: Daemon, started: Started, script: str) -> tuple[int, Path, Path]:
+    """`goproc run` of `script` (it then sleeps); its files once it has written them."""
+    _, proc_id = run(d, started, "--", "sh", "-c", f"{script}; echo done >&2; exec sleep 1000")
+    out, err = (logs_dir(d) / f"{proc_id}.{x}" for x in ("out", "err"))
+    wait_until(lambda: err.read_text().endswith("done\n"), what="the output")
+    return proc_id, out, err
+
+
+def _aged(path: Path, text: str, seconds_ago: float) -> None:
+    path.write_text(text)
+    when = time.time() - seconds_ago
+    os.utime(path, (when, when))
+
+
+def test_logs_reads_back_into_rotated_files_and_since_dates_them_by_mtime(
+    daemon: Daemon, started: Started
+) -> None:
+    proc_id, out, _ = _quiet_run(daemon, started, "seq 1 3")
+    _aged(Path(f"{out}.2"), "a1\na2\n", 7200)
+    _aged(Path(f"{out}.1"), "b1\nb2\nb3\n", 1800)
+    _aged(Path(f"{out}.1.idx"), "", 0)  # an empty index: no times, the mtime then
+    target = str(proc_id)
+    assert ok(logs(daemon, target, "-n", "5")) == "b2\nb3\n1\n2\n3\n"
+    assert ok(logs(daemon, target)) == "a1\na2\nb1\nb2\nb3\n1\n2\n3\n"
+    assert ok(logs(daemon, target, "--since", "1h")) == "b1\nb2\nb3\n1\n2\n3\n", "all since"
+    assert ok(logs(daemon, target, "--since", "10m")) == "1\n2\n3\n"
+    assert ok(logs(daemon, target, "--since", "1h", "-n", "2")) == "2\n3\n"
+    Path(f"{out}.1").unlink()  # a missing rotated file is no error
+    assert ok(logs(daemon, target, "-n", "4")) == "a2\n1\n2\n3\n"
+
+
+def test_logs_all_merges_by_time_and_timestamps_prefix_each_line(
+    daemon: Daemon, started: Started
+) -> None:
+    proc_id, out, err = _quiet_run(daemon, started, "echo o1; echo o2; echo e1 >&2")
+    target = str(proc_id)
+    when = 1_796_206_500.123  # 2026-12-02T10:15:00.123Z
+    os.utime(out, (when + 1, when + 1))
+    os.utime(err, (when, when))
+    assert ok(logs(daemon, target, "--all")) == "e1\ndone\no1\no2\n"
+    assert ok(logs(daemon, target, "--all", "-n", "3")) == "done\no1\no2\n"
+    os.utime(out, (when, when))
+    assert ok(logs(daemon, target, "--all")) == "o1\no2\ne1\ndone\n", "stdout first at a tie"
+    stamped = ok(logs(daemon, target, "--err", "--timestamps"))
+    assert stamped == "2026-12-02T10:15:00.123Z e1\n2026-12-02T10:15:00.123Z done\n"
+
+
+def test_logs_all_of_one_file_reads_it_once(
+    daemon: Daemon, started: Started, tmp_path: Path
+) -> None:
+    both = tmp_path / "both.log"
+    run(
+        daemon,
+        started,
+        "--name",
+        "one",
+        "--log",
+        str(both),
+        "--",
+        "sh",
+        "-c",
+        "echo x; exec sleep 1000",
+    )
+    wait_until(lambda: both.read_text() == "x\n", what="the line")
+    assert ok(logs(daemon, "one", "--all")) == "x\n"
+
+
+def test_logs_refuses_err_with_all_and_a_bad_since_in_one_line(
+    daemon: Daemon, started: Started
+) -> None:
+    run(daemon, started, "--name", "s", "--", "sleep", "1000")
+    assert "--all" in refused(logs(daemon, "s", "--err", "--all"), 2)
+    for bad in ("x", "0", "-5m", "10", ""):
+        assert "--since" in refused(logs(daemon, "s", "--since", bad), 2), bad
+    assert "--lines" in refused(logs(daemon, "s", "--since", "1m", "-n", "x"), 2)
+
+
+def test_logs_follow_all_with_timestamps_follows_both_and_a_rename(
+    daemon: Daemon, started: Started
+) -> None:
+    proc_id, out, err = _quiet_run(daemon, started, "echo o1")
+    follower = subprocess.Popen(
+        [*GOPROC, "logs", str(proc_id), "-f", "--all", "--timestamps", "-n", "0"],
+        env=daemon.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    stamp = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (.*\n)")
+    try:
+        assert follower.stdout is not None
+        time.sleep(0.5)  # let it start following before anything is appended
+        with err.open("ab") as f:
+            f.write(b"on err\n")
+        line = stamp.fullmatch(follower.stdout.readline())
+        assert line and line.group(1) == b"on err\n"
+        out.rename(f"{out}.1")  # rotated by hand: a new file at the name
+        out.write_bytes(b"in the new file\n")
+        line = stamp.fullmatch(follower.stdout.readline())
+        assert line and line.group(1) == b"in the new file\n"
+        follower.send_signal(signal.SIGINT)
+        assert follower.wait(10) == 0
+        assert follower.stderr is not None and follower.stderr.read() == b""
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+        follower.wait(10)
 
 
 def test_rm_keeps_the_log_files(daemon: Daemon, started: Started) -> None:
