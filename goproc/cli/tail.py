@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 
 from goproc.cli.logindex import Timeline, open_index
+from goproc.logformat import KEEP_MAX, rotated
 
 _BLOCK = 1 << 16
 POLL_SECONDS = 0.2
@@ -93,7 +94,7 @@ def follow(fd: int, path: str, offset: int, write: Write, out_fd: int) -> None:
             if newer is not None:
                 _drain(fd, offset, write)  # what came in just before the rename
                 os.close(fd)
-                fd, offset = newer, 0
+                fd, offset = newer[0], 0
                 continue
             if watch.poll(POLL_SECONDS * 1000):
                 return  # the reader went away (or the terminal hung up)
@@ -114,20 +115,48 @@ def _drain(fd: int, offset: int, write: Write) -> int:
     return offset
 
 
-def _renamed_away(fd: int, path: str) -> int | None:
-    """A new file at `path` when the one `fd` holds is no longer there (rotated), once
-    it can be opened; None while `fd` is still the file at `path`."""
-    try:
-        st = os.stat(path, follow_symlinks=False)
-    except OSError:
-        return None  # gone for now: keep the old one and look again
-    held = os.fstat(fd)
-    if (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino):
-        return None
-    try:
-        return open_log(path)
-    except TailError:
-        return None
+def _renamed_away(fd: int, path: str) -> tuple[int, str] | None:
+    """When the file `fd` holds is no longer at `path` (rotated), the one after it in
+    the stream, opened, and its name: the next newer rotated file (`path.N-1` when it
+    is `path.N` now: several rotations between two looks lose no file) or, when it is
+    not among them (gone already), the file at `path`.  None while `fd` is still the
+    file at `path`, or when the next one cannot be opened yet."""
+    held = _identity(fd)
+    for _ in range(3):  # renamed again while looked for: look again
+        try:
+            st = os.stat(path, follow_symlinks=False)
+        except OSError:
+            return None  # gone for now: keep the old one and look again
+        if (st.st_dev, st.st_ino) == held:
+            return None
+        name = _after(held, path)
+        try:
+            newer = open_log(name)
+        except TailError:
+            return None
+        if name == path or _after(held, path) == name:
+            return newer, name
+        os.close(newer)
+    return None
+
+
+def _after(held: tuple[int, int], path: str) -> str:
+    """The name of the file after the held one: see `_renamed_away`."""
+    missed = 0
+    for n in range(1, KEEP_MAX + 2):
+        try:
+            st = os.stat(rotated(path, n), follow_symlinks=False)
+        except OSError:
+            # A rotation renames the files one by one, oldest first: one name may be
+            # missing for a moment.  Two in a row end the files.
+            missed += 1
+            if missed == 2:
+                break
+            continue
+        missed = 0
+        if (st.st_dev, st.st_ino) == held:
+            return rotated(path, n - 1)
+    return path
 
 
 # ---- line by line: --timestamps, --all ----------------------------------------------------
@@ -141,10 +170,11 @@ class Tracker:
 
     def __init__(self, fd: int, path: str, offset: int, index_fd: int | None, in_line: bool):
         self.fd, self.path, self.offset = fd, path, offset
+        self.name = path  # the name of the file read now (a rotated one, on the way)
         self.timeline = Timeline(index_fd, offset)
         self.pending, self.pending_at = b"", offset  # read, not printed yet
         self.in_line = in_line  # the bytes before `pending` left a line unfinished
-        self.waiting: int | None = None  # the line held a round for its record
+        self.waiting: int | None = None  # the bytes from here on were held a round
         self.old_index: tuple[int, int] | None = None  # the index rotated away with its file
         self.expect_index = False  # the file rotated away had one: so will the new one
 
@@ -157,11 +187,12 @@ class Tracker:
             self.in_line = False
         grew = self._read()
         newer = _renamed_away(self.fd, self.path)
-        if newer is not None:
+        while newer is not None:  # through every file rotated since the last look
             self._read()  # what came in just before the rename
             pieces += self._cut(final=True)
-            self._switch(newer)
+            self._switch(*newer)
             grew = self._read()
+            newer = _renamed_away(self.fd, self.path)
         return pieces + self._cut(final=False, grew=grew)
 
     def close(self) -> None:
@@ -198,34 +229,40 @@ class Tracker:
             self.in_line = nl < 0
             pos = end
         self.pending, self.pending_at = data[pos:], self.pending_at + pos
+        if not self.pending:
+            self.waiting = None  # what comes next waits for its record anew
         self.timeline.prune(self.pending_at)
         return pieces
 
     def _date(self, offset: int, final: bool) -> float | None:
         """The time of the bytes at `offset`; None to wait a round for their record."""
+        # One round waited for the bytes from `waiting` on is enough for all of them.
+        waited = self.waiting is not None and offset >= self.waiting
         if self.timeline.fd is None:
-            if self.expect_index and not final and self.waiting != offset:
+            if self.expect_index and not final and not waited:
                 self.waiting = offset
                 return None
             return os.fstat(self.fd).st_mtime  # no index: the file's mtime
-        if not (final or self.timeline.settled(offset) or self.waiting == offset):
+        if self.timeline.settled(offset):
+            self.waiting = None
+        elif not (final or waited):
             self.waiting = offset
             return None
-        self.waiting = None
         found = self.timeline.date(offset)
         return time.time() if found is None else found
 
-    def _switch(self, newer: int) -> None:
+    def _switch(self, newer: int, name: str) -> None:
         os.close(self.fd)
         self.expect_index = self.timeline.fd is not None
         if self.timeline.fd is not None:
             self.old_index = _identity(self.timeline.fd)
         self.timeline.close()
         self.fd, self.offset, self.pending, self.pending_at = newer, 0, b"", 0
+        self.name, self.waiting = name, None
         self.timeline = Timeline(self._index(), 0)
 
     def _index(self) -> int | None:
-        fd = open_index(self.path)
+        fd = open_index(self.name)
         if fd is not None and _identity(fd) == self.old_index:
             os.close(fd)  # not renamed away yet: the new one comes after it
             return None

@@ -22,12 +22,14 @@ import os
 import re
 import signal
 import stat
+import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
 import pytest
-from conftest import Daemon
+from conftest import GOPROC, Daemon
 from helpers import log_pumps, wait_until
 
 from goproc.logformat import index_of, records, rotated
@@ -201,3 +203,48 @@ def test_a_bad_log_config_key_stops_the_start_naming_it(
     d.start(wait=False)
     assert d.proc is not None and d.proc.wait(15) == 2
     assert f"'{key}'" in d.log() and json.dumps(value) in d.log()
+
+
+@pytest.mark.parametrize("flags", [(), ("--timestamps",)])
+def test_follow_sees_every_line_through_rotations_and_a_restart(
+    spawn_daemon: Callable[..., Daemon], groups: list[int], tmp_path: Path, flags: tuple[str, ...]
+) -> None:
+    """Many 4 KiB rotations between two looks of the follower, then a second run of the
+    command (`start`) into the same files: every line once, in order."""
+    d = spawn_daemon(config={"log_keep": 200})
+    marker = tmp_path / "ran-once"
+    script = (
+        f"if [ -e {marker} ]; then run=second; else run=first; touch {marker}; fi; "
+        'i=0; while [ $i -lt 1500 ]; do echo "$run $i of a followed log"; i=$((i+1)); '
+        "[ $((i % 100)) -eq 0 ] && sleep 0.02; done"
+    )
+    _, proc_id = run(d, groups, "--log-max-bytes", "4K", "--", "sh", "-c", script)
+    printed = tmp_path / "printed"
+    with open(printed, "w") as sink:
+        follower = subprocess.Popen(
+            [*GOPROC, "logs", str(proc_id), "-f", "-n", "0", *flags],
+            env=d.env,
+            stdout=sink,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    try:
+        wait_until(lambda: not d.call("show", {"ids": [proc_id]})["alive"], 20, "the first run")
+        d.call("start", {"ids": [proc_id]})
+        wait_until(lambda: not d.call("show", {"ids": [proc_id]})["alive"], 20, "the second run")
+        time.sleep(1.0)  # the follower's last looks
+    finally:
+        follower.send_signal(signal.SIGINT)
+        _, err = follower.communicate(timeout=10)
+    out = printed.read_text()
+    assert follower.returncode == 0 and err == ""
+    text = [line.split(" ", 1)[1] if flags else line for line in out.splitlines()]
+    wanted = [f"{run} {i} of a followed log" for run in ("first", "second") for i in range(1500)]
+    # -n 0 from the moment it started: a few first lines may have come before.
+    start = wanted.index(text[0]) if text and text[0] in wanted else 0
+    missing = [w for w in wanted[start:] if w not in set(text)]
+    logs = d.state_dir / "logs"
+    kept = "".join(f.read_text() for f in stream_files(logs, f"{proc_id}.out")).splitlines()
+    assert kept == wanted, (len(kept), kept[-1], d.call("show", {"ids": [proc_id]}))
+    assert text == wanted[start:], (start, len(text), missing[:5], len(missing))
+    assert len(text) > 1500

@@ -27,6 +27,7 @@ import stat
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -353,20 +354,27 @@ def test_logs_reads_back_into_rotated_files_and_since_dates_them_by_mtime(
     assert ok(logs(daemon, target, "-n", "4")) == "a2\n1\n2\n3\n"
 
 
-def test_logs_all_merges_by_time_and_timestamps_prefix_each_line(
+def test_logs_all_merges_by_receive_time_and_timestamps_prefix_each_line(
     daemon: Daemon, started: Started
 ) -> None:
-    proc_id, out, err = _quiet_run(daemon, started, "echo o1; echo o2; echo e1 >&2")
+    """The log pump dates each burst in the files' indexes: `--all` interleaves the two
+    streams by those times, `--timestamps` prints them."""
+    before = time.time()
+    script = "echo o1; sleep 0.05; echo e1 >&2; sleep 0.05; echo o2; sleep 0.05"
+    proc_id, _, _ = _quiet_run(daemon, started, script)
+    after = time.time()
     target = str(proc_id)
-    when = 1_796_206_500.123  # 2026-12-02T10:15:00.123Z
-    os.utime(out, (when + 1, when + 1))
-    os.utime(err, (when, when))
-    assert ok(logs(daemon, target, "--all")) == "e1\ndone\no1\no2\n"
-    assert ok(logs(daemon, target, "--all", "-n", "3")) == "done\no1\no2\n"
-    os.utime(out, (when, when))
-    assert ok(logs(daemon, target, "--all")) == "o1\no2\ne1\ndone\n", "stdout first at a tie"
-    stamped = ok(logs(daemon, target, "--err", "--timestamps"))
-    assert stamped == "2026-12-02T10:15:00.123Z e1\n2026-12-02T10:15:00.123Z done\n"
+    assert ok(logs(daemon, target, "--all")) == "o1\ne1\no2\ndone\n"
+    assert ok(logs(daemon, target, "--all", "-n", "2")) == "o2\ndone\n"
+    stamped = ok(logs(daemon, target, "--all", "--timestamps")).splitlines()
+    times = []
+    for line, text in zip(stamped, ["o1", "e1", "o2", "done"], strict=True):
+        found = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z (\w+)", line)
+        assert found and found.group(2) == text, line
+        when = datetime.strptime(found.group(1), "%Y-%m-%dT%H:%M:%S.%f")
+        times.append(when.replace(tzinfo=UTC).timestamp())
+    assert before - 0.001 <= times[0] < times[1] < times[2] < times[3] <= after + 0.001
+    assert times[1] - times[0] >= 0.04  # the sleeps between the bursts
 
 
 def test_logs_all_of_one_file_reads_it_once(
