@@ -16,11 +16,13 @@ import json
 import logging
 import os
 import socket
-import subprocess
-import sys
+import stat
 from pathlib import Path
 
 from attrs import frozen
+
+from goproc.daemon.spawning import Outputs, Started, start_log_pump
+from goproc.model import LogFiles
 
 log = logging.getLogger("goproc.pumping")
 
@@ -47,7 +49,7 @@ class PumpClient:
     def __init__(self, socket_path: Path) -> None:
         self.path = str(socket_path.parent / f"logpump.{socket_path.name}")
         self._conn: socket.socket | None = None
-        self._started: subprocess.Popen[bytes] | None = None
+        self._started: Started | None = None
 
     def hand_over(
         self, pipe: int, file: int, dir_fd: int, name: str, limits: Limits, *, fresh: bool
@@ -108,21 +110,46 @@ class PumpClient:
     def _start_pump(self) -> None:
         """A new pump, on a new socket at our path (one no pump answers at)."""
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+            if stat.S_ISSOCK(os.lstat(self.path).st_mode):  # anything else is left alone
+                os.unlink(self.path)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         old_umask = os.umask(0o177)
         try:
             listener.bind(self.path)
             listener.listen(64)
             fd = listener.fileno()
-            self._started = subprocess.Popen(
-                [sys.executable, "-m", "goproc.logpump", "--fd", str(fd)],
-                pass_fds=[fd],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                start_new_session=True,  # not in the daemon's group: a Ctrl+C is not for it
-            )
+            self._started = start_log_pump(fd)
             log.info("log pump started (pid %d)", self._started.pid)
         finally:
             os.umask(old_umask)
             listener.close()
+
+
+def piped(
+    outputs: Outputs, files: LogFiles, pump: PumpClient | None, limits: Limits, *, fresh: bool
+) -> Outputs:
+    """The descriptors the command is to write to: pipes the pump reads into the files
+    of `outputs` (taken over: closed once the pump has them), or, when no pump takes
+    them, `outputs` itself (the files then grow unrotated; told in the log)."""
+    if pump is None:
+        return outputs
+    ends: dict[int, int] = {}  # file descriptor -> the pipe's writing end
+    try:
+        for fd, path in dict.fromkeys(((outputs.out, files.out), (outputs.err, files.err))):
+            read, write = os.pipe2(os.O_CLOEXEC)
+            ends[fd] = write
+            try:
+                dir_fd = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                try:
+                    pump.hand_over(read, fd, dir_fd, os.path.basename(path), limits, fresh=fresh)
+                finally:
+                    os.close(dir_fd)
+            finally:
+                os.close(read)
+    except (OSError, ValueError, PumpError) as e:
+        for write in ends.values():
+            os.close(write)
+        log.warning("log pump: %s; writing %s unrotated", e, files.out)
+        return outputs
+    outputs.close()
+    return Outputs(ends[outputs.out], ends[outputs.err])

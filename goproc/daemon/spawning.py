@@ -11,6 +11,8 @@ thread, so that no exit can be reaped between a child's start and its being know
   entry's own files also lose the rotated files and indexes an old id left.
 - the pipes: the command writes to pipes the log pump (`goproc.daemon.pumping`) reads
   into those files, rotating them; when no pump takes them, to the files themselves.
+  The pump itself is started here too (`start_log_pump`): of the code behind the
+  socket, only this module starts processes.
 - the process: its own session and process group, stdin /dev/null, no descriptor of
   the daemon's but its stdout and stderr (`close_fds`).
 """
@@ -24,11 +26,11 @@ import logging
 import os
 import stat
 import subprocess
+import sys
 from collections.abc import Sequence
 
 from attrs import frozen
 
-from goproc.daemon.pumping import Limits, PumpClient, PumpError
 from goproc.errors import CannotRun, GoprocError, PermissionDenied
 from goproc.logformat import KEEP_MAX, index_of, rotated
 from goproc.model import LogFiles
@@ -159,36 +161,6 @@ def _forget_rotated(files: LogFiles, dir_fd: int) -> None:
                 os.unlink(index_of(rotated(base, n)), dir_fd=dir_fd)
 
 
-def piped(
-    outputs: Outputs, files: LogFiles, pump: PumpClient | None, limits: Limits, *, fresh: bool
-) -> Outputs:
-    """The descriptors the command is to write to: pipes the pump reads into the files
-    of `outputs` (taken over: closed once the pump has them), or, when no pump takes
-    them, `outputs` itself (the files then grow unrotated; told in the log)."""
-    if pump is None:
-        return outputs
-    ends: dict[int, int] = {}  # file descriptor -> the pipe's writing end
-    try:
-        for fd, path in dict.fromkeys(((outputs.out, files.out), (outputs.err, files.err))):
-            read, write = os.pipe2(os.O_CLOEXEC)
-            ends[fd] = write
-            try:
-                dir_fd = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-                try:
-                    pump.hand_over(read, fd, dir_fd, os.path.basename(path), limits, fresh=fresh)
-                finally:
-                    os.close(dir_fd)
-            finally:
-                os.close(read)
-    except (OSError, ValueError, PumpError) as e:
-        for write in ends.values():
-            os.close(write)
-        log.warning("log pump: %s; writing %s unrotated", e, files.out)
-        return outputs
-    outputs.close()
-    return Outputs(ends[outputs.out], ends[outputs.err])
-
-
 def _open_pair(files: LogFiles, flags: int, dir_fd: int | None) -> Outputs:
     fds: list[int] = []
     try:
@@ -227,3 +199,17 @@ def start(argv: Sequence[str], cwd: str, env: Sequence[str], outputs: Outputs) -
         )
     except OSError as e:
         raise CannotRun(f"cannot run {argv[0]!r}: {e.strerror or e}") from None
+
+
+def start_log_pump(listener: int) -> Started:
+    """The log pump (`goproc.logpump`), serving the listening socket `listener`: in a
+    session of its own (a Ctrl+C of the daemon's terminal is not for it), no other
+    descriptor of the daemon's, stdin and stdout /dev/null, stderr the daemon's."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "goproc.logpump", "--fd", str(listener)],
+        pass_fds=[listener],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+        close_fds=True,
+    )

@@ -34,7 +34,7 @@ import attrs
 import trio
 
 from goproc import supervision
-from goproc.daemon.pumping import Limits, PumpClient
+from goproc.daemon.pumping import Limits, PumpClient, piped
 from goproc.daemon.reaping import Child, Children, Reaped, reap_all
 from goproc.daemon.restarting import Restarts
 from goproc.daemon.service import Service
@@ -43,7 +43,6 @@ from goproc.daemon.spawning import (
     Started,
     become_subreaper,
     open_outputs,
-    piped,
     remove_own_files,
     start,
 )
