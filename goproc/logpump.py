@@ -36,6 +36,7 @@ import errno
 import fcntl
 import json
 import os
+import resource
 import select
 import socket
 import struct
@@ -292,6 +293,11 @@ def main(argv: list[str]) -> int:
         print("usage: python -m goproc.logpump --fd N (started by the daemon)", file=sys.stderr)
         return 2
     os.chdir("/")
+    # Four descriptors a stream (its pipe, file, index, dir): as many as may be had.
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    most = 1 << 16 if hard == resource.RLIM_INFINITY else hard
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (most, hard))
     listener = socket.socket(fileno=int(argv[1]))
     try:
         Pump(listener).run()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import resource
 import sys
 import time
 from collections.abc import Iterable
@@ -78,6 +79,7 @@ def _show(
     """Print the chosen lines of the streams whose current files are `paths`, then
     follow them; an error reading them is one line on stderr."""
     streams: list[logread.Stream] = []
+    _more_descriptors()
     try:
         for path in paths:
             streams.append(logread.open_stream(path))
@@ -99,6 +101,15 @@ def _show(
             with contextlib.suppress(OSError):
                 stream.close()
     return ExitCode.OK
+
+
+def _more_descriptors() -> None:
+    """Two descriptors a file (and its index), up to `log_keep` (1000) rotated files a
+    stream: as many as may be had."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    most = 1 << 16 if hard == resource.RLIM_INFINITY else hard
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (most, hard))
 
 
 def _count_of(text: str | None, since: bool) -> int | None:
