@@ -141,3 +141,11 @@ def open_files(pid: int) -> set[str]:
         except OSError:
             continue
     return out
+
+
+def stream_files(logs: Path, base: str) -> list[Path]:
+    """A log stream's files, oldest first: `base.N` ... `base.1`, then `base`."""
+    n = 1
+    while (logs / f"{base}.{n}").exists():
+        n += 1
+    return [logs / (f"{base}.{k}" if k else base) for k in range(n - 1, -1, -1)]

@@ -30,7 +30,7 @@ from pathlib import Path
 import psutil
 import pytest
 from conftest import GOPROC, Daemon
-from helpers import log_pumps, wait_until
+from helpers import log_pumps, stream_files, wait_until
 
 from goproc.logformat import index_of, records, rotated
 
@@ -56,14 +56,6 @@ def run(d: Daemon, groups: list[int], *args: str) -> tuple[int, int]:
     pid, proc_id = int(found.group(1)), int(found.group(2))
     groups.append(pid)
     return pid, proc_id
-
-
-def stream_files(logs: Path, base: str) -> list[Path]:
-    """A stream's files, oldest first."""
-    n = 1
-    while (logs / rotated(base, n)).exists():
-        n += 1
-    return [logs / rotated(base, k) for k in range(n - 1, -1, -1)]
 
 
 def numbered(count: int) -> str:

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import wait_until
+from helpers import stream_files, wait_until
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from goproc.daemon.pumping import Limits, PumpClient
@@ -58,14 +58,6 @@ def streams(pump: PumpClient) -> int:
     return int(json.loads(conn.recv(4096))["streams"])
 
 
-def files_of(where: Path, name: str) -> list[Path]:
-    """A stream's files, oldest first."""
-    n = 1
-    while (where / rotated(name, n)).exists():
-        n += 1
-    return [where / rotated(name, k) for k in range(n - 1, -1, -1)]
-
-
 def settle(pump: PumpClient) -> None:
     wait_until(lambda: streams(pump) == 0, 10, "every stream read to its end")
 
@@ -91,7 +83,7 @@ def test_rotation_keeps_every_byte_in_order_and_cuts_at_line_ends(
         os.write(write, data[at : at + step])
     os.close(write)
     settle(pump)
-    files = files_of(tmp_path, name)
+    files = stream_files(tmp_path, name)
     assert b"".join(f.read_bytes() for f in files) == data
     for f in files[:-1]:
         body = f.read_bytes()
@@ -109,7 +101,7 @@ def test_keep_leaves_the_newest_files(pump: PumpClient, tmp_path: Path) -> None:
     os.write(write, data)
     os.close(write)
     settle(pump)
-    files = files_of(tmp_path, "k.out")
+    files = stream_files(tmp_path, "k.out")
     assert len(files) == 3
     kept = b"".join(f.read_bytes() for f in files)
     assert data.endswith(kept) and kept.startswith(b"0") and len(kept) > 8192
