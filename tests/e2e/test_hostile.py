@@ -830,8 +830,10 @@ def test_daemon_starts_no_process_whatever_it_is_asked(
 def test_spawn_execs_exactly_the_argv_it_is_given_and_nothing_else(
     daemon: Daemon, tmp_path: Path
 ) -> None:
-    """`spawn`, traced: one execve, of the given program with the given argv and
-    environment (no shell between), as the daemon's own user."""
+    """`spawn`, traced: one execve of the given program with the given argv and
+    environment (no shell between), as the daemon's own user; besides it only the
+    daemon's log pump (its own Python, `-m goproc.logpump`), started for the first
+    command whose output it keeps."""
     assert daemon.proc is not None
     trace = Strace(daemon.proc.pid, "execve,execveat", tmp_path / "st")
     try:
@@ -844,9 +846,13 @@ def test_spawn_execs_exactly_the_argv_it_is_given_and_nothing_else(
     finally:
         calls = trace.stop()
     execs = [line for line in calls.splitlines() if "execve" in line and "resumed" not in line]
-    assert len(execs) == 1, calls
-    assert 'execve("/bin/sleep", ["/bin/sleep", "3;id"], ' in execs[0], calls
-    assert "/* 1 var */" in execs[0], calls  # the one given, nothing of the daemon's
+    pump = [line for line in execs if '"-m", "goproc.logpump", "--fd"' in line]
+    assert len(pump) == 1, calls
+    assert f'execve("{sys.executable}", ' in pump[0], calls
+    command = [line for line in execs if line not in pump]
+    assert len(command) == 1, calls
+    assert 'execve("/bin/sleep", ["/bin/sleep", "3;id"], ' in command[0], calls
+    assert "/* 1 var */" in command[0], calls  # the one given, nothing of the daemon's
     assert daemon.call("show", {"ids": [entry["id"]]})["exit_code"] == 1  # "3;id": no number
 
 
@@ -974,6 +980,9 @@ PARAMETERS = {
     "restart_window": "spawn: seconds, 0 to 86400",
     "backoff_min": "spawn: seconds, 0 to 86400",
     "backoff_max": "spawn: seconds, 0 to 86400",
+    # Reviewed: the size at which the log pump rotates the files `log` names (or the
+    # daemon's own); a number of bytes, 4096 to 2**50, no path.
+    "log_max_bytes": "spawn: bytes, 4096 to 2**50, or null for the daemon's log_max_bytes",
 }
 
 
