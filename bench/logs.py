@@ -76,6 +76,18 @@ def files_of(logs: Path, base: str) -> list[Path]:
     return [logs / f"{base}.{k}" for k in range(n - 1, 0, -1)] + [logs / base]
 
 
+def stream_size(logs: Path, base: str) -> int:
+    """The bytes in a stream's files, from a look no rotation came in the middle of."""
+    while True:
+        names = files_of(logs, base)
+        try:
+            total = sum(f.stat().st_size for f in names)
+        except FileNotFoundError:  # renamed while we looked
+            continue
+        if files_of(logs, base) == names:
+            return total
+
+
 def goproc_run(runner: Runner, text: Path, size: int) -> dict[str, Any]:
     config = {"log_max_bytes": 10 * MIB, "log_keep": size // (10 * MIB) + 5}
     with running_daemon(runner, config=config) as d, LineClient(d.socket) as client:
@@ -88,7 +100,7 @@ def goproc_run(runner: Runner, text: Path, size: int) -> dict[str, Any]:
         entry = client.call("spawn", {"argv": ["cat", str(text)], "cwd": "/"})
         logs = Path(entry["log"]["out"]).parent
         base = Path(entry["log"]["out"]).name
-        while sum(f.stat().st_size for f in files_of(logs, base) if f.exists()) < size:
+        while stream_size(logs, base) < size:
             time.sleep(0.002)
         seconds = time.perf_counter() - started
         cost = cpu_seconds(d.proc.pid) + cpu_seconds(pump) - before
@@ -135,7 +147,8 @@ def measure(runner: Runner, mib: int, runs: int) -> dict[str, Any]:
             progress(f"run {n + 1}/{runs}: goproc")
             ours.append(goproc_run(runner, text, mib * MIB))
             progress(f"run {n + 1}/{runs}: cat")
-            cats.append(cat_run(text, Path(tmp) / "out"))
+            cats.append(cat_run(text, Path(tmp) / f"out{n}"))  # a new file, as the log files are
+            (Path(tmp) / f"out{n}").unlink()
     goproc_cpu = statistics.median(r["cpu_s"] for r in ours)
     cat_cpu = statistics.median(r["cpu_s"] for r in cats)
     return {

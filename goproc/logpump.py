@@ -10,12 +10,13 @@ restart must never kill what it started.  The pump holds no state worth keeping;
 daemon that comes next simply talks to it again.
 
 The bytes go from the pipe to the file with `splice` (no copy through this process),
-at most `CHUNK` a call and never past the file's limit; a pipe found full is grown to
-`PIPE_SIZE`.  A stream's file is rotated at a line's end once it holds its `max_bytes`
-(so it holds at most `LINE_SLACK` more); each burst is dated in the
-file's index, once per `STEP`.  A file nothing can be written to (a full disk) has its
-bytes read and dropped, so the command never blocks on it; the first loss is told on
-stderr.
+at most `CHUNK` a call and never past the file's limit (a file handed over `O_APPEND`,
+which splice refuses, has the flag cleared: the pump is its one writer, at its own
+offset); a pipe found full is grown to `PIPE_SIZE`.  A stream's file is rotated at a
+line's end once it holds its `max_bytes` (so it holds at most `LINE_SLACK` more); each
+burst is dated in the file's index, once per `STEP`.  A file nothing can be written
+to (a full disk) has its bytes read and dropped, so the command never blocks on it;
+the first loss is told on stderr.
 
 Its protocol (SOCK_SEQPACKET, one message each way; the listening socket is the
 daemon's, passed as a descriptor, in the daemon's private runtime dir, and a peer of
@@ -60,10 +61,17 @@ class LogFile:
     def __init__(self, dir_fd: int, name: str, fd: int, max_bytes: int, keep: int) -> None:
         self.dir_fd, self.name, self.fd = dir_fd, name, fd
         self.max_bytes, self.keep = max_bytes, keep
+        # splice refuses a file opened O_APPEND (EINVAL): the pump is the file's one
+        # writer from now on and writes at its own offset.
+        with contextlib.suppress(OSError):
+            flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+            if flags & os.O_APPEND:
+                fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_APPEND)
         self.offset = os.fstat(fd).st_size
         self.index = os.open(index_of(name), _INDEX, 0o600, dir_fd=dir_fd)
         self.dated = -1.0  # the time of the last index record
         self.pipes: set[int] = set()
+        self.grown: set[int] = set()  # pipes grown to PIPE_SIZE (or tried)
         self.copy = False  # the file takes no splice: bytes are copied through here
         self.lost = False
 
@@ -104,7 +112,8 @@ class LogFile:
         if n == 0:
             return False
         self._date(start)
-        if n >= PIPE_SIZE // 16:
+        if n >= PIPE_SIZE // 16 and pipe not in self.grown:
+            self.grown.add(pipe)
             _grow(pipe)
         return True
 
@@ -164,6 +173,7 @@ class LogFile:
         self.fd = os.open(self.name, _FILE | os.O_TRUNC, 0o600, dir_fd=d)
         self.index = os.open(index_of(self.name), _INDEX | os.O_TRUNC, 0o600, dir_fd=d)
         self.offset, self.dated = 0, -1.0
+        self.copy = False  # a new file: splice is tried again
 
     def _drop(self, pipe: int, e: OSError) -> bool:
         """The file takes nothing (a full disk, an I/O error): read and drop the bytes,
@@ -283,6 +293,7 @@ class Pump:
         self.poll.unregister(pipe)
         os.close(pipe)
         file.pipes.discard(pipe)
+        file.grown.discard(pipe)
         if not file.pipes:
             file.close()
             self.files = {k: f for k, f in self.files.items() if f is not file}

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
+import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -149,3 +154,41 @@ def stream_files(logs: Path, base: str) -> list[Path]:
     while (logs / f"{base}.{n}").exists():
         n += 1
     return [logs / (f"{base}.{k}" if k else base) for k in range(n - 1, -1, -1)]
+
+
+class Strace:
+    """strace attached to a running process (all its threads, and any child it would
+    make), writing the traced calls to a file."""
+
+    def __init__(self, pid: int, calls: str, out: Path) -> None:
+        if not shutil.which("strace"):
+            pytest.skip("strace is not installed")
+        self.out = out
+        self.proc = subprocess.Popen(
+            ["strace", "-f", "-qq", "-e", f"trace={calls}", "-o", str(out), "-p", str(pid)],
+            stderr=subprocess.DEVNULL,
+        )
+        tasks = len(os.listdir(f"/proc/{pid}/task"))
+        deadline = time.monotonic() + 10
+        while self._attached(pid) < tasks:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                pytest.skip("strace cannot attach to the process here")
+            time.sleep(0.01)
+
+    @staticmethod
+    def _attached(pid: int) -> int:
+        """Threads of `pid` that a tracer holds (TracerPid set)."""
+        n = 0
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):
+                status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+                if re.search(r"^TracerPid:\s*[1-9]", status, re.M):
+                    n += 1
+        return n
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # detach
+            self.proc.wait(10)
+        return self.out.read_text() if self.out.exists() else ""

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import ast
-import contextlib
 import functools
 import gc
 import importlib.util
@@ -46,7 +45,7 @@ import trio
 import trio.testing
 from conftest import GOPROC, Conn, Daemon, message
 from fakes import TableProbe, make_parts
-from helpers import forged_entries, wait_until as shared_wait_until
+from helpers import Strace, forged_entries, wait_until as shared_wait_until
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from goproc.api import METHODS, wire_names
@@ -703,44 +702,6 @@ def test_kill_of_an_untracked_pid_matches_nothing_and_signals_nothing(
         assert reply["error"]["code"] == -32006, reply
     assert stranger.poll() is None and tracked.poll() is None, "nothing was signalled"
     assert daemon.call("list") == [entry]
-
-
-class Strace:
-    """strace attached to a running daemon (all its threads, and any child it would
-    make), writing the traced calls to a file."""
-
-    def __init__(self, pid: int, calls: str, out: Path) -> None:
-        if not shutil.which("strace"):
-            pytest.skip("strace is not installed")
-        self.out = out
-        self.proc = subprocess.Popen(
-            ["strace", "-f", "-qq", "-e", f"trace={calls}", "-o", str(out), "-p", str(pid)],
-            stderr=subprocess.DEVNULL,
-        )
-        tasks = len(os.listdir(f"/proc/{pid}/task"))
-        deadline = time.monotonic() + 10
-        while self._attached(pid) < tasks:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                pytest.skip("strace cannot attach to the daemon here")
-            time.sleep(0.01)
-
-    @staticmethod
-    def _attached(pid: int) -> int:
-        """Threads of `pid` that a tracer holds (TracerPid set)."""
-        n = 0
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(OSError):
-                status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
-                if re.search(r"^TracerPid:\s*[1-9]", status, re.M):
-                    n += 1
-        return n
-
-    def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)  # detach
-            self.proc.wait(10)
-        return self.out.read_text() if self.out.exists() else ""
 
 
 def test_kill_signals_through_a_pidfd(

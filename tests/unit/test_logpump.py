@@ -10,20 +10,23 @@ way the daemon drives it (`goproc.daemon.pumping.PumpClient`).
   bytes, in order;
 - two pipes feeding one file (a restarted command while the old one's child still
   writes) both land in it; a stream's end closes the file; the pump exits once no
-  stream and no daemon are left.
+  stream and no daemon are left;
+- the bytes go by `splice`, into the file the daemon opened `O_APPEND` and into the
+  rotated ones; through the pump only what it reads to cut at a line's end (strace).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import stream_files, wait_until
+from helpers import Strace, stream_files, wait_until
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from goproc.daemon.pumping import Limits, PumpClient
@@ -144,3 +147,29 @@ def test_the_pump_exits_once_no_stream_and_no_daemon_are_left(tmp_path: Path) ->
     assert started.poll() is None
     os.close(write)
     assert started.wait(10) == 0
+
+
+def test_the_bytes_go_by_splice_not_through_the_pump(tmp_path: Path) -> None:
+    """A stream of 3 MiB through two rotations, traced: the pump moves it with `splice`
+    (into the first file, which the daemon opens `O_APPEND`, and the rotated ones); only
+    what it reads at a rotation to find a line's end goes through the pump."""
+    client = PumpClient(tmp_path / "goproc.sock")
+    try:
+        write = feed(client, tmp_path, "s.out", Limits(1 << 20, 5))
+        assert client._started is not None
+        trace = Strace(client._started.pid, "splice,read,write,pwrite64", tmp_path / "st")
+        try:
+            data = b"".join(b"%07d %s\n" % (n, b"y" * 90) for n in range(30000))
+            os.write(write, data)
+            os.close(write)
+            settle(client)
+        finally:
+            calls = trace.stop()
+    finally:
+        client.close()
+    assert b"".join(f.read_bytes() for f in stream_files(tmp_path, "s.out")) == data
+    assert len(stream_files(tmp_path, "s.out")) == 3
+    moved = sum(int(m) for m in re.findall(r"splice\(.*\) = (\d+)", calls))
+    copied = sum(int(m) for m in re.findall(r"pwrite64\(.*\) = (\d+)", calls))
+    # Only at each of the two rotations is up to LINE_SLACK read, to cut at a line's end.
+    assert copied <= 2 * LINE_SLACK and moved + copied == len(data), calls[-2000:]
