@@ -29,6 +29,12 @@ settings.register_profile(
 settings.register_profile("dev", max_examples=50, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
+# A suite started with SIGINT ignored (a background job of a shell script) would pass
+# that on to every command it runs, and the tests that stop `goproc logs -f` with
+# SIGINT, as a user's Ctrl+C does, could not: the commands get the default back.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 GOPROC = [sys.executable, "-m", "goproc"]
 
 
